@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine: `make run` (train + evaluate LeNet-5) and `make test`.
+VENV   ?= .venv
+PYTHON ?= python3
+STAMP  := $(VENV)/.installed-stamp
+RUN_DIR ?= runs/$(shell date +%Y%m%d-%H%M%S)-lenet5
+
+.PHONY: setup run test lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[train,serve,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/digitrec train --model lenet5 --out $(RUN_DIR)
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

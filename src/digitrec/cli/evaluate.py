@@ -1,0 +1,44 @@
+"""``digitrec evaluate``: test metrics and a report for a run, a model file or the default model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from digitrec.cli.options import add_data_options
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("evaluate", help="evaluate a model on the test set")
+    parser.add_argument(
+        "source",
+        nargs="?",
+        help="run directory, .keras or .onnx file, or 'default' (the packaged model)",
+    )
+    parser.add_argument("--model", dest="model", help="same as SOURCE")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="where to write the report")
+    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    add_data_options(parser, dataset_default=None)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from digitrec.errors import DigitrecError
+    from digitrec.evaluate import evaluate
+
+    source = args.source or args.model
+    if not source:
+        raise DigitrecError("name a run directory, model file or 'default' to evaluate")
+    result = evaluate(source, args.dataset, args.data_dir, args.out)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"test accuracy   {result['test_accuracy']:.2%}  ({result['test_errors']} errors)")
+    print(f"test loss       {result['test_loss']:.4f}")
+    print(
+        f"macro precision {result['macro_precision']:.4f}  recall {result['macro_recall']:.4f}"
+        f"  F1 {result['macro_f1']:.4f}"
+    )
+    print(f"report          {result['report']}")
+    return 0

@@ -1,0 +1,67 @@
+"""``digitrec train``: train a registered model into a run directory, or resume one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from digitrec.cli.options import add_data_options
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model (default: the classic LeNet-5)",
+        description="Train a registered model with its default recipe; flags override it.",
+    )
+    parser.add_argument("--model", default="lenet5", help="registered model name")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--schedule", choices=["constant", "cosine"])
+    parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument("--val-size", type=int, help="training images held out for validation")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--params", type=Path, metavar="FILE", help="JSON file of settings")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="run directory to create")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run")
+    parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_data_options(parser, dataset_default=None)
+    parser.set_defaults(run=run)
+
+
+def settings_from(args: argparse.Namespace) -> dict:
+    """The training settings given on the command line (a ``--params`` file first, flags over it)."""
+    settings = json.loads(args.params.read_text()) if args.params else {}
+    flags = {
+        "dataset": args.dataset,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "schedule": args.schedule,
+        "label_smoothing": args.label_smoothing,
+        "val_size": args.val_size,
+        "seed": args.seed,
+    }
+    return {**settings, **{k: v for k, v in flags.items() if v is not None}}
+
+
+def run(args: argparse.Namespace) -> int:
+    from digitrec.train import resolve_config, resume, train
+
+    verbose = not args.quiet
+    if args.resume:
+        run_dir = resume(args.resume, args.data_dir, verbose, args.tensorboard)
+    else:
+        config = resolve_config(args.model, **settings_from(args))
+        run_dir = train(config, args.out, args.data_dir, verbose, args.tensorboard)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    print(
+        f"test accuracy {metrics['test_accuracy']:.2%}  (loss {metrics['test_loss']:.4f}, "
+        f"trained {metrics['train_seconds']:.1f} s)"
+    )
+    print(f"run directory {run_dir}")
+    print(f"report        {metrics['report']}")
+    return 0

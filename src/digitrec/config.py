@@ -1,0 +1,47 @@
+"""Training settings as data: one dataclass, filled from defaults, a model's recipe and the user."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from digitrec.errors import DigitrecError
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; ``run.json`` stores it whole."""
+
+    model: str = "lenet5"
+    dataset: str = "mnist"
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    val_size: int = 5000
+    label_smoothing: float = 0.0
+    schedule: str = "constant"  # "constant" or "cosine"
+    model_args: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DigitrecError(f"unknown training settings: {', '.join(unknown)}")
+        return cls(**data)
+
+    def updated(self, overrides: dict[str, Any]) -> TrainConfig:
+        """A copy with the given settings replaced (``None`` values are ignored)."""
+        merged = self.to_dict()
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key == "model_args":
+                merged["model_args"] = {**merged["model_args"], **value}
+            else:
+                merged[key] = value
+        return TrainConfig.from_dict(merged)

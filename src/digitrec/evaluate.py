@@ -1,0 +1,220 @@
+"""Evaluation: test metrics with scikit-learn, and a Markdown report with matplotlib figures."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+from digitrec.data import Dataset, as_model_input, load_dataset
+from digitrec.errors import ModelError
+from digitrec.files import atomic_path, read_json
+
+MISTAKES_SHOWN = 25
+
+
+def predict_keras(model: Any, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Class probabilities of a Keras model for uint8 images (N, 28, 28)."""
+    return np.asarray(model.predict(as_model_input(images), batch_size=batch_size, verbose=0))
+
+
+def classification_metrics(
+    labels: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...]
+) -> dict[str, Any]:
+    """Accuracy, log loss, per-class precision/recall/F1, macro averages and the confusion matrix."""
+    classes = list(range(len(class_names)))
+    predicted = probs.argmax(axis=1)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        labels, predicted, labels=classes, zero_division=0
+    )
+    return {
+        "test_accuracy": float(skm.accuracy_score(labels, predicted)),
+        "test_loss": float(skm.log_loss(labels, np.clip(probs, 1e-7, 1.0), labels=classes)),
+        "test_errors": int((predicted != labels).sum()),
+        "test_size": len(labels),
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(class_names)
+        },
+        "confusion_matrix": skm.confusion_matrix(labels, predicted, labels=classes).tolist(),
+    }
+
+
+def evaluate_probabilities(
+    data: Dataset,
+    probs: np.ndarray,
+    out_dir: Path | None,
+    history: dict[str, list[float]] | None = None,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """Metrics of test-set probabilities; with ``out_dir``, also the report and its figures."""
+    result = classification_metrics(data.test_labels, probs, data.class_names)
+    result["accuracy"] = result["test_accuracy"]
+    if out_dir is not None:
+        result["report"] = str(write_report(Path(out_dir), result, history, data, probs))
+    return result
+
+
+def load_classifier(source: str | Path) -> tuple[Any, Path | None]:
+    """A function uint8 images -> probabilities for a run directory, ``.keras``/``.onnx`` file
+    or ``default`` (the packaged model); also the run directory when there is one."""
+    path = Path(source)
+    if str(source) == "default" or path.suffix == ".onnx":
+        from digitrec.recognizer import Recognizer
+
+        recognizer = Recognizer.load(str(source))
+        return lambda images: recognizer.predict_proba(as_model_input(images)), None
+    run_dir = path if path.is_dir() else None
+    model_file = path / "model.keras" if run_dir else path
+    if not model_file.is_file():
+        raise ModelError(f"{source}: no model found (expected a run directory, .keras or .onnx)")
+    import keras
+
+    try:
+        model = keras.saving.load_model(model_file)
+    except Exception as exc:  # Keras raises many types for a bad file
+        raise ModelError(f"{model_file}: cannot load model: {exc}") from None
+    return lambda images: predict_keras(model, images), run_dir
+
+
+def evaluate(
+    source: str | Path,
+    dataset: str | None = None,
+    data_dir: str | Path | None = None,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate a model on its dataset's test set and write the report.
+
+    The report goes to ``out``, else the run directory, else a new ``runs/<time>-eval`` folder.
+    """
+    classify, run_dir = load_classifier(source)
+    run = read_json(run_dir / "run.json") if run_dir and (run_dir / "run.json").exists() else {}
+    data = load_dataset(dataset or run.get("config", {}).get("dataset", "mnist"), data_dir)
+    history = None
+    if run_dir and (run_dir / "metrics.json").exists():
+        history = read_json(run_dir / "metrics.json").get("history")
+    report_dir = out or run_dir or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-eval"
+    return evaluate_probabilities(data, classify(data.test_images), report_dir, history)
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def write_report(
+    out_dir: Path,
+    result: dict[str, Any],
+    history: dict[str, list[float]] | None,
+    data: Dataset,
+    probs: np.ndarray,
+) -> Path:
+    """Write ``report.md`` with learning curves, the confusion matrix and the worst mistakes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    if history and "loss" in history:
+        figures["Learning curves"] = _save_figure(out_dir / "learning_curves.png", _curves(history))
+    figures["Confusion matrix"] = _save_figure(
+        out_dir / "confusion_matrix.png", _confusion(result, data.class_names)
+    )
+    figures["Most confident mistakes"] = _save_figure(
+        out_dir / "mistakes.png", _mistakes(data, probs)
+    )
+    lines = [
+        f"# Evaluation report: {data.info.name}",
+        "",
+        f"Written {datetime.now():%Y-%m-%d %H:%M}.",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        f"| test accuracy | {result['test_accuracy']:.4%} |",
+        f"| test loss | {result['test_loss']:.4f} |",
+        f"| errors | {result['test_errors']} of {result['test_size']} |",
+        f"| macro precision | {result['macro_precision']:.4f} |",
+        f"| macro recall | {result['macro_recall']:.4f} |",
+        f"| macro F1 | {result['macro_f1']:.4f} |",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
+        for name, m in result["per_class"].items()
+    ]
+    for title, path in figures.items():
+        lines += ["", f"## {title}", "", f"![{title}]({path.name})"]
+    report = out_dir / "report.md"
+    with atomic_path(report) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return report
+
+
+def _save_figure(path: Path, figure: Any) -> Path:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def _curves(history: dict[str, list[float]]) -> Any:
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for axis, key in zip(axes, ("loss", "accuracy"), strict=True):
+        axis.plot(epochs, history[key], "o-", label="train")
+        if f"val_{key}" in history:
+            axis.plot(epochs, history[f"val_{key}"], "o-", label="validation")
+        axis.set(xlabel="epoch", ylabel=key, title=key)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    return figure
+
+
+def _confusion(result: dict[str, Any], class_names: tuple[str, ...]) -> Any:
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 6))
+    display = skm.ConfusionMatrixDisplay(
+        np.array(result["confusion_matrix"]), display_labels=list(class_names)
+    )
+    display.plot(ax=axis, cmap="Blues", colorbar=True, values_format="d")
+    axis.set_title("Confusion matrix (test set)")
+    return figure
+
+
+def _mistakes(data: Dataset, probs: np.ndarray) -> Any:
+    import matplotlib.pyplot as plt
+
+    predicted = probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != data.test_labels)
+    worst = wrong[np.argsort(-probs[wrong, predicted[wrong]])][:MISTAKES_SHOWN]
+    columns = 5
+    rows = max(1, -(-len(worst) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.2 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, index in zip(axes.flat, worst, strict=False):
+        axis.imshow(data.test_images[index], cmap="gray_r")
+        true, guess = data.test_labels[index], predicted[index]
+        axis.set_title(
+            f"true {data.class_names[true]}\npred {data.class_names[guess]} "
+            f"({probs[index, guess]:.0%})",
+            fontsize=8,
+        )
+    figure.suptitle("Most confident mistakes")
+    return figure
