@@ -170,6 +170,38 @@ def resume(
     return _fit_and_finish(run_dir, config, data, model, state, verbose, tensorboard)
 
 
+def fit(
+    model: keras.Model,
+    config: TrainConfig,
+    data: Dataset,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    initial_epoch: int = 0,
+    verbose: bool = True,
+) -> keras.callbacks.History:
+    """Fit a model on the training split, validating on the held-out split; compiles if needed."""
+    x_train, y_train, x_val, y_val = split_validation(
+        data.train_images, data.train_labels, config.val_size
+    )
+    num_classes = len(data.class_names)
+    if not model.compiled:
+        compile_model(model, config, steps_per_epoch=-(-len(x_train) // config.batch_size))
+    validation = (
+        (as_model_input(x_val), keras.utils.to_categorical(y_val, num_classes))
+        if len(x_val)
+        else None
+    )
+    return model.fit(
+        as_model_input(x_train),
+        keras.utils.to_categorical(y_train, num_classes),
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        validation_data=validation,
+        callbacks=callbacks,
+        verbose=1 if verbose else 0,
+    )
+
+
 def _fit_and_finish(
     run_dir: Path,
     config: TrainConfig,
@@ -179,32 +211,11 @@ def _fit_and_finish(
     verbose: bool,
     tensorboard: bool,
 ) -> Path:
-    x_train, y_train, x_val, y_val = split_validation(
-        data.train_images, data.train_labels, config.val_size
-    )
-    num_classes = len(data.class_names)
-    steps = -(-len(x_train) // config.batch_size)
-    if not model.compiled:
-        compile_model(model, config, steps)
     callbacks: list[keras.callbacks.Callback] = [EpochCheckpoint(run_dir, state)]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")))
-    validation = (
-        (as_model_input(x_val), keras.utils.to_categorical(y_val, num_classes))
-        if len(x_val)
-        else None
-    )
     if state["epoch"] < config.epochs:
-        model.fit(
-            as_model_input(x_train),
-            keras.utils.to_categorical(y_train, num_classes),
-            batch_size=config.batch_size,
-            epochs=config.epochs,
-            initial_epoch=state["epoch"],
-            validation_data=validation,
-            callbacks=callbacks,
-            verbose=1 if verbose else 0,
-        )
+        fit(model, config, data, callbacks, state["epoch"], verbose)
     with atomic_path(run_dir / "model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     _finish(run_dir, model, data, state)
