@@ -1,7 +1,7 @@
 """Datasets: a table of known datasets, and finding, downloading, verifying and reading their IDX files.
 
 Search order for each file: the data directory (``--data-dir`` or ``DIGITREC_DATA_DIR``, never
-written to), the user cache (``$XDG_CACHE_HOME/digitrec/<dataset>``), the dataset's system
+written to; its ``<dataset>/`` subfolder first, then itself), the user cache (``$XDG_CACHE_HOME/digitrec/<dataset>``), the dataset's system
 directories (e.g. Debian's ``/usr/share/datasets/fashion-mnist``), and last a download from the
 dataset's mirrors into the cache. Every file is verified by the SHA256 of its uncompressed content.
 """
@@ -24,6 +24,7 @@ import numpy as np
 from digitrec.errors import DataError
 
 DATA_DIR_ENV = "DIGITREC_DATA_DIR"
+OFFLINE_ENV = "DIGITREC_OFFLINE"  # set to 1 to never download
 PARTS = ("train_images", "train_labels", "test_images", "test_labels")
 IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}  # labels (N,), images (N, rows, cols); uint8
 
@@ -225,35 +226,37 @@ def _data_dir(data_dir: str | Path | None) -> Path | None:
     return Path(chosen) if chosen else None
 
 
-def _candidates(info: DatasetInfo, data_dir: Path | None) -> list[tuple[str, Path]]:
-    dirs = [("data-dir", data_dir)] if data_dir else []
+def _search_dirs(info: DatasetInfo, data_dir: Path | None) -> list[tuple[str, Path]]:
+    dirs = [("data-dir", data_dir / info.name), ("data-dir", data_dir)] if data_dir else []
     dirs.append(("cache", cache_dir(info.name)))
     dirs += [("system", Path(d)) for d in info.system_dirs]
     return dirs
 
 
-def find_file(info: DatasetInfo, part: str, data_dir: Path | None) -> tuple[str, Path] | None:
-    """The first existing copy of one file (``.gz`` or raw) in the search order, or None."""
+def existing_copies(info: DatasetInfo, part: str, data_dir: Path | None) -> list[tuple[str, Path]]:
+    """Every copy of one file (``.gz`` or raw) in the search order, with where it was found."""
     name = info.files[part].name
-    for source, directory in _candidates(info, data_dir):
-        for filename in (name + ".gz", name):
-            path = directory / filename
-            if path.is_file():
-                return source, path
-    return None
+    return [
+        (source, directory / filename)
+        for source, directory in _search_dirs(info, data_dir)
+        for filename in (name + ".gz", name)
+        if (directory / filename).is_file()
+    ]
 
 
-def download_file(info: DatasetInfo, part: str, progress: bool = True) -> Path:
+def download_file(
+    info: DatasetInfo, part: str, failures: list[str], progress: bool = True
+) -> Path | None:
     """Download one file into the cache from the first mirror that gives a verified copy.
 
     The download goes to a temporary file in the cache that is renamed into place only after
-    its checksum verifies; a copy that fails verification is moved aside as ``*.bad``.
+    its checksum verifies; a copy that fails verification is moved aside as ``*.bad``. Each
+    failed attempt is appended to ``failures``; None if no mirror gave a good copy.
     """
     expected = info.files[part]
     target_dir = cache_dir(info.name)
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / (expected.name + ".gz")
-    failures = []
     for mirror in info.mirrors:
         url = mirror + expected.name + ".gz"
         try:
@@ -270,7 +273,7 @@ def download_file(info: DatasetInfo, part: str, progress: bool = True) -> Path:
             continue
         os.replace(tmp, target)
         return target
-    raise DataError(_missing_message(info, [part], failures))
+    return None
 
 
 def _fetch(url: str, directory: Path, progress: bool) -> Path:
@@ -307,26 +310,35 @@ def _missing_message(info: DatasetInfo, parts: Sequence[str], failures: Sequence
         f"(or pass --data-dir DIR), or connect to the internet to download them into "
         f"{cache_dir(info.name)}.",
     ]
-    lines += [f"  tried {f}" for f in failures]
+    lines += [f"  {f}" for f in failures]
     return "\n".join(lines)
 
 
-def locate_files(
-    dataset: str | DatasetInfo = "mnist",
-    data_dir: str | Path | None = None,
-    download: bool = True,
-    progress: bool = True,
-) -> dict[str, tuple[str, Path]]:
-    """Find (and if needed download) every file of a dataset: part -> (source, path)."""
-    info = dataset if isinstance(dataset, DatasetInfo) else dataset_info(dataset)
-    directory = _data_dir(data_dir)
-    found = {part: find_file(info, part, directory) for part in PARTS}
-    missing = [part for part, hit in found.items() if hit is None]
-    if missing and not download:
-        raise DataError(_missing_message(info, missing, ["(downloads disabled)"]))
-    for part in missing:
-        found[part] = ("download", download_file(info, part, progress))
-    return found  # type: ignore[return-value]
+def _read_part(
+    info: DatasetInfo,
+    part: str,
+    data_dir: Path | None,
+    download: bool,
+    progress: bool,
+    problems: list[str],
+) -> tuple[np.ndarray, FileStatus] | None:
+    """The first copy of one file that verifies, downloading if allowed; problems are noted."""
+    expected = info.files[part]
+    for source, path in existing_copies(info, part, data_dir):
+        try:
+            array, digest = read_idx(path, expected)
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
+        return array, FileStatus(part, path, digest, source)
+    if not download or os.environ.get(OFFLINE_ENV) == "1":
+        problems.append(f"{expected.name}.gz: downloads disabled")
+        return None
+    path = download_file(info, part, problems, progress)
+    if path is None:
+        return None
+    array, digest = read_idx(path, expected)
+    return array, FileStatus(part, path, digest, "download")
 
 
 def load_dataset(
@@ -335,18 +347,28 @@ def load_dataset(
     download: bool = True,
     progress: bool = True,
 ) -> Dataset:
-    """Find, verify and read all four files of a dataset."""
+    """Find (or download), verify and read all four files of a dataset.
+
+    A copy that fails verification is passed over for the next one in the search order; if no
+    good copy of a file can be had, one error lists every file missing and every problem met.
+    """
     info = dataset if isinstance(dataset, DatasetInfo) else dataset_info(dataset)
-    arrays, statuses = {}, {}
-    for part, (source, path) in locate_files(info, data_dir, download, progress).items():
-        arrays[part], digest = read_idx(path, info.files[part])
-        statuses[part] = FileStatus(part, path, digest, source)
+    directory = _data_dir(data_dir)
+    problems: list[str] = []
+    found = {
+        part: _read_part(info, part, directory, download, progress, problems) for part in PARTS
+    }
+    missing = [part for part, hit in found.items() if hit is None]
+    if missing:
+        raise DataError(_missing_message(info, missing, problems))
+    arrays = {part: hit[0] for part, hit in found.items()}  # type: ignore[index]
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.shape[1:] != info.image_shape or len(images) != len(labels):
             raise DataError(
                 f"{info.name} {split}: images {images.shape} do not match labels {labels.shape}"
             )
+    statuses = {part: hit[1] for part, hit in found.items()}  # type: ignore[index]
     return Dataset(info=info, files=statuses, **arrays)
 
 
