@@ -1,17 +1,77 @@
-"""Shared fixtures: the real MNIST (skipped without DIGITREC_DATA_DIR) and the tests' own helpers."""
+"""Shared fixtures: the real MNIST when DIGITREC_DATA_DIR names it, and small IDX datasets."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import os
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from digitrec.data import DATA_DIR_ENV, Dataset, load_dataset
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from digitrec.data import DATA_DIR_ENV, DataFile, DatasetInfo
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own empty user cache, so none reads or writes the real one."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture(scope="session")
-def mnist() -> Dataset:
-    """The real MNIST from ``DIGITREC_DATA_DIR``; tests using it skip (with the reason) without it."""
-    if not os.environ.get(DATA_DIR_ENV):
-        pytest.skip(f"{DATA_DIR_ENV} is not set: this test needs the real MNIST files")
-    return load_dataset("mnist", download=False, progress=False)
+def mnist_dir() -> Path:
+    """The real MNIST files (as in CI), or skip."""
+    directory = os.environ.get(DATA_DIR_ENV)
+    if not directory or not Path(directory, "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"needs the real MNIST: set {DATA_DIR_ENV}")
+    return Path(directory)
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir: Path):
+    """The real MNIST, loaded once per session."""
+    from digitrec.data import load_dataset
+
+    return load_dataset("mnist", mnist_dir, download=False, progress=False)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 array as an IDX file (magic 0x0801 for 1-D, 0x0803 for 3-D)."""
+    header = (0x0800 + array.ndim).to_bytes(4, "big")
+    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_tiny_dataset(directory: Path, n_train: int = 60, n_test: int = 20, seed: int = 0):
+    """Write a small random dataset's four gzip IDX files; return its table entry."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for part, array in arrays.items():
+        name = f"tiny-{part.replace('_', '-')}-idx{array.ndim}-ubyte"
+        content = idx_bytes(array)
+        (directory / f"{name}.gz").write_bytes(gzip.compress(content))
+        files[part] = DataFile(name, hashlib.sha256(content).hexdigest(), len(array))
+    info = DatasetInfo(
+        name="tiny",
+        class_names=tuple(str(d) for d in range(10)),
+        files=files,
+        mirrors=("http://127.0.0.1:9/unreachable/",),
+    )
+    return info, arrays
+
+
+@pytest.fixture
+def tiny(tmp_path: Path):
+    """A small random dataset in tmp_path/tiny: (DatasetInfo, directory, arrays)."""
+    info, arrays = write_tiny_dataset(tmp_path / "tiny")
+    return info, tmp_path / "tiny", arrays
