@@ -1,0 +1,154 @@
+"""Training runs: run directories, repeatability, resuming after a kill, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from digitrec.data import DATASETS
+from digitrec.errors import DigitrecError
+
+
+@pytest.fixture
+def tiny_registered(tiny, monkeypatch):
+    """The tiny dataset, registered under its name so training runs can name it."""
+    info, directory, _ = tiny
+    monkeypatch.setitem(DATASETS, info.name, info)
+    return directory
+
+
+def tiny_config(**overrides):
+    from digitrec.train import resolve_config
+
+    settings = {"dataset": "tiny", "epochs": 2, "batch_size": 16, "val_size": 10}
+    return resolve_config("lenet5", **{**settings, **overrides})
+
+
+def test_run_directory_holds_model_metrics_and_settings(tiny_registered, tmp_path):
+    from digitrec.train import train
+
+    run_dir = train(tiny_config(), tmp_path / "run", tiny_registered, verbose=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    run = json.loads((run_dir / "run.json").read_text())
+    assert (run_dir / "model.keras").is_file()
+    assert {"test_accuracy", "test_loss", "train_seconds", "history", "report"} <= set(metrics)
+    assert len(metrics["history"]["loss"]) == 2 and "val_accuracy" in metrics["history"]
+    assert run["config"]["batch_size"] == 16 and run["config"]["seed"] == 0
+    assert set(run["dataset"]["checksums"]) == {f.name for f in DATASETS["tiny"].files.values()}
+    assert {"tensorflow", "keras", "numpy", "python"} <= set(run["versions"])
+    assert not list((run_dir / "checkpoints").glob("*.keras"))
+    assert not [p for p in run_dir.rglob("*") if ".tmp-" in p.name]
+
+
+def test_same_seed_gives_the_same_model(tiny_registered, tmp_path):
+    import keras
+
+    from digitrec.train import train
+
+    weights = []
+    for name in ("a", "b"):
+        run_dir = train(tiny_config(seed=7), tmp_path / name, tiny_registered, verbose=False)
+        weights.append(keras.saving.load_model(run_dir / "model.keras").get_weights())
+    for first, second in zip(*weights, strict=True):
+        np.testing.assert_array_equal(first, second)
+
+
+def test_existing_run_is_not_overwritten_and_complete_run_not_resumed(tiny_registered, tmp_path):
+    from digitrec.train import resume, train
+
+    run_dir = train(tiny_config(epochs=1), tmp_path / "run", tiny_registered, verbose=False)
+    with pytest.raises(DigitrecError, match="already holds a run"):
+        train(tiny_config(), run_dir, tiny_registered, verbose=False)
+    with pytest.raises(DigitrecError, match="already complete"):
+        resume(run_dir, tiny_registered, verbose=False)
+    with pytest.raises(DigitrecError, match="not a run directory"):
+        resume(tmp_path / "nothing", tiny_registered, verbose=False)
+
+
+def test_resume_continues_from_the_last_completed_epoch(tiny_registered, tmp_path):
+    """A run whose process died after epoch 1 of 3 finishes all 3 epochs on resume."""
+    from digitrec.train import resume, train
+
+    run_dir = tmp_path / "run"
+    train(tiny_config(epochs=1), run_dir, tiny_registered, verbose=False)
+    # Turn the finished 1-epoch run back into a 3-epoch run stopped after epoch 1.
+    run = json.loads((run_dir / "run.json").read_text())
+    run["config"]["epochs"] = 3
+    (run_dir / "run.json").write_text(json.dumps(run))
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    os.replace(run_dir / "model.keras", run_dir / "checkpoints" / "epoch-001.keras")
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    (run_dir / "state.json").write_text(
+        json.dumps({"epoch": 1, "checkpoint": "checkpoints/epoch-001.keras", "history": history})
+    )
+    (run_dir / "metrics.json").unlink()
+    resume(run_dir, tiny_registered, verbose=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 3
+    assert len(metrics["history"]["loss"]) == 3
+    assert metrics["history"]["loss"][0] == history["loss"][0]
+
+
+def digitrec(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "digitrec", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.slow
+def test_one_epoch_of_lenet5_reaches_97_percent(mnist_dir, tmp_path):
+    process = digitrec(
+        "train",
+        "--epochs=1",
+        "--batch-size=32",
+        "--learning-rate=0.002",
+        "--quiet",
+        f"--out={tmp_path / 'run'}",
+        f"--data-dir={mnist_dir}",
+    )
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.97
+    assert "test accuracy" in out and "report" in out
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_and_completes(mnist_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    process = digitrec(
+        "train", "--epochs=3", "--quiet", f"--out={run_dir}", f"--data-dir={mnist_dir}"
+    )
+    deadline = time.monotonic() + 300
+    while not (run_dir / "state.json").exists():
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = json.loads((run_dir / "state.json").read_text())
+    assert 1 <= state["epoch"] < 3 and not (run_dir / "metrics.json").exists()
+    resumed = digitrec("train", f"--resume={run_dir}", "--quiet", f"--data-dir={mnist_dir}")
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and len(metrics["history"]["loss"]) == 3
+    assert metrics["test_accuracy"] > 0.97
+
+
+def test_unknown_model_is_a_clear_cli_error(tmp_path):
+    process = digitrec("train", "--model", "nope", f"--out={tmp_path / 'run'}")
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2
+    assert "unknown model 'nope'" in err and "Traceback" not in err
