@@ -1,0 +1,26 @@
+"""The command line as a whole: version, help for every subcommand."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from digitrec import __version__
+from digitrec.cli import COMMANDS, build_parser
+
+
+def test_version_is_printed():
+    result = subprocess.run(
+        [sys.executable, "-m", "digitrec", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.strip() == f"digitrec {__version__}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([command, "--help"])
+    assert exited.value.code == 0
+    assert f"usage: digitrec {command}" in capsys.readouterr().out

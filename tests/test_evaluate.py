@@ -1,0 +1,74 @@
+"""Evaluation: scikit-learn metrics, the Markdown report and its figures, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitrec.data import DATASETS
+from digitrec.errors import ModelError
+from digitrec.evaluate import classification_metrics, evaluate
+
+FIGURES = ("learning_curves.png", "confusion_matrix.png", "mistakes.png")
+
+
+@pytest.fixture
+def tiny_run(tiny, monkeypatch, tmp_path):
+    """A finished 2-epoch LeNet-5 run on the tiny dataset: (run_dir, data_dir)."""
+    from digitrec.train import resolve_config, train
+
+    info, directory, _ = tiny
+    monkeypatch.setitem(DATASETS, info.name, info)
+    config = resolve_config("lenet5", dataset="tiny", epochs=2, batch_size=16, val_size=10)
+    return train(config, tmp_path / "run", directory, verbose=False), directory
+
+
+def test_metrics_match_a_hand_counted_example():
+    labels = np.array([0, 0, 1, 1, 2])
+    probs = np.eye(3)[[0, 1, 1, 1, 0]] * 0.9 + 0.1 / 3
+    result = classification_metrics(labels, probs, ("a", "b", "c"))
+    assert result["test_accuracy"] == pytest.approx(3 / 5)
+    assert result["test_errors"] == 2
+    assert result["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert result["per_class"]["b"]["precision"] == pytest.approx(2 / 3)
+    assert result["per_class"]["a"]["recall"] == pytest.approx(1 / 2)
+    assert result["per_class"]["c"]["f1"] == 0
+    assert result["macro_recall"] == pytest.approx((0.5 + 1 + 0) / 3)
+
+
+def test_report_has_valid_figures_and_the_metrics(tiny_run, tmp_path):
+    run_dir, data_dir = tiny_run
+    result = evaluate(run_dir, data_dir=data_dir, out=tmp_path / "report")
+    report = (tmp_path / "report" / "report.md").read_text()
+    for name in FIGURES:
+        path = tmp_path / "report" / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(path) as image:
+            image.verify()
+        assert f"]({name})" in report
+    stored = json.loads((run_dir / "metrics.json").read_text())
+    assert result["test_accuracy"] == pytest.approx(stored["test_accuracy"])
+    assert f"{result['test_accuracy']:.4%}" in report
+
+
+def test_cli_json_prints_one_object_with_the_accuracy(tiny_run, capsys):
+    from digitrec.cli import main
+
+    run_dir, data_dir = tiny_run
+    assert main(["evaluate", str(run_dir), "--json", "--data-dir", str(data_dir)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    stored = json.loads((run_dir / "metrics.json").read_text())
+    assert printed["accuracy"] == pytest.approx(stored["test_accuracy"])
+    assert len(printed["confusion_matrix"]) == 10
+
+
+def test_unreadable_model_file_is_a_model_error(tmp_path):
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ModelError, match=r"broken\.keras: cannot load model"):
+        evaluate(bad)
+    with pytest.raises(ModelError, match="no model found"):
+        evaluate(tmp_path / "missing.keras")
