@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from digitrec.cli.options import add_data_options
@@ -49,14 +50,19 @@ def settings_from(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from digitrec.train import resolve_config, resume, train
+    from digitrec.train import default_run_dir, resolve_config, resume, train
 
     verbose = not args.quiet
-    if args.resume:
-        run_dir = resume(args.resume, args.data_dir, verbose, args.tensorboard)
-    else:
-        config = resolve_config(args.model, **settings_from(args))
-        run_dir = train(config, args.out, args.data_dir, verbose, args.tensorboard)
+    config = None if args.resume else resolve_config(args.model, **settings_from(args))
+    run_dir = args.resume or args.out or default_run_dir(config)
+    try:
+        if args.resume:
+            resume(run_dir, args.data_dir, verbose, args.tensorboard)
+        else:
+            train(config, run_dir, args.data_dir, verbose, args.tensorboard)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: continue with  digitrec train --resume {run_dir}", file=sys.stderr)
+        return 130
     metrics = json.loads((run_dir / "metrics.json").read_text())
     print(
         f"test accuracy {metrics['test_accuracy']:.2%}  (loss {metrics['test_loss']:.4f}, "
