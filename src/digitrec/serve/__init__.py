@@ -1,0 +1,1 @@
+"""The web service: an HTTP API over the recognizer and the drawing page (``digitrec serve``)."""
