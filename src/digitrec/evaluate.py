@@ -75,6 +75,13 @@ def load_classifier(source: str | Path) -> tuple[Any, Path | None]:
 
         recognizer = Recognizer.load(str(source))
         return lambda images: recognizer.predict_proba(as_model_input(images)), None
+    model, run_dir = load_keras(path)
+    return lambda images: predict_keras(model, images), run_dir
+
+
+def load_keras(source: str | Path) -> tuple[Any, Path | None]:
+    """A Keras model from a run directory or ``.keras`` file, and the run directory if any."""
+    path = Path(source)
     run_dir = path if path.is_dir() else None
     model_file = path / "model.keras" if run_dir else path
     if not model_file.is_file():
@@ -85,7 +92,7 @@ def load_classifier(source: str | Path) -> tuple[Any, Path | None]:
         model = keras.saving.load_model(model_file)
     except Exception as exc:  # Keras raises many types for a bad file
         raise ModelError(f"{model_file}: cannot load model: {exc}") from None
-    return lambda images: predict_keras(model, images), run_dir
+    return model, run_dir
 
 
 def evaluate(

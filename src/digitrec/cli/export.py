@@ -1,0 +1,46 @@
+"""``digitrec export``: a trained model as ONNX, LiteRT or SavedModel, checked against Keras."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from digitrec.calibration import REJECTION_RATE
+from digitrec.cli.options import add_data_options
+
+FORMATS = ("onnx", "litert", "saved_model")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a trained model (ONNX, LiteRT, SavedModel)",
+        description=(
+            "Export a run's model with Keras, check it on MNIST test images against Keras, and "
+            "store its calibration (fitted on the validation split) and description with it."
+        ),
+    )
+    parser.add_argument("source", metavar="RUN_DIR|MODEL", help="run directory or .keras file")
+    parser.add_argument("--format", choices=FORMATS, default="onnx", help="default: onnx")
+    parser.add_argument(
+        "--out", type=Path, metavar="PATH", help="output (default: beside the model)"
+    )
+    parser.add_argument(
+        "--rejection-rate",
+        type=float,
+        default=REJECTION_RATE,
+        help="fraction of validation digits the confidence threshold rejects "
+        f"(default {REJECTION_RATE})",
+    )
+    add_data_options(parser, dataset_default=None)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from digitrec.export import export_model
+
+    out = export_model(
+        args.source, args.format, args.out, args.data_dir, args.rejection_rate, args.dataset
+    )
+    print(f"exported {out}")
+    return 0
