@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from live_server import free_port, serving, wait_until_ready
 from PIL import Image, ImageDraw
 
 from digitrec.cli import main
@@ -354,42 +354,8 @@ def test_fuzzed_requests_from_the_openapi_schema_never_get_a_5xx(recognizer):
 
 @pytest.fixture(scope="module")
 def live_server(recognizer):
-    """The app on uvicorn in a thread, on a free loopback port."""
-    import threading
-
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(recognizer), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until_ready(f"http://127.0.0.1:{port}")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    assert not thread.is_alive()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_ready(url: str, timeout: float = 30.0, process: subprocess.Popen | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the server exited with status {process.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not become ready in {timeout} s")
+    with serving(create_app(recognizer)) as url:
+        yield url
 
 
 def test_the_live_server_answers_concurrent_requests(live_server):

@@ -1,0 +1,166 @@
+"""The drawing page in a real browser: MNIST test digits traced with the mouse are read back.
+
+Drives Debian's chromium (``/usr/bin/chromium``) with Playwright against the app on uvicorn with
+the packaged default model. Screenshots are kept in ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from live_server import serving
+from PIL import Image
+
+from digitrec.recognizer import Recognizer
+from digitrec.serve.app import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCALE = 6  # screen pixels per MNIST pixel
+INK = 100  # MNIST pixels at least this bright are traced
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"
+    ),
+]
+playwright_sync = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip)")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with serving(create_app(Recognizer.load("default", threads=1))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_sync.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+def ink_runs(digit: np.ndarray) -> list[tuple[int, int, int]]:
+    """The digit as horizontal strokes: (row, first column, last column) of each run of ink."""
+    runs = []
+    for row, pixels in enumerate(digit >= INK):
+        padded = np.concatenate([[False], pixels, [False]]).astype(np.int8)
+        starts = np.flatnonzero(np.diff(padded) == 1)
+        ends = np.flatnonzero(np.diff(padded) == -1) - 1
+        runs += [(row, int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
+    return runs
+
+
+def trace(page, digit: np.ndarray, left: float, top: float) -> None:
+    """Draw ``digit`` with the mouse, one short stroke per run of ink, scaled by ``SCALE``."""
+    for row, first, last in ink_runs(digit):
+        y = top + (row + 0.5) * SCALE
+        page.mouse.move(left + (first + 0.5) * SCALE, y)
+        page.mouse.down()
+        page.mouse.move(left + (last + 0.5) * SCALE, y, steps=2)
+        page.mouse.up()
+
+
+def draw_number(page, digits: np.ndarray) -> None:
+    """Trace the digits side by side on the pad, 28 MNIST pixels apart, centred vertically."""
+    box = page.get_by_test_id("pad").bounding_box()
+    width = 28 * SCALE * len(digits)
+    assert width <= box["width"] and box["height"] >= 28 * SCALE, "the pad is too small"
+    left = box["x"] + (box["width"] - width) / 2
+    top = box["y"] + (box["height"] - 28 * SCALE) / 2
+    for i, digit in enumerate(digits):
+        trace(page, digit, left + i * 28 * SCALE, top)
+
+
+def expect_result(page, text: str) -> None:
+    playwright_sync.expect(page.get_by_test_id("result")).to_have_text(text, timeout=15_000)
+
+
+def open_page(browser, server: str, **context_options):
+    page = browser.new_context(**context_options).new_page()
+    page.goto(server)
+    page.get_by_label("Stroke width").fill(str(SCALE + 2))
+    return page
+
+
+def first_of_each(mnist, labels: list[int]) -> tuple[np.ndarray, str]:
+    """The first MNIST test image of each label, and the number they spell."""
+    picks = [int(np.flatnonzero(mnist.test_labels == label)[0]) for label in labels]
+    return mnist.test_images[picks], "".join(str(label) for label in labels)
+
+
+def test_a_traced_digit_and_a_traced_number_are_read_on_the_page(browser, server, mnist):
+    page = open_page(browser, server, viewport={"width": 1280, "height": 800})
+    digit, text = first_of_each(mnist, [7])
+    draw_number(page, digit)
+    expect_result(page, text)
+    assert page.locator(".digit img").count() == 1
+    assert page.locator(".digit .bar-row").count() == 3
+
+    page.get_by_test_id("clear").click()
+    expect_result(page, "")
+    digits, text = first_of_each(mnist, [4, 0, 9])
+    draw_number(page, digits)
+    expect_result(page, text)
+    assert page.locator(".digit img").count() == 3
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "drawing-page-desktop.png", full_page=True)
+
+    page.get_by_role("button", name="Undo").click()  # the last stroke of the 9
+    page.get_by_role("button", name="Undo").click()
+    playwright_sync.expect(page.get_by_test_id("result")).not_to_have_text("", timeout=15_000)
+
+
+def test_an_image_file_picked_on_the_page_is_read(browser, server, mnist):
+    page = open_page(browser, server, viewport={"width": 1280, "height": 800})
+    digits, text = first_of_each(mnist, [2, 5, 8])
+    image = Image.fromarray(255 - np.concatenate(list(np.pad(digits, ((0, 0), (4, 4), (4, 4)))), 1))
+    buffer = io.BytesIO()
+    image.resize((image.width * 3, image.height * 3)).save(buffer, format="PNG")
+    page.get_by_label("Read an image file").set_input_files(
+        {"name": "number.png", "mimeType": "image/png", "buffer": buffer.getvalue()}
+    )
+    expect_result(page, text)
+
+
+def test_the_page_is_usable_on_a_phone_and_by_keyboard(browser, server, mnist):
+    page = open_page(
+        browser,
+        server,
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    digits, text = first_of_each(mnist, [3, 6])
+    draw_number(page, digits)
+    expect_result(page, text)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "drawing-page-phone.png", full_page=True)
+
+    page.keyboard.press("Escape")
+    expect_result(page, "")
+
+    page.reload()
+    focused = []
+    for _ in range(5):
+        page.keyboard.press("Tab")
+        focused.append(page.evaluate("document.activeElement.id"))
+    assert focused == ["pad", "undo", "clear", "stroke-width", "file"]
