@@ -15,7 +15,7 @@ import sys
 from digitrec import __version__
 from digitrec.errors import DigitrecError
 
-COMMANDS = ("data", "train", "evaluate", "export", "predict", "tune")
+COMMANDS = ("data", "train", "evaluate", "export", "predict", "tune", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
