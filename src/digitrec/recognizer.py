@@ -1,0 +1,176 @@
+"""Reading digits from images with an exported ONNX model on ONNX Runtime (no TensorFlow).
+
+``Recognizer.load("default")`` opens the model shipped in the package; ``read(image)`` finds the
+digits, normalizes each as MNIST was built, classifies them in one batch, applies the
+calibration stored in the model's metadata, and reports low-confidence digits as unknown.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitrec.calibration import apply_temperature
+from digitrec.errors import ModelError
+from digitrec.imaging import find_digits, load_image
+
+DEFAULT_MODEL = "default.onnx"
+UNKNOWN = "?"
+
+
+@dataclass
+class Digit:
+    """One digit found in an image: its label (None when rejected), confidence, where it is,
+    and the most probable classes."""
+
+    label: int | None
+    confidence: float
+    box: tuple[int, int, int, int]
+    top: list[tuple[int, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "confidence": self.confidence,
+            "box": list(self.box),
+            "top": [[label, prob] for label, prob in self.top],
+        }
+
+
+@dataclass
+class Reading:
+    """What an image says: the text (``?`` for a rejected digit), its digits, and the 28x28
+    inputs the model saw."""
+
+    text: str
+    digits: list[Digit]
+    normalized: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "digits": [digit.to_dict() for digit in self.digits]}
+
+
+class Recognizer:
+    """An ONNX classifier with its calibration; the session is created once and reused."""
+
+    def __init__(self, session: Any, metadata: dict[str, Any], source: str):
+        model_input = session.get_inputs()[0]
+        if list(model_input.shape[1:]) != [28, 28, 1]:
+            raise ModelError(
+                f"{source}: the model takes inputs of shape {model_input.shape}, not (N, 28, 28, 1)"
+            )
+        self.session = session
+        self.metadata = metadata
+        self.source = source
+        self.input_name = model_input.name
+        self.temperature = float(metadata.get("temperature", 1.0))
+        self.threshold = float(metadata.get("threshold", 0.0))
+
+    @classmethod
+    def load(cls, model: str | Path = "default", threads: int | None = None) -> Recognizer:
+        """Open an exported ONNX model, or ``"default"`` for the one shipped in the package.
+
+        ``threads`` sets ONNX Runtime's intra-op thread count (default: its own choice).
+        """
+        if str(model) == "default":
+            resource = resources.files("digitrec") / "assets" / DEFAULT_MODEL
+            source, content = f"default model ({DEFAULT_MODEL})", _read(resource, "default model")
+        else:
+            source, content = str(model), _read(Path(model), str(model))
+        session = _session(content, source, threads)
+        return cls(session, _metadata(session, source), source)
+
+    @property
+    def classes(self) -> list[str]:
+        count = self.session.get_outputs()[0].shape[-1]
+        return self.metadata.get("classes") or [str(i) for i in range(count)]
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities (N, classes) for inputs (N, 28, 28[, 1]) in [0, 1],
+        white on black, in one call to ONNX Runtime."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim == 3:
+            batch = batch[..., None]
+        if batch.ndim != 4 or batch.shape[1:] != (28, 28, 1):
+            raise ModelError(f"expected inputs of shape (N, 28, 28, 1), got {batch.shape}")
+        if len(batch) == 0:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        probs = self.session.run(None, {self.input_name: batch})[0]
+        return apply_temperature(probs, self.temperature)
+
+    def read(self, image: Any, single: bool = False, top_k: int = 3) -> Reading:
+        """Read the digits in one image (a path, bytes, PIL image or array), left to right."""
+        return self.read_many([image], single, top_k)[0]
+
+    def read_many(
+        self, images: Sequence[Any], single: bool = False, top_k: int = 3
+    ) -> list[Reading]:
+        """Read several images, classifying all their digits in one batch.
+
+        A bad image raises ``ImageError``; read images one at a time to carry on past it.
+        """
+        crops = [find_digits(load_image(image), single=single) for image in images]
+        inputs = [crop.image for image_crops in crops for crop in image_crops]
+        probs = self.predict_proba(np.stack(inputs) if inputs else np.zeros((0, 28, 28)))
+        readings, start = [], 0
+        for image_crops in crops:
+            digits = [
+                self._digit(crop.box, p, top_k)
+                for crop, p in zip(
+                    image_crops, probs[start : start + len(image_crops)], strict=True
+                )
+            ]
+            start += len(image_crops)
+            text = "".join(UNKNOWN if d.label is None else self.classes[d.label] for d in digits)
+            readings.append(Reading(text, digits, [crop.image for crop in image_crops]))
+        return readings
+
+    def _digit(self, box: tuple[int, int, int, int], probs: np.ndarray, top_k: int) -> Digit:
+        order = np.argsort(-probs)[: max(top_k, 1)]
+        best = int(order[0])
+        confidence = float(probs[best])
+        return Digit(
+            label=best if confidence >= self.threshold else None,
+            confidence=confidence,
+            box=tuple(int(v) for v in box),
+            top=[(int(i), float(probs[i])) for i in order[:top_k]],
+        )
+
+
+def _read(resource: Any, name: str) -> bytes:
+    try:
+        return resource.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{name}: cannot read model file ({exc.strerror or exc})") from None
+
+
+def _metadata(session: Any, source: str) -> dict[str, Any]:
+    """The digitrec description stored in the ONNX metadata (each value JSON-encoded)."""
+    raw = session.get_modelmeta().custom_metadata_map
+    try:
+        return {key: json.loads(value) for key, value in raw.items()}
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{source}: unreadable digitrec metadata ({exc})") from None
+
+
+def _session(content: bytes, source: str, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only; a bad file is reported as a ModelError below
+    try:
+        return ort.InferenceSession(content, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ONNX Runtime raises several types for a bad file
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"{source}: not a valid ONNX model (corrupt or truncated?): {message}"
+        ) from None

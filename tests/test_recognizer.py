@@ -1,0 +1,232 @@
+"""The recognizer: loading (default, bad files), calibrated batch prediction, reading images,
+rejection, no TensorFlow on the inference path, and issue 4's targets with the default model."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from importlib import resources
+
+import numpy as np
+import pytest
+from PIL import Image
+from synthetic import (
+    Style,
+    blank_page,
+    digit_string_image,
+    font_digit,
+    noise_page,
+    scribble_page,
+    user_digit_image,
+)
+
+from digitrec.calibration import apply_temperature
+from digitrec.errors import ModelError
+from digitrec.recognizer import Recognizer
+
+DEFAULT_BYTES = (resources.files("digitrec") / "assets" / "default.onnx").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return Recognizer.load("default")
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def row_of(digits: list[int], seed: int = 0) -> Image.Image:
+    """Typeset digits written in a row as a clean user image (dark on white, enlarged)."""
+    image, _ = digit_string_image(
+        [font_digit(d) for d in digits], np.random.default_rng(seed), Style.clean()
+    )
+    return image
+
+
+def test_default_model_carries_its_description_and_calibration(recognizer):
+    meta = recognizer.metadata
+    assert meta["classes"] == [str(d) for d in range(10)]
+    assert meta["input"]["layout"] == "NHWC"
+    assert recognizer.temperature == meta["temperature"] > 0
+    assert recognizer.threshold == meta["threshold"]
+    assert 0 < recognizer.threshold < 1
+    assert meta["test_accuracy"] > 0.98
+
+
+def test_predict_proba_is_the_calibrated_model_output_in_one_batch(recognizer):
+    batch = np.stack([font_digit(d) for d in range(10)]).astype(np.float32)[..., None] / 255
+    raw = recognizer.session.run(None, {recognizer.input_name: batch})[0]
+    probs = recognizer.predict_proba(batch)
+    np.testing.assert_allclose(probs, apply_temperature(raw, recognizer.temperature), atol=1e-6)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(recognizer.predict_proba(batch[..., 0]), probs)
+    assert recognizer.predict_proba(np.zeros((0, 28, 28, 1))).shape == (0, 10)
+    with pytest.raises(ModelError, match=r"shape \(N, 28, 28, 1\)"):
+        recognizer.predict_proba(np.zeros((2, 32, 32, 1)))
+
+
+def test_read_gives_digits_left_to_right_with_boxes_in_image_pixels(recognizer):
+    image = row_of([1, 0, 7])
+    reading = recognizer.read(png(image))
+    assert len(reading.digits) == len(reading.normalized) == 3
+    assert [d.box[0] for d in reading.digits] == sorted(d.box[0] for d in reading.digits)
+    for digit, normalized in zip(reading.digits, reading.normalized, strict=True):
+        x0, y0, x1, y1 = digit.box
+        assert 0 <= x0 < x1 <= image.width and 0 <= y0 < y1 <= image.height
+        assert normalized.shape == (28, 28) and normalized.max() <= 1
+        assert len(digit.top) == 3 and digit.top[0] == (digit.top[0][0], digit.confidence)
+    as_dict = reading.to_dict()
+    assert set(as_dict) == {"text", "digits"} and len(as_dict["text"]) == 3
+    assert set(as_dict["digits"][0]) == {"label", "confidence", "box", "top"}
+    assert recognizer.read(image, top_k=1).digits[0].top == reading.digits[0].top[:1]
+
+
+def test_same_reading_from_path_bytes_pil_and_array(recognizer, tmp_path):
+    image = row_of([3, 5])
+    path = tmp_path / "digits.png"
+    image.save(path)
+    texts = {
+        recognizer.read(source).text for source in (path, png(image), image, np.asarray(image))
+    }
+    assert len(texts) == 1
+
+
+def test_blank_image_reads_as_no_digits(recognizer):
+    reading = recognizer.read(Image.new("L", (200, 100), 255))
+    assert reading.text == "" and reading.digits == [] and reading.normalized == []
+
+
+def test_low_confidence_digit_is_rejected_as_unknown(recognizer):
+    strict = Recognizer(recognizer.session, {**recognizer.metadata, "threshold": 1.01}, "strict")
+    reading = strict.read(row_of([4, 2]))
+    assert reading.text == "??"
+    assert all(d.label is None and d.top for d in reading.digits)
+    assert reading.to_dict()["digits"][0]["label"] is None
+
+
+def test_single_takes_all_the_ink_as_one_digit(recognizer):
+    reading = recognizer.read(row_of([1, 2, 3]), single=True)
+    assert len(reading.digits) == 1 and len(reading.text) == 1
+
+
+def test_read_many_classifies_every_digit_in_one_call(recognizer):
+    calls = []
+
+    class CountingSession:
+        def __getattr__(self, name):
+            return getattr(recognizer.session, name)
+
+        def run(self, *args):
+            calls.append(args[1][recognizer.input_name].shape[0])
+            return recognizer.session.run(*args)
+
+    counting = Recognizer(CountingSession(), recognizer.metadata, "counting")
+    readings = counting.read_many([row_of([1, 2]), row_of([3, 4, 5]), Image.new("L", (9, 9), 255)])
+    assert calls == [5]
+    assert [len(r.digits) for r in readings] == [2, 3, 0]
+
+
+def test_thread_count_is_configurable():
+    one = Recognizer.load("default", threads=1)
+    assert one.session.get_session_options().intra_op_num_threads == 1
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (DEFAULT_BYTES[: len(DEFAULT_BYTES) // 2], "truncated"),
+        (DEFAULT_BYTES[:100], "truncated header"),
+        (b"", "empty"),
+        (b"not a model at all\n" * 50, "text"),
+        (bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)), "random"),
+    ],
+)
+def test_corrupt_or_truncated_onnx_file_is_a_clear_model_error(tmp_path, content, why):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(content)
+    with pytest.raises(ModelError, match=r"bad\.onnx: not a valid ONNX model"):
+        Recognizer.load(path)
+
+
+def test_missing_model_file_and_wrong_input_shape_are_model_errors(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    with pytest.raises(ModelError, match="cannot read model file"):
+        Recognizer.load(tmp_path / "missing.onnx")
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "identity",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 10])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 10])],
+    )
+    path = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(ModelError, match=r"not \(N, 28, 28, 1\)"):
+        Recognizer.load(path)
+
+
+def test_inference_path_never_imports_tensorflow_or_keras(tmp_path):
+    image = tmp_path / "digits.png"
+    row_of([6, 9]).save(image)
+    script = f"""
+import sys
+from digitrec.recognizer import Recognizer
+reading = Recognizer.load("default").read({str(image)!r})
+assert len(reading.digits) == 2, reading
+from digitrec.cli import main
+assert main(["predict", {str(image)!r}, "--json"]) == 0
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx"))
+assert not heavy, heavy
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# --- issue 4's targets, on user-style images made from MNIST test digits -------------------------
+
+
+@pytest.mark.mnist
+def test_default_model_reproduces_its_recorded_test_accuracy(recognizer, mnist):
+    from digitrec.data import as_model_input
+
+    probs = recognizer.predict_proba(as_model_input(mnist.test_images))
+    accuracy = float((probs.argmax(axis=1) == mnist.test_labels).mean())
+    assert accuracy == recognizer.metadata["test_accuracy"]
+
+
+@pytest.mark.mnist
+def test_single_user_style_digits_are_read_correctly(recognizer, mnist):
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(len(mnist.test_images), 1000, replace=False)
+    correct = sum(
+        recognizer.read(user_digit_image(mnist.test_images[i], rng)).text
+        == str(mnist.test_labels[i])
+        for i in chosen
+    )
+    assert correct / len(chosen) >= 0.985
+
+
+@pytest.mark.mnist
+def test_digit_strings_are_read_exactly(recognizer, mnist):
+    rng = np.random.default_rng(1)
+    exact = 0
+    for _ in range(200):
+        chosen = rng.choice(len(mnist.test_images), rng.integers(3, 11), replace=False)
+        image, _ = digit_string_image([mnist.test_images[i] for i in chosen], rng)
+        exact += recognizer.read(image).text == "".join(str(mnist.test_labels[i]) for i in chosen)
+    assert exact / 200 >= 0.95
+
+
+@pytest.mark.parametrize("page", [blank_page, noise_page, scribble_page])
+def test_pages_without_digits_read_as_empty_or_rejected(recognizer, page):
+    rng = np.random.default_rng(2)
+    texts = [recognizer.read(page(rng)).text for _ in range(30)]
+    nothing = sum(set(text) <= {"?"} for text in texts)
+    assert nothing >= 0.9 * len(texts), texts
