@@ -1,0 +1,135 @@
+"""``digitrec predict``: the table, the JSON lines, --single, folders, per-file errors with the
+exit status, --save-normalized, and a bad model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from synthetic import Style, digit_string_image, font_digit
+
+from digitrec.cli import main
+from digitrec.recognizer import Recognizer
+
+
+def write_digits(path: Path, digits: list[int], seed: int = 0) -> Path:
+    """Typeset digits in a row, written as a user's image file (format from the suffix)."""
+    image, _ = digit_string_image(
+        [font_digit(d) for d in digits], np.random.default_rng(seed), Style.clean()
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def json_lines(capsys) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> dict[str, Path]:
+    """A valid image, an empty file, a truncated PNG and a text file named like an image."""
+    good = write_digits(tmp_path / "good.png", [2, 4])
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.jpg"
+    text.write_text("not an image\n")
+    return {"good": good, "truncated": truncated, "empty": empty, "text": text}
+
+
+def test_json_is_one_object_per_image_with_the_documented_fields(tmp_path, capsys):
+    first = write_digits(tmp_path / "a.png", [3, 1, 4])
+    second = write_digits(tmp_path / "b.jpg", [7], seed=1)
+    assert main(["predict", str(first), str(second), "--json", "--top-k", "2"]) == 0
+    lines = json_lines(capsys)
+    assert [line["file"] for line in lines] == [str(first), str(second)]
+    expected = Recognizer.load("default").read(first, top_k=2).to_dict()
+    assert lines[0] == {"file": str(first), **json.loads(json.dumps(expected)), "error": None}
+    for line in lines:
+        assert list(line) == ["file", "text", "digits", "error"]
+        assert isinstance(line["text"], str) and line["error"] is None
+        for digit in line["digits"]:
+            assert list(digit) == ["label", "confidence", "box", "top"]
+            assert digit["label"] is None or isinstance(digit["label"], int)
+            assert isinstance(digit["confidence"], float)
+            assert len(digit["box"]) == 4 and all(isinstance(v, int) for v in digit["box"])
+            assert len(digit["top"]) == 2 and all(len(pair) == 2 for pair in digit["top"])
+    assert len(lines[0]["digits"]) == 3 and len(lines[1]["digits"]) == 1
+
+
+def test_table_lists_each_file_with_its_text_and_confidences(tmp_path, capsys):
+    image = write_digits(tmp_path / "number.png", [5, 0])
+    assert main(["predict", str(image)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    text = Recognizer.load("default").read(image).text
+    assert line.startswith(str(image)) and f" {text} " in line
+    assert line.count("%") == 2
+
+
+def test_single_reads_each_image_as_one_digit(tmp_path, capsys):
+    image = write_digits(tmp_path / "many.png", [1, 2, 3])
+    assert main(["predict", str(image), "--single", "--json"]) == 0
+    (line,) = json_lines(capsys)
+    assert len(line["digits"]) == 1 and len(line["text"]) == 1
+
+
+def test_folders_are_searched_recursively_for_image_files(tmp_path, capsys):
+    write_digits(tmp_path / "top.png", [1])
+    write_digits(tmp_path / "deep" / "er" / "inner.bmp", [2])
+    (tmp_path / "deep" / "notes.txt").write_text("not read")
+    write_digits(tmp_path / ".hidden" / "skip.png", [3])
+    assert main(["predict", str(tmp_path), "--json"]) == 0
+    files = [line["file"] for line in json_lines(capsys)]
+    assert files == [str(tmp_path / "deep" / "er" / "inner.bmp"), str(tmp_path / "top.png")]
+
+
+def test_unreadable_files_get_their_own_errors_and_the_others_are_read(mixed, capsys):
+    paths = [mixed["empty"], mixed["truncated"], mixed["good"], mixed["text"]]
+    status = main(
+        ["predict", *map(str, paths), str(mixed["good"].with_name("missing.png")), "--json"]
+    )
+    lines = {Path(line["file"]).name: line for line in json_lines(capsys)}
+    assert status == 1
+    assert lines["good.png"]["error"] is None and len(lines["good.png"]["digits"]) == 2
+    assert "empty" in lines["empty.png"]["error"]
+    assert "truncated" in lines["truncated.png"]["error"]
+    assert "not an image" in lines["text.jpg"]["error"]
+    assert "no such file" in lines["missing.png"]["error"]
+    for name in ("empty.png", "truncated.png", "text.jpg", "missing.png"):
+        assert lines[name]["text"] == "" and lines[name]["digits"] == []
+
+
+def test_table_shows_errors_and_counts_failures(mixed, capsys):
+    assert main(["predict", str(mixed["good"]), str(mixed["empty"])]) == 1
+    captured = capsys.readouterr()
+    assert f"{mixed['empty']}  error: " in captured.out
+    assert "1 of 2 images could not be read" in captured.err
+
+
+def test_save_normalized_writes_the_inputs_the_model_saw(tmp_path, capsys):
+    image = write_digits(tmp_path / "in" / "pair.png", [6, 8])
+    out = tmp_path / "normalized"
+    assert main(["predict", str(image), "--save-normalized", str(out)]) == 0
+    reading = Recognizer.load("default").read(image)
+    saved = sorted(out.iterdir())
+    assert [p.name for p in saved] == ["pair-0.png", "pair-1.png"]
+    for path, expected in zip(saved, reading.normalized, strict=True):
+        pixels = np.asarray(Image.open(path))
+        assert pixels.shape == (28, 28) and pixels.dtype == np.uint8
+        np.testing.assert_allclose(pixels / 255, expected, atol=1 / 255)
+
+
+def test_bad_model_or_empty_folder_is_a_clear_error(tmp_path, capsys):
+    image = write_digits(tmp_path / "x.png", [1])
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    assert main(["predict", str(image), "--model", str(bad)]) == 2
+    assert "not a valid ONNX model" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty")]) == 2
+    assert "no image files found" in capsys.readouterr().err
