@@ -1,0 +1,487 @@
+"""Real images → MNIST-style 28×28 inputs, and segmentation of written numbers into digits.
+
+The pipeline, each step one function:
+
+1. ``load_image`` decodes any common image (or takes an array) into 2-D float32 grey in [0, 1]:
+   EXIF orientation applied, alpha composited onto white, first frame only, and the pixel limit
+   checked before a single pixel is decoded.
+2. ``separate_ink`` works at a bounded resolution: it decides the polarity (ink darker or lighter
+   than the background), flattens uneven lighting by subtracting a large-scale background
+   (a morphological opening wider than the strokes), and thresholds a lightly blurred copy with
+   Otsu. It keeps the grey ink intensity, white on black like MNIST, and finds no ink at all on a
+   blank or near-uniform image.
+3. ``find_digits`` splits the ink into connected components, drops specks, dots and underlines,
+   merges the pieces of one digit (components stacked over each other), orders the digits left
+   to right and normalizes each with ``normalize_digit``.
+4. ``normalize_digit`` does what was done to build MNIST: crop to the ink, scale the longer side
+   to 20 px with anti-aliasing, paste into 28×28 so that the centre of mass is the centre.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from digitrec.errors import ImageError
+
+MAX_PIXELS = 40_000_000  # default pixel limit, against decompression bombs
+WORK_SIDE = 1024  # ink separation and segmentation run on images at most this long
+POLARITY_SIDE = 64  # the local background that tells the polarity is taken at this size
+DIGIT_BOX = 20  # MNIST: the longer side of the ink box, in pixels
+CANVAS = 28  # MNIST: the image side; its centre of mass sits at (14, 14)
+RESAMPLE = Image.Resampling.LANCZOS  # anti-aliased scaling to the 20 px box
+INK_FLOOR = 0.05  # the ink box holds the pixels above this fraction of the brightest
+MIN_CONTRAST = 0.1  # ink fainter than this (on the 0..1 scale) above the background is no ink
+WEAK_INK = 0.5  # pixels above this fraction of the Otsu threshold are ink if they touch ink
+MIN_CONTRAST_TO_NOISE = 5.0  # ... and so is ink less than this many noise deviations above it
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's "L"
+InputImage = str | Path | bytes | Image.Image | np.ndarray
+
+
+@dataclass
+class DigitCrop:
+    """One digit found in an image: its box (x0, y0, x1, y1; x1, y1 exclusive) in the original
+    image's pixels, and the MNIST-normalized 28×28 float32 image, white ink on black in [0, 1]."""
+
+    box: tuple[int, int, int, int]
+    image: np.ndarray
+
+
+@dataclass
+class Ink:
+    """The ink of an image: ``intensity`` (float32, white ink on black, 0 where there is none)
+    and ``mask`` (bool, the pixels that are ink)."""
+
+    intensity: np.ndarray
+    mask: np.ndarray
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+def load_image(source: InputImage, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode ``source`` (a path, encoded bytes, a PIL image or an array) into 2-D float32 grey
+    in [0, 1]; raise ``ImageError`` saying what is wrong with it."""
+    if isinstance(source, np.ndarray):
+        _check_pixels(source.shape[1::-1] if source.ndim >= 2 else (source.size, 1), max_pixels)
+        return array_to_gray(source)
+    if isinstance(source, Image.Image):
+        _check_pixels(source.size, max_pixels)
+        return array_to_gray(_pil_to_array(_upright(source)))
+    if isinstance(source, str | Path):
+        source = _read_file(Path(source))
+    if isinstance(source, bytes | bytearray | memoryview):
+        return _decode(bytes(source), max_pixels)
+    raise ImageError(f"cannot read an image from a {type(source).__name__}")
+
+
+def _read_file(path: Path) -> bytes:
+    """The bytes of an image file, with a clear error when it cannot be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image file") from None
+    except OSError as error:
+        raise ImageError(f"{path}: cannot read: {error.strerror or error}") from None
+
+
+def _decode(data: bytes, max_pixels: int) -> np.ndarray:
+    """Open lazily, check the size against ``max_pixels``, then decode the first frame."""
+    if not data:
+        raise ImageError("empty input: no image data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise ImageError(f"not an image: found {describe_content(data)}") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise ImageError(f"image over the pixel limit: {error}") from None
+        _check_pixels(image.size, max_pixels)
+        try:
+            image.seek(0)
+            image.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise ImageError(f"truncated or corrupt {image.format} image: {error}") from None
+    return array_to_gray(_pil_to_array(_upright(image)))
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"image of {width}×{height} = {width * height:,} pixels is over the limit of "
+            f"{max_pixels:,} pixels"
+        )
+
+
+def describe_content(data: bytes) -> str:
+    """A short description of what non-image bytes look like, for error messages."""
+    head = data[:512]
+    known = {b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive", b"\x1f\x8b": "gzip data"}
+    for magic, name in known.items():
+        if head.startswith(magic):
+            return name
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"unrecognized binary data starting with {head[:8].hex(' ')}"
+    lowered = text.lstrip().lower()
+    if lowered.startswith(("<svg", "<?xml")) and "<svg" in lowered:
+        return "an SVG drawing (vector images are not supported)"
+    if lowered.startswith(("<!doctype html", "<html")):
+        return "an HTML page"
+    return f"text ({text.strip()[:40]!r}...)"
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation, so the pixels are as the camera's user saw them."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"corrupt EXIF data in {image.format} image: {error}") from None
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    """Pixels as an array whose dtype sets its scale: uint8, uint16 (16-bit) or float in [0, 1]."""
+    if image.mode.startswith("I"):  # 16-bit grey (I;16*) or 32-bit ints holding 16-bit values
+        return np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.uint16)
+    if image.mode == "F":
+        return np.asarray(image, dtype=np.float32)
+    if image.mode in ("L", "1"):
+        return np.asarray(image.convert("L"))
+    if image.has_transparency_data:
+        return np.asarray(image.convert("RGBA"))
+    return np.asarray(image.convert("RGB"))
+
+
+def array_to_gray(array: np.ndarray) -> np.ndarray:
+    """An (H, W), (H, W, 1|2|3|4) array (uint8, uint16, bool or float in [0, 1]) as 2-D float32
+    grey in [0, 1]; alpha composited onto white."""
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+        raise ImageError(
+            f"unsupported array shape {array.shape}: expected (H, W) or (H, W, C) with 1 to 4 "
+            "channels (grey, grey+alpha, RGB, RGBA)"
+        )
+    if array.size == 0:
+        raise ImageError(f"empty input: the array has shape {array.shape}")
+    values = _unit_scale(array)
+    if values.ndim == 3 and values.shape[2] in (2, 4):
+        alpha = values[..., -1:]
+        values = values[..., :-1] * alpha + (1 - alpha)
+    if values.ndim == 3:
+        values = values[..., 0] if values.shape[2] == 1 else values @ LUMA
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def _unit_scale(array: np.ndarray) -> np.ndarray:
+    """Values as float32 in [0, 1]: integers by their type's range, floats as they are."""
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.integer):
+        top = 65535 if array.dtype.itemsize > 1 else 255
+        return np.clip(array.astype(np.float32) / top, 0, 1)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ImageError(f"unsupported array type {array.dtype}")
+    values = array.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise ImageError("the array holds NaN or infinite values")
+    if values.min() < 0 or values.max() > 1:
+        raise ImageError(
+            f"float pixel values must lie in [0, 1]; found {values.min():g} to {values.max():g}"
+        )
+    return values
+
+
+# --- ink ----------------------------------------------------------------------------------------
+
+
+def separate_ink(gray: np.ndarray) -> Ink:
+    """Find the ink of a grey image whatever its polarity and lighting; no ink if it is blank."""
+    smooth = cv2.GaussianBlur(gray, (0, 0), _blur_sigma(gray.shape))
+    ink_is_dark = _ink_is_dark(smooth)
+    signal, smooth_signal = (1 - gray, 1 - smooth) if ink_is_dark else (gray, smooth)
+    provisional = smooth_signal > _otsu(smooth_signal)
+    background = _background(smooth_signal, _stroke_width(provisional))
+    flat, smooth_flat = signal - background, smooth_signal - background
+    strong = _otsu(smooth_flat)
+    if not _is_distinct(smooth_flat, smooth_flat > strong):
+        return Ink(np.zeros_like(gray), np.zeros(gray.shape, dtype=bool))
+    mask = _hysteresis(smooth_flat, strong, WEAK_INK * strong)
+    level = np.percentile(flat[mask], 90)
+    near = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    intensity = np.clip(flat / level, 0, 1) * near
+    return Ink(intensity.astype(np.float32), mask)
+
+
+def _hysteresis(values: np.ndarray, strong: float, weak: float) -> np.ndarray:
+    """Pixels above ``weak`` connected to some above ``strong``: faint thin strokes of a digit
+    are kept, faint marks elsewhere are not."""
+    _, labels = cv2.connectedComponents((values > weak).astype(np.uint8), connectivity=8)
+    return np.isin(labels, np.unique(labels[values > strong]))
+
+
+def _ink_is_dark(gray: np.ndarray) -> bool:
+    """Whether the ink is darker than its surroundings: the residue from a local median of
+    the image (the background, as ink is the minority everywhere) has its long tail below."""
+    small = np.round(_shrink(gray, max(gray.shape) / POLARITY_SIDE) * 255).astype(np.uint8)
+    local = cv2.medianBlur(small, max(3, max(small.shape) // 3) | 1).astype(np.float32) / 255
+    residue = gray - _stretch(local, gray.shape)
+    return float(np.mean(residue.astype(np.float64) ** 3)) < 0
+
+
+def _blur_sigma(shape: tuple[int, ...]) -> float:
+    """A light blur against noise and JPEG artefacts, scaled with the image but kept small."""
+    return float(np.clip(max(shape) / 1000, 0.5, 1.0))
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold of values on the 0..1 scale."""
+    levels = np.round(np.clip(values, 0, 1) * 255).astype(np.uint8)
+    threshold, _ = cv2.threshold(levels, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return threshold / 255
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """About the width of the strokes in a mask, from its distance transform."""
+    if not mask.any():
+        return 1.0
+    distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+    return 2 * float(np.percentile(distance[mask], 95))
+
+
+def _background(signal: np.ndarray, stroke_width: float) -> np.ndarray:
+    """The large-scale background of ``signal`` (ink bright): a morphological opening wider
+    than the strokes, computed on a reduced copy since it only varies slowly."""
+    height, width = signal.shape
+    kernel = int(np.clip(4 * stroke_width, 5, max(height, width) / 2))
+    small = _shrink(signal, kernel / 15)
+    side = max(3, round(kernel * small.shape[0] / height)) | 1
+    # Replicating the edges keeps a gradient rising towards the border from being cut down.
+    padded = cv2.copyMakeBorder(small, side, side, side, side, cv2.BORDER_REPLICATE)
+    opened = cv2.morphologyEx(padded, cv2.MORPH_OPEN, np.ones((side, side), np.uint8))
+    opened = cv2.GaussianBlur(opened, (0, 0), side / 4)[side:-side, side:-side]
+    return _stretch(opened, signal.shape)
+
+
+def _shrink(image: np.ndarray, factor: float) -> np.ndarray:
+    """The image reduced ``factor`` times by area averaging (as it is, if factor <= 1)."""
+    if factor <= 1:
+        return np.asarray(image, dtype=np.float32)
+    height, width = image.shape
+    size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    return cv2.resize(image.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+
+
+def _stretch(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A smooth reduced image brought back to ``shape`` by bilinear interpolation."""
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _is_distinct(values: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether the masked pixels stand out from the rest: by MIN_CONTRAST and well above noise."""
+    if mask.all() or not mask.any():
+        return False
+    rest = values[~mask]
+    background = np.median(rest)
+    noise = 1.4826 * np.median(np.abs(rest - background))
+    contrast = np.median(values[mask]) - background
+    return contrast >= MIN_CONTRAST and contrast >= MIN_CONTRAST_TO_NOISE * noise
+
+
+# --- normalization --------------------------------------------------------------------------------
+
+
+def normalize_digit(ink: np.ndarray) -> np.ndarray:
+    """One digit's ink (white on black, any size) as MNIST was built: cropped to the ink, the
+    longer side scaled to 20 px with anti-aliasing, centred by centre of mass in 28×28."""
+    ink = np.asarray(ink, dtype=np.float32)
+    rows, cols = np.nonzero(ink > INK_FLOOR * ink.max()) if ink.max() > 0 else ((), ())
+    if not len(rows):
+        raise ImageError("no ink to normalize: the image is blank")
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    scale = DIGIT_BOX / max(crop.shape)
+    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    small = np.asarray(Image.fromarray(crop).resize(size, RESAMPLE))
+    small = np.clip(small, 0, None) / max(small.max(), 1e-6)
+    canvas = np.zeros((CANVAS, CANVAS), dtype=np.float32)
+    top, left = (CANVAS - size[1]) // 2, (CANVAS - size[0]) // 2
+    canvas[top : top + size[1], left : left + size[0]] = small
+    centre = np.array(ndimage.center_of_mass(canvas))
+    offset = np.round(CANVAS / 2 - centre)
+    return np.clip(ndimage.shift(canvas, offset, order=0, cval=0.0), 0, 1)
+
+
+# --- segmentation ---------------------------------------------------------------------------------
+
+SPECK_FRACTION = 0.01  # a piece shorter than this fraction of the image side is a speck...
+SPECK_OF_LARGEST = 0.15  # ... and so is one shorter than this fraction of the largest piece
+RULE_ASPECT = 4.0  # a piece this many times wider than high, and wider than a digit, is a rule
+DOT_HEIGHT = 0.4  # a group lower than this fraction of the median digit height is a dot...
+DOT_WIDTH = 0.6  # ... when also narrower than this fraction of it
+MERGE_OVERLAP = 0.5  # pieces whose columns overlap by this fraction of the narrower are one digit
+MERGE_GAP = 0.5  # ... and the vertical gap between them is under this fraction of the tallest
+PART_HEIGHT = 0.6  # a group lower than this fraction of the median is part of a digit it overlaps
+MAX_PIECES = 64  # only the largest pieces are considered (a page of scribbles has thousands)
+
+
+@dataclass
+class _Group:
+    """Connected components taken as one digit: their labels and union box (x1, y1 exclusive)."""
+
+    labels: list[int]
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    def joined(self, other: _Group) -> _Group:
+        return _Group(
+            self.labels + other.labels,
+            min(self.x0, other.x0),
+            min(self.y0, other.y0),
+            max(self.x1, other.x1),
+            max(self.y1, other.y1),
+        )
+
+
+def find_digits(gray: np.ndarray, single: bool = False) -> list[DigitCrop]:
+    """The digits in a grey image, left to right, each MNIST-normalized with its box in the
+    image's pixels; ``single`` takes all the ink as one digit. A blank image has none."""
+    scale = max(1.0, max(gray.shape) / WORK_SIDE)
+    work = _shrink(gray, scale)  # the boxes are scaled back to the image's pixels
+    ink = separate_ink(work)
+    if not ink.mask.any():
+        return []
+    labels, pieces = _pieces(ink.mask)
+    if single:
+        groups = [_union(pieces)] if pieces else []
+    else:
+        groups = _drop_dots(_attach_parts(_merge_stacked(_drop_rules(pieces))))
+    groups.sort(key=lambda group: group.x0)
+    return [_crop(ink.intensity, labels, group, scale, gray.shape) for group in groups]
+
+
+def _pieces(mask: np.ndarray) -> tuple[np.ndarray, list[_Group]]:
+    """Label the connected components of the ink; keep the largest that are not specks."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
+    order = np.argsort(-stats[1:, cv2.CC_STAT_AREA])[:MAX_PIECES] + 1
+    boxes = [
+        _Group([int(label)], x, y, x + w, y + h)
+        for label, (x, y, w, h, _area) in zip(order, stats[order], strict=True)
+    ]
+    largest = max((max(box.width, box.height) for box in boxes), default=0)
+    least = max(3.0, SPECK_FRACTION * max(mask.shape), SPECK_OF_LARGEST * largest)
+    return labels, [box for box in boxes if max(box.width, box.height) >= least]
+
+
+def _union(groups: list[_Group]) -> _Group:
+    merged = groups[0]
+    for group in groups[1:]:
+        merged = merged.joined(group)
+    return merged
+
+
+def _drop_rules(pieces: list[_Group]) -> list[_Group]:
+    """Drop underlines and other long thin horizontal lines."""
+    wide = [piece.width >= RULE_ASPECT * piece.height for piece in pieces]
+    heights = [piece.height for piece, is_wide in zip(pieces, wide, strict=True) if not is_wide]
+    digit_height = float(np.median(heights)) if heights else 0.0
+    return [
+        piece
+        for piece, is_wide in zip(pieces, wide, strict=True)
+        if not (is_wide and piece.width > 1.5 * digit_height)
+    ]
+
+
+def _merge_stacked(groups: list[_Group]) -> list[_Group]:
+    """Merge pieces stacked over each other in one column (a broken 5, a 7's bar): their
+    columns overlap by most of the narrower and the gap between them is small."""
+    groups = list(groups)
+    tallest = max((group.height for group in groups), default=0)
+    merged = True
+    while merged:
+        merged = False
+        for i, j in itertools.combinations(range(len(groups)), 2):
+            a, b = groups[i], groups[j]
+            if _overlap(a, b) >= MERGE_OVERLAP * min(a.width, b.width) and (
+                max(a.y0, b.y0) - min(a.y1, b.y1) <= MERGE_GAP * tallest
+            ):
+                groups[i] = a.joined(groups.pop(j))
+                merged = True
+                break
+    return groups
+
+
+def _attach_parts(groups: list[_Group]) -> list[_Group]:
+    """Attach each group too low to be a digit to the digit its columns overlap most (a 5's
+    flag reaching past its body); groups overlapping none stay, for ``_drop_dots`` to judge."""
+    if not groups:
+        return []
+    height = float(np.median([group.height for group in groups]))
+    digits = [group for group in groups if group.height >= PART_HEIGHT * height]
+    for part in (group for group in groups if group.height < PART_HEIGHT * height):
+        best = max(range(len(digits)), key=lambda k: _overlap(part, digits[k]), default=None)
+        if best is not None and _overlap(part, digits[best]) > 0:
+            digits[best] = digits[best].joined(part)
+        else:
+            digits.append(part)
+    return digits
+
+
+def _overlap(a: _Group, b: _Group) -> int:
+    """How many columns two groups share (negative: the gap between them)."""
+    return min(a.x1, b.x1) - max(a.x0, b.x0)
+
+
+def _drop_dots(groups: list[_Group]) -> list[_Group]:
+    """Drop dots, commas and dashes: groups small beside the median digit."""
+    if not groups:
+        return []
+    height = float(np.median([group.height for group in groups]))
+    return [
+        group
+        for group in groups
+        if group.height >= DOT_HEIGHT * height or group.width >= DOT_WIDTH * height
+    ]
+
+
+def _crop(
+    intensity: np.ndarray,
+    labels: np.ndarray,
+    group: _Group,
+    scale: float,
+    shape: tuple[int, ...],
+) -> DigitCrop:
+    """Normalize one group's ink (its own components only, with their soft edges) and give
+    its box in the original image's pixels."""
+    y0, x0 = max(0, group.y0 - 1), max(0, group.x0 - 1)
+    y1, x1 = group.y1 + 1, group.x1 + 1
+    own = np.isin(labels[y0:y1, x0:x1], group.labels).astype(np.uint8)
+    own = cv2.dilate(own, np.ones((3, 3), np.uint8)) > 0
+    image = normalize_digit(intensity[y0:y1, x0:x1] * own)
+    box = (
+        int(np.floor(group.x0 * scale)),
+        int(np.floor(group.y0 * scale)),
+        min(shape[1], int(np.ceil(group.x1 * scale))),
+        min(shape[0], int(np.ceil(group.y1 * scale))),
+    )
+    return DigitCrop(box, image)

@@ -1,0 +1,350 @@
+"""Imaging: decoding every common image kind, MNIST-style normalization, digit segmentation."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from scipy import ndimage
+from synthetic import (
+    Style,
+    blank_page,
+    digit_string_image,
+    font_digit,
+    noise_page,
+    scribble_page,
+    user_digit_image,
+)
+
+from digitrec.errors import ImageError
+from digitrec.imaging import DigitCrop, find_digits, load_image, normalize_digit
+
+
+def marked_image(size: tuple[int, int] = (40, 30)) -> np.ndarray:
+    """A white uint8 image (width, height = size) with a black square at its top-left."""
+    array = np.full(size[::-1], 255, dtype=np.uint8)
+    array[2:10, 2:10] = 0
+    return array
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def overlap(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+    return width * height / (area - width * height)
+
+
+def assert_found(crops: list[DigitCrop], boxes: list[tuple[int, int, int, int]]) -> None:
+    """One crop per true digit, left to right, each box overlapping its digit's."""
+    assert len(crops) == len(boxes), ([c.box for c in crops], boxes)
+    for crop, box in zip(crops, boxes, strict=True):
+        assert overlap(crop.box, box) > 0.5, (crop.box, box)
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "tolerance"),
+    [("PNG", 0), ("BMP", 0), ("TIFF", 0), ("GIF", 0), ("WEBP", 0.03), ("JPEG", 0.03)],
+)
+def test_each_format_decodes_to_its_pixels(tmp_path, fmt, tolerance):
+    path = tmp_path / f"image.{fmt.lower()}"
+    Image.fromarray(marked_image()).save(path, fmt)
+    gray = load_image(path)
+    assert gray.dtype == np.float32 and gray.shape == (30, 40)
+    assert np.abs(gray - marked_image() / 255).mean() <= tolerance + 1e-6
+    assert gray[5, 5] < 0.1 and gray[20, 30] > 0.9
+
+
+def test_sixteen_bit_png_keeps_its_precision(tmp_path):
+    values = np.linspace(0, 65535, 30 * 40).reshape(30, 40).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    gray = load_image(tmp_path / "deep.png")
+    np.testing.assert_allclose(gray, values / 65535, atol=1e-6)
+
+
+def test_palette_image_decodes_to_its_colours_grey_level():
+    image = Image.fromarray(np.dstack([marked_image()] * 3)).convert("P")
+    image.putpalette([0, 0, 0] * 1 + [255, 255, 255] * 255)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    np.testing.assert_allclose(load_image(buffer.getvalue()), marked_image() / 255, atol=1e-6)
+
+
+def test_transparency_is_composited_onto_white():
+    rgba = np.zeros((10, 10, 4), dtype=np.uint8)  # black everywhere
+    rgba[:5, :, 3] = 255  # opaque top half
+    rgba[5:, :, 3] = 0  # fully transparent bottom half
+    rgba[5:, :5, 3] = 128  # half transparent bottom left
+    gray = load_image(Image.fromarray(rgba, "RGBA"))
+    assert np.all(gray[:5] == 0) and np.all(gray[5:, 5:] == 1)
+    np.testing.assert_allclose(gray[5:, :5], 1 - 128 / 255, atol=1e-6)
+
+
+def test_colour_becomes_luma():
+    red = np.zeros((4, 4, 3), dtype=np.uint8)
+    red[..., 0] = 255
+    np.testing.assert_allclose(load_image(red), 0.299, atol=1e-6)
+    np.testing.assert_allclose(load_image(Image.fromarray(red)), 0.299, atol=1e-6)
+
+
+def test_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.new("L", (8, 8), level) for level in (0, 255, 128)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert np.all(load_image(tmp_path / "anim.gif") == 0)
+
+
+def test_exif_orientation_is_applied():
+    image = Image.fromarray(marked_image((40, 30)))  # 40 wide, square at top-left
+    exif = image.getexif()
+    exif[0x0112] = 6  # the viewer turns the stored pixels 90° clockwise
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif, quality=95)
+    gray = load_image(buffer.getvalue())
+    assert gray.shape == (40, 30)  # turned upright: now 30 wide
+    assert gray[5, -6] < 0.2 and gray[5, 5] > 0.8  # the square is now at the top-right
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        marked_image(),
+        marked_image()[..., None],
+        np.dstack([marked_image()] * 3),
+        np.dstack([marked_image()] * 3 + [np.full((30, 40), 255, np.uint8)]),
+        marked_image().astype(np.uint16) * 257,
+        marked_image() / 255.0,
+        marked_image() > 128,
+    ],
+    ids=["gray", "gray1", "rgb", "rgba", "uint16", "float", "bool"],
+)
+def test_arrays_of_every_layout_and_type_are_accepted(array):
+    np.testing.assert_allclose(load_image(array), marked_image() / 255, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (b"", "empty input"),
+        (b"Hello, this is a text file\n", "not an image: found text"),
+        (b"%PDF-1.7 ...", "not an image: found a PDF"),
+        (np.zeros((2, 3, 5)), "unsupported array shape (2, 3, 5)"),
+        (np.zeros(7), "unsupported array shape (7,)"),
+        (np.zeros((2, 2, 2, 2)), "unsupported array shape"),
+        (np.zeros((0, 5)), "empty input"),
+        (np.full((3, 3), 200.0), "must lie in [0, 1]"),
+        (np.full((3, 3), np.nan), "NaN"),
+        (12, "cannot read an image from a int"),
+    ],
+)
+def test_bad_input_gets_a_specific_error(source, message):
+    with pytest.raises(ImageError, match=None) as error:
+        load_image(source)
+    assert message in str(error.value)
+
+
+def test_truncated_png_is_reported_as_truncated():
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8)).save(
+        buffer, "PNG"
+    )
+    with pytest.raises(ImageError, match="truncated or corrupt PNG"):
+        load_image(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+
+
+def test_file_errors_name_the_problem(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageError, match="empty input"):
+        load_image(tmp_path / "empty.png")
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+    with pytest.raises(ImageError, match="is a directory"):
+        load_image(tmp_path)
+
+
+def test_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    Image.new("L", (20, 30)).save(tmp_path / "big.png")
+    with pytest.raises(ImageError, match=r"20×30 = 600 pixels is over the limit of 599"):
+        load_image(tmp_path / "big.png", max_pixels=599)
+    with pytest.raises(ImageError, match="over the limit"):
+        load_image(np.zeros((30, 20)), max_pixels=599)
+    assert load_image(tmp_path / "big.png", max_pixels=600).shape == (30, 20)
+
+
+def test_pillows_own_decompression_bomb_guard_becomes_an_image_error(tmp_path, monkeypatch):
+    Image.new("L", (40, 40)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 1600 pixels: over twice the limit
+    with pytest.raises(ImageError, match="pixel limit"):
+        load_image(tmp_path / "bomb.png")
+
+
+# --- normalization ------------------------------------------------------------------------------
+
+
+def ink_box(image: np.ndarray) -> tuple[int, int]:
+    """Height and width of the box of the pixels with any ink."""
+    rows, cols = np.nonzero(image > 0)
+    return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+
+
+@pytest.mark.parametrize(
+    ("digit", "scale", "offset"), [(0, 3, (5, 40)), (1, 5, (60, 0)), (7, 1, (0, 0))]
+)
+def test_normalized_digit_fills_a_20_px_box_centred_by_mass(digit, scale, offset):
+    glyph = np.asarray(Image.fromarray(font_digit(digit)).resize((28 * scale, 28 * scale)))
+    canvas = np.zeros((28 * scale + 80, 28 * scale + 80), dtype=np.float32)
+    canvas[offset[0] : offset[0] + 28 * scale, offset[1] : offset[1] + 28 * scale] = glyph / 255
+    image = normalize_digit(canvas)
+    assert image.shape == (28, 28) and image.dtype == np.float32
+    assert image.min() >= 0 and image.max() == pytest.approx(1)
+    assert abs(max(ink_box(image)) - 20) <= 1
+    assert np.abs(np.array(ndimage.center_of_mass(image)) - 14).max() <= 1
+
+
+def test_normalization_keeps_the_aspect_ratio_and_grey_levels():
+    rows, cols = np.mgrid[0:100, 0:100]
+    ellipse = (((rows - 40) / 30) ** 2 + ((cols - 50) / 7.5) ** 2 <= 1).astype(np.float32)
+    image = normalize_digit(ellipse)  # 61 high, 15 wide
+    height, width = ink_box(image)
+    assert height == 20 and 3 <= width <= 5
+    assert ((image > 0.05) & (image < 0.95)).any(), "anti-aliased edges are grey, not binary"
+
+
+def test_blank_ink_cannot_be_normalized():
+    with pytest.raises(ImageError, match="no ink"):
+        normalize_digit(np.zeros((30, 30)))
+
+
+def test_dark_on_white_and_white_on_black_normalize_alike():
+    rng = np.random.default_rng(3)
+    dark = np.asarray(user_digit_image(font_digit(4), rng, Style.clean()), dtype=np.float32) / 255
+    (on_white,) = find_digits(dark, single=True)
+    (on_black,) = find_digits(1 - dark, single=True)
+    assert correlation(on_white.image, on_black.image) > 0.98
+    assert on_white.box == on_black.box
+
+
+def test_mnist_digit_given_as_is_comes_back_unchanged(mnist):
+    images = mnist.test_images[:100] / 255.0
+    scores = [correlation(find_digits(x, single=True)[0].image, x) for x in images]
+    assert min(scores) > 0.99
+
+
+def test_mnist_digits_rendered_as_users_images_round_trip(mnist):
+    rng = np.random.default_rng(0)
+    scores = []
+    for digit in mnist.test_images[:200]:
+        image = user_digit_image(digit, rng, Style.clean())  # dark on white, 2-6x, off-centre
+        (crop,) = find_digits(load_image(image), single=True)
+        scores.append(correlation(crop.image, digit / 255))
+    assert np.mean(scores) >= 0.9
+
+
+# --- segmentation -------------------------------------------------------------------------------
+
+
+def font_string(rng: np.random.Generator, style: Style | None = None):
+    """A string of 3 to 10 typeset digits as a user's image, with the digits' boxes."""
+    digits = [font_digit(int(d)) for d in rng.integers(0, 10, rng.integers(3, 11))]
+    return digit_string_image(digits, rng, style or Style())
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_digit_strings_are_split_into_their_digits_left_to_right(seed):
+    image, boxes = font_string(np.random.default_rng(seed))
+    assert_found(find_digits(load_image(image)), boxes)
+
+
+def test_handwritten_strings_are_split_into_their_digits(mnist):
+    rng = np.random.default_rng(1)
+    right = 0
+    for _ in range(40):
+        digits = mnist.test_images[rng.integers(0, 10000, rng.integers(3, 11))]
+        image, boxes = digit_string_image(list(digits), rng)
+        crops = find_digits(load_image(image))
+        right += len(crops) == len(boxes) and all(
+            overlap(crop.box, box) > 0.3 for crop, box in zip(crops, boxes, strict=True)
+        )
+    assert right >= 38
+
+
+def test_broken_digits_are_merged_into_one():
+    rng = np.random.default_rng(5)
+    image, boxes = digit_string_image([font_digit(d) for d in (5, 7, 4, 2, 5)], rng, Style.clean())
+    draw = ImageDraw.Draw(image)
+    for x0, y0, x1, y1 in boxes:  # cut every digit in two with a band of paper
+        cut = y0 + 0.3 * (y1 - y0)
+        draw.rectangle([x0, cut, x1, cut + 0.06 * (y1 - y0)], fill=255)
+    assert_found(find_digits(load_image(image)), boxes)
+
+
+def test_specks_dots_and_underline_are_ignored():
+    rng = np.random.default_rng(6)
+    image, boxes = digit_string_image([font_digit(d) for d in (3, 1, 4, 1, 5)], rng, Style.clean())
+    draw = ImageDraw.Draw(image)
+    bottom = max(box[3] for box in boxes)
+    draw.line([(boxes[0][0], bottom + 8), (boxes[-1][2], bottom + 8)], fill=0, width=4)
+    gap_x = (boxes[0][2] + boxes[1][0]) / 2  # a decimal point between the first two digits
+    draw.ellipse([gap_x - 4, boxes[0][3] - 8, gap_x + 4, boxes[0][3]], fill=0)
+    for x, y in rng.uniform((0, 0), image.size, (15, 2)):  # specks anywhere
+        draw.ellipse([x, y, x + 2, y + 2], fill=60)
+    assert_found(find_digits(load_image(image)), boxes)
+
+
+def test_uneven_lighting_is_flattened():
+    rng = np.random.default_rng(7)
+    dim = Style(gradient=(0.6, 0.6), jpeg_probability=0.0)  # the far side at 40 % brightness
+    image, boxes = font_string(rng, dim)
+    assert_found(find_digits(load_image(image)), boxes)
+
+
+def test_light_digits_on_dark_ground_are_found_too():
+    image, boxes = font_string(np.random.default_rng(8))
+    assert_found(find_digits(1 - load_image(image)), boxes)
+
+
+def test_boxes_are_in_the_original_images_pixels():
+    image, boxes = font_string(np.random.default_rng(9), Style.clean())
+    big = image.resize((image.width * 4, image.height * 4), Image.Resampling.BICUBIC)
+    crops = find_digits(load_image(big))  # over 1024 px: segmented on a reduced copy
+    assert_found(crops, [tuple(4 * v for v in box) for box in boxes])
+
+
+def test_single_takes_all_the_ink_as_one_digit():
+    image, boxes = font_string(np.random.default_rng(10), Style.clean())
+    (crop,) = find_digits(load_image(image), single=True)
+    union = (min(b[0] for b in boxes), min(b[1] for b in boxes))
+    union += (max(b[2] for b in boxes), max(b[3] for b in boxes))
+    assert overlap(crop.box, union) > 0.9
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_blank_and_noise_pages_have_no_digits(seed):
+    rng = np.random.default_rng(seed)
+    assert find_digits(load_image(blank_page(rng))) == []
+    assert find_digits(load_image(blank_page(rng)), single=True) == []
+    assert find_digits(load_image(noise_page(rng))) == []
+
+
+def test_a_lone_speck_is_not_a_digit():
+    page = np.asarray(blank_page(np.random.default_rng(0)), dtype=np.float32) / 255
+    page[300:304, 400:404] = 0.1
+    assert find_digits(page) == []
+    assert find_digits(page, single=True) == []
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_scribbles_give_normalized_crops_without_failing(seed):
+    crops = find_digits(load_image(scribble_page(np.random.default_rng(seed))))
+    for crop in crops:
+        assert crop.image.shape == (28, 28) and 0 <= crop.image.min() <= crop.image.max() <= 1
