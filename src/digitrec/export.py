@@ -268,8 +268,8 @@ def write_model_card(out: Path, metadata: dict[str, Any]) -> Path:
         "",
         "```bash",
         f"{metadata['training_command'] or 'digitrec train ...'} --out RUN_DIR",
-        f"digitrec export RUN_DIR --format onnx --out {out.name}",
-        "digitrec evaluate --model " + out.name + " --json   # reproduces the test accuracy",
+        f"digitrec export RUN_DIR --format onnx --out {out}",
+        f"digitrec evaluate --model {out} --json   # reproduces the test accuracy",
         "```",
         "",
         f"Calibration: {calibration['rule']}. Fitted on the validation split (the last "
