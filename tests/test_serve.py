@@ -205,6 +205,26 @@ def test_a_body_declared_over_the_limit_is_413_without_being_read(recognizer):
         assert "limit" in response.json()["error"]
 
 
+def recognize_scope(app, headers: list[tuple[bytes, bytes]]) -> dict:
+    """The ASGI scope of a POST to /api/v1/recognize with an image/png body."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": RECOGNIZE,
+        "raw_path": RECOGNIZE.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"image/png"), *headers],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+        "app": app,
+    }
+
+
 def test_a_streamed_body_is_cut_off_with_413_once_it_passes_the_limit(recognizer):
     """A chunked body with no Content-Length that never ends: reading stops at the limit."""
     app = create_app(recognizer, ServeSettings(max_body_bytes=10_000))
@@ -219,26 +239,25 @@ def test_a_streamed_body_is_cut_off_with_413_once_it_passes_the_limit(recognizer
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": RECOGNIZE,
-        "raw_path": RECOGNIZE.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"image/png"), (b"transfer-encoding", b"chunked")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-        "state": {},
-        "app": app,
-    }
+    scope = recognize_scope(app, [(b"transfer-encoding", b"chunked")])
     asyncio.run(app(scope, endless_body, send))
     assert sent[0]["status"] == 413
     assert chunks_read <= 11
     assert "limit" in json.loads(sent[1]["body"])["error"]
+
+
+def test_a_client_that_disconnects_mid_body_ends_the_request_quietly(recognizer):
+    app = create_app(recognizer)
+    sent: list[dict] = []
+
+    async def disconnect() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(recognize_scope(app, [(b"content-length", b"5000")]), disconnect, send))
+    assert sent[0]["status"] == 400
 
 
 def test_unknown_paths_are_404_as_json(client):

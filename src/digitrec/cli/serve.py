@@ -20,6 +20,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--max-body-mb", type=float, default=10.0, help="largest request body accepted, in MB"
     )
     parser.add_argument("--max-pixels", type=int, help="largest image accepted, in pixels")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="server log level; below 'info' there is no access log",
+    )
     parser.set_defaults(run=run)
 
 
@@ -50,17 +56,15 @@ def run(args: argparse.Namespace) -> int:
     # Loading here reports a bad --model as a plain error before any worker starts.
     recognizer = load_recognizer(settings)
     print(f"digitrec serve: http://{args.host}:{args.port}/  (API docs at /docs)", flush=True)
+    options = dict(
+        host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10
+    )
     if args.workers == 1:
         app = create_app(recognizer, settings)
-        uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=10)
+        uvicorn.run(app, **options)
     else:
         os.environ[SETTINGS_ENV] = settings.to_env()
         uvicorn.run(
-            "digitrec.serve.app:app_from_env",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            timeout_graceful_shutdown=10,
+            "digitrec.serve.app:app_from_env", factory=True, workers=args.workers, **options
         )
     return 0

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digitrec import __version__
@@ -224,7 +225,7 @@ def model_card_of(recognizer: Recognizer) -> ModelCard:
     )
 
 
-def get_recognizer(request: Request) -> Recognizer:
+async def get_recognizer(request: Request) -> Recognizer:
     recognizer = request.app.state.recognizer
     if recognizer is None:
         raise HTTPException(503, "the model is not loaded yet")
@@ -272,6 +273,10 @@ def create_app(
     async def image_error(request: Request, exc: ImageError) -> JSONResponse:
         return error_response(422, str(exc))
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        return error_response(400, "the client went away before sending the whole body")
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, validation_message(exc))
@@ -304,9 +309,13 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=Status, responses={503: ERROR_RESPONSES[503]})
-    async def readyz(request: Request) -> dict[str, str]:
-        get_recognizer(request)
+    @app.get(
+        "/readyz",
+        response_model=Status,
+        responses={503: ERROR_RESPONSES[503]},
+        dependencies=[Depends(get_recognizer)],
+    )
+    async def readyz() -> dict[str, str]:
         return {"status": "ready"}
 
     @app.get("/", include_in_schema=False)
