@@ -1,0 +1,240 @@
+"""Hyperparameter search: tiny studies on a small synthetic dataset, run in real worker processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from digitrec import data
+from digitrec.cli import main
+from digitrec.data import DataFile, DatasetInfo
+from digitrec.errors import DigitrecError
+from digitrec.tune import (
+    FINISHED,
+    Param,
+    TuneSettings,
+    open_storage,
+    resolve_space,
+    subset_dataset,
+    tune,
+)
+
+TRAIN, VAL, TEST = 600, 200, 100
+
+
+def write_idx(path: Path, array: np.ndarray) -> DataFile:
+    magic = 0x0803 if array.ndim == 3 else 0x0801
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    content = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(content)
+    return DataFile(path.name, hashlib.sha256(content).hexdigest(), len(array))
+
+
+def digit_images(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable stand-ins for digits: class k is a bright bar at row 2k + 4, over noise."""
+    labels = rng.integers(0, 10, count)
+    images = rng.integers(0, 60, (count, 28, 28))
+    for image, label in zip(images, labels, strict=True):
+        image[2 * label + 4 : 2 * label + 6, 4:24] = 255
+    return images, labels
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    info: DatasetInfo
+    directory: Path
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Synthetic:
+    """A tiny dataset of IDX files, described by its own DatasetInfo."""
+    directory = tmp_path_factory.mktemp("synthetic")
+    rng = np.random.default_rng(0)
+    train_images, train_labels = digit_images(TRAIN + VAL, rng)
+    test_images, test_labels = digit_images(TEST, rng)
+    arrays = {
+        "train_images": train_images,
+        "train_labels": train_labels,
+        "test_images": test_images,
+        "test_labels": test_labels,
+    }
+    files = {part: write_idx(directory / part, array) for part, array in arrays.items()}
+    info = DatasetInfo("synthetic", tuple(str(d) for d in range(10)), files, mirrors=())
+    return Synthetic(info, directory)
+
+
+def settings_for(synthetic: Synthetic, out: Path, **changes) -> TuneSettings:
+    base = TuneSettings(
+        model="lenet5",
+        trials=3,
+        dataset=synthetic.info,
+        data_dir=synthetic.directory,
+        fixed={"epochs": 1, "val_size": VAL},
+        progress=False,
+        out=out,
+    )
+    return replace(base, **changes)
+
+
+def stored_trials(settings: TuneSettings) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(
+        study_name=settings.study_name, storage=open_storage(settings.storage_url)
+    ).trials
+
+
+@pytest.fixture(scope="module")
+def two_worker_search(synthetic: Synthetic, tmp_path_factory: pytest.TempPathFactory):
+    settings = settings_for(synthetic, tmp_path_factory.mktemp("study"), trials=4, workers=2)
+    return settings, tune(settings)
+
+
+def test_two_workers_share_one_study_without_losing_trials(two_worker_search):
+    settings, _ = two_worker_search
+    trials = stored_trials(settings)
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert all(t.state in FINISHED for t in trials)
+    assert {t.user_attrs["worker"] for t in trials} == {0, 1}
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 4
+
+
+def test_search_writes_leaderboard_best_params_and_figures(two_worker_search):
+    settings, result = two_worker_search
+    best = result.study.best_trial
+    assert result.best_params == json.loads(result.best_params_file.read_text())
+    assert result.best_params["learning_rate"] == best.params["learning_rate"]
+    assert result.best_params["model_args"]["dropout"] == best.params["model_args.dropout"]
+    assert "model" not in result.best_params
+    assert f"{best.value:.4f}" in (settings.folder / "leaderboard.txt").read_text()
+    for name in ("optimization_history.png", "param_importances.png"):
+        assert (settings.folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_best_params_file_is_accepted_by_digitrec_train(two_worker_search, synthetic, tmp_path):
+    _, result = two_worker_search
+    run_dir = tmp_path / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(data.DATASETS, "synthetic", synthetic.info)
+        params = ["--params", str(result.best_params_file), "--data-dir", str(synthetic.directory)]
+        status = main(["train", "--model", "lenet5", *params, "--out", str(run_dir), "--quiet"])
+    assert status == 0
+    config = json.loads((run_dir / "run.json").read_text())["config"]
+    assert config == {**result.best_params, "model": "lenet5"}
+
+
+def test_killed_search_resumes_without_repeating_finished_trials(synthetic, tmp_path):
+    settings = settings_for(synthetic, tmp_path / "study", trials=4)
+    pickled = tmp_path / "settings.pickle"
+    pickled.write_bytes(pickle.dumps(settings))
+    code = "import pickle, sys; from digitrec.tune import tune; tune(pickle.load(open(sys.argv[1], 'rb')))"
+    process = subprocess.Popen([sys.executable, "-c", code, str(pickled)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (done := finished(settings)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the search and its worker, mid-trial
+        process.wait()
+    assert 1 <= len(done) < 4, "the search should have been killed part-way"
+
+    tune(replace(settings, trials=5))
+
+    after = {t.number: t for t in finished(settings)}
+    assert len(after) == 5
+    for trial in done:  # finished before the kill: kept as they were, not run again
+        assert after[trial.number].params == trial.params
+        assert after[trial.number].value == trial.value
+    assert len({json.dumps(t.params, sort_keys=True) for t in after.values()}) == 5
+
+
+def finished(settings: TuneSettings) -> list[optuna.trial.FrozenTrial]:
+    if not (settings.folder / "study.db").exists():
+        return []
+    try:
+        return [t for t in stored_trials(settings) if t.state in FINISHED]
+    except (DigitrecError, KeyError):  # the study is not created yet
+        return []
+
+
+def test_study_refuses_a_rerun_with_other_settings(two_worker_search):
+    settings, _ = two_worker_search
+    with pytest.raises(DigitrecError, match=r"created with other settings.*subset"):
+        tune(replace(settings, subset=100))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["foo://bar", "runs/study.db", "sqlite:////no/such/directory/study.db"],
+)
+def test_bad_storage_url_gives_a_clear_error(synthetic, tmp_path, url):
+    with pytest.raises(DigitrecError, match="cannot open study storage"):
+        tune(settings_for(synthetic, tmp_path, storage=url))
+
+
+def test_storage_error_hides_the_password(synthetic, tmp_path):
+    url = "postgresql://user:secret@localhost:1/digitrec"
+    with pytest.raises(DigitrecError) as error:
+        tune(settings_for(synthetic, tmp_path, storage=url))
+    assert "secret" not in str(error.value)
+    assert "psycopg2-binary" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("space.json", '{"learning_rate": ', "not valid JSON/YAML"),
+        ("space.yaml", "learning_rate: [1, 2", "not valid JSON/YAML"),
+        ("space.yaml", "- learning_rate", "must hold a mapping"),
+        ("space.yaml", "widht: {type: int, low: 1, high: 2}", "'widht' is not a training setting"),
+        ("space.yaml", "model_args.width: 3", "not a training setting or an argument of"),
+        ("space.yaml", "learning_rate: {type: float, low: 1, high: 0}", "bad range"),
+        ("space.yaml", "learning_rate: {type: float, low: 0, high: 1, log: true}", "log scale"),
+        ("space.yaml", "batch_size: {type: choice, choices: [1]}", "type must be"),
+        ("space.yaml", "batch_size: {type: categorical, choices: []}", "non-empty list"),
+        ("space.yaml", "epochs: {type: int, low: 1, high: 2.5}", "int low and high"),
+    ],
+)
+def test_bad_search_space_file_gives_a_clear_error(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DigitrecError, match=message):
+        resolve_space("lenet5", path)
+
+
+def test_missing_search_space_file_gives_a_clear_error(tmp_path):
+    with pytest.raises(DigitrecError, match="cannot read search-space file"):
+        resolve_space("lenet5", tmp_path / "nothing.yaml")
+
+
+def test_space_file_changes_fixes_and_removes_parameters(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "learning_rate: {type: float, low: 0.001, high: 0.01, log: true}\n"
+        "batch_size: 64\n"
+        "model_args.dropout: null\n"
+    )
+    space, fixed = resolve_space("lenet5", path, {"epochs": 2})
+    assert space["learning_rate"] == Param("float", 0.001, 0.01, log=True)
+    assert "batch_size" not in space and fixed["batch_size"] == 64
+    assert "model_args.dropout" not in space and "model_args.dense_dropout" in space
+    assert "epochs" not in space and fixed["epochs"] == 2
+
+
+def test_subset_keeps_the_validation_split(synthetic):
+    dataset = data.load_dataset(synthetic.info, synthetic.directory, progress=False)
+    small = subset_dataset(dataset, 100, VAL)
+    assert len(small.train_images) == 100 + VAL
+    np.testing.assert_array_equal(small.train_images[100:], dataset.train_images[-VAL:])
+    with pytest.raises(DigitrecError, match="--subset"):
+        subset_dataset(dataset, TRAIN + 1, VAL)
