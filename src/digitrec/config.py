@@ -18,9 +18,16 @@ class TrainConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     seed: int = 0
+    # Training images held out (the last ones) for validation; 0 = a final fit on all of them.
     val_size: int = 5000
     label_smoothing: float = 0.0
-    schedule: str = "constant"  # "constant" or "cosine"
+    schedule: str = "constant"  # "constant", "cosine" or "onecycle" (see train.SCHEDULES)
+    warmup: float = 0.25  # fraction of the steps spent warming up ("onecycle" only)
+    augment: float = 0.0  # strength of random rotation/shift/zoom while training; 0 = off
+    ema: float = 0.0  # momentum of an exponential moving average of the weights; 0 = off
+    ensemble: int = 1  # members trained with seeds seed, seed+1, ...; saved as one model
+    tta: bool = False  # save the model wrapped to average its predictions over small shifts
+    steps_per_execution: int = 32  # batches per TensorFlow call (less Python overhead, same maths)
     model_args: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

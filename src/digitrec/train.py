@@ -14,7 +14,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -24,11 +24,17 @@ from digitrec.config import TrainConfig
 from digitrec.data import Dataset, as_model_input, load_dataset, split_validation
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, read_json, write_json
-from digitrec.models import build_model, model_spec
+from digitrec.models import build_model, ensemble, model_spec, with_tta
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 RUNS_DIR = Path("runs")
 STATE_FILE = "state.json"
 CHECKPOINT_DIR = "checkpoints"
+MEMBERS_DIR = "members"
+SCHEDULES = ("constant", "cosine", "onecycle")
+EVAL_BATCH = 1000
 
 
 def resolve_config(model: str = "lenet5", **overrides: Any) -> TrainConfig:
@@ -72,17 +78,32 @@ class EpochCheckpoint(keras.callbacks.Callback):
             (self.run_dir / previous).unlink(missing_ok=True)
 
 
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam with the configured learning-rate schedule."""
+def learning_rate(config: TrainConfig, steps_per_epoch: int) -> Any:
+    """The configured learning rate: constant, cosine decay to 0, or one-cycle (a linear warm-up
+    from 1/25 of the peak over ``config.warmup`` of the steps, then cosine decay to 0)."""
+    total = steps_per_epoch * config.epochs
     if config.schedule == "constant":
-        rate: Any = config.learning_rate
-    elif config.schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=steps_per_epoch * config.epochs
+        return config.learning_rate
+    if config.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total)
+    if config.schedule == "onecycle":
+        warmup = int(config.warmup * total)
+        return keras.optimizers.schedules.CosineDecay(
+            config.learning_rate / 25,
+            decay_steps=max(total - warmup, 1),
+            warmup_target=config.learning_rate,
+            warmup_steps=warmup,
         )
-    else:
-        raise DigitrecError(f"unknown schedule {config.schedule!r}; known: constant, cosine")
-    return keras.optimizers.Adam(rate)
+    raise DigitrecError(f"unknown schedule {config.schedule!r}; known: {', '.join(SCHEDULES)}")
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam with the configured learning-rate schedule and, if asked, weight averaging (EMA)."""
+    return keras.optimizers.Adam(
+        learning_rate(config, steps_per_epoch),
+        use_ema=config.ema > 0,
+        ema_momentum=config.ema or 0.99,
+    )
 
 
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
@@ -90,7 +111,28 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
         optimizer=make_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
+        steps_per_execution=config.steps_per_execution,
     )
+
+
+def training_dataset(
+    images: np.ndarray, labels: np.ndarray, config: TrainConfig, num_classes: int
+) -> tf.data.Dataset:
+    """Shuffled batches of model inputs and one-hot labels, augmented on the fly if configured."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (as_model_input(images), keras.utils.to_categorical(labels, num_classes))
+    )
+    dataset = dataset.shuffle(len(images), seed=config.seed).batch(config.batch_size)
+    if config.augment > 0:
+        from digitrec.augment import augmenter
+
+        distort = augmenter(config.augment, seed=config.seed)
+        dataset = dataset.map(
+            lambda x, y: (distort(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def run_record(config: TrainConfig, data: Dataset) -> dict[str, Any]:
@@ -136,9 +178,19 @@ def train(
     run_dir = Path(out) if out else default_run_dir(config)
     if (run_dir / "run.json").exists():
         raise DigitrecError(f"{run_dir} already holds a run; resume it with --resume {run_dir}")
+    if config.ensemble < 1:
+        raise DigitrecError(f"an ensemble needs at least 1 member, got {config.ensemble}")
     data = load_dataset(config.dataset, data_dir, progress=verbose)
+    return _start(run_dir, config, data, verbose, tensorboard)
+
+
+def _start(
+    run_dir: Path, config: TrainConfig, data: Dataset, verbose: bool, tensorboard: bool
+) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "run.json", run_record(config, data))
+    if config.ensemble > 1:
+        return _train_ensemble(run_dir, config, data, verbose, tensorboard)
     seed_everything(config.seed)
     model = build_model(config.model, len(data.class_names), **config.model_args)
     state = {"epoch": 0, "checkpoint": None, "history": {}}
@@ -159,6 +211,14 @@ def resume(
         raise DigitrecError(f"{run_dir} is already complete")
     config = TrainConfig.from_dict(read_json(run_dir / "run.json")["config"])
     data = load_dataset(config.dataset, data_dir, progress=verbose)
+    return _continue(run_dir, config, data, verbose, tensorboard)
+
+
+def _continue(
+    run_dir: Path, config: TrainConfig, data: Dataset, verbose: bool, tensorboard: bool
+) -> Path:
+    if config.ensemble > 1:
+        return _train_ensemble(run_dir, config, data, verbose, tensorboard)
     seed_everything(config.seed)
     state_path = run_dir / STATE_FILE
     if state_path.exists():
@@ -191,12 +251,12 @@ def fit(
         else None
     )
     return model.fit(
-        as_model_input(x_train),
-        keras.utils.to_categorical(y_train, num_classes),
-        batch_size=config.batch_size,
+        training_dataset(x_train, y_train, config, num_classes),
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         validation_data=validation,
+        validation_batch_size=EVAL_BATCH,
+        shuffle=False,  # the dataset is shuffled already
         callbacks=callbacks,
         verbose=1 if verbose else 0,
     )
@@ -216,21 +276,55 @@ def _fit_and_finish(
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")))
     if state["epoch"] < config.epochs:
         fit(model, config, data, callbacks, state["epoch"], verbose)
-    with atomic_path(run_dir / "model.keras", suffix=".keras") as tmp:
-        model.save(tmp)
-    _finish(run_dir, model, data, state)
+    history = state["history"]
+    seconds = float(sum(history.get("epoch_seconds", [])))
+    _finish(run_dir, config, model, data, state["epoch"], history, seconds)
     return run_dir
 
 
-def _finish(run_dir: Path, model: keras.Model, data: Dataset, state: dict[str, Any]) -> None:
-    """Evaluate the test set once, write metrics and the report, drop the checkpoints."""
+def _train_ensemble(
+    run_dir: Path, config: TrainConfig, data: Dataset, verbose: bool, tensorboard: bool
+) -> Path:
+    """Train (or finish) each member as a run of its own under ``members/``, with seeds
+    ``seed .. seed + ensemble - 1``, then save one model averaging their probabilities."""
+    member_dirs = []
+    for seed in range(config.seed, config.seed + config.ensemble):
+        member_dir = run_dir / MEMBERS_DIR / f"seed-{seed}"
+        member_config = config.updated({"seed": seed, "ensemble": 1, "tta": False})
+        if (member_dir / "run.json").exists():
+            if not (member_dir / "metrics.json").exists():
+                _continue(member_dir, member_config, data, verbose, tensorboard)
+        else:
+            _start(member_dir, member_config, data, verbose, tensorboard)
+        member_dirs.append(member_dir)
+    members = [keras.saving.load_model(d / "model.keras") for d in member_dirs]
+    seconds = sum(read_json(d / "metrics.json")["train_seconds"] for d in member_dirs)
+    model = ensemble(members, name=f"{config.model}_ensemble")
+    _finish(run_dir, config, model, data, config.epochs, {}, seconds)
+    return run_dir
+
+
+def _finish(
+    run_dir: Path,
+    config: TrainConfig,
+    model: keras.Model,
+    data: Dataset,
+    epochs: int,
+    history: dict[str, list[float]],
+    train_seconds: float,
+) -> None:
+    """Save the final model (wrapped for test-time augmentation if configured), evaluate the test
+    set once, write metrics and the report, drop the checkpoints."""
     from digitrec.evaluate import evaluate_probabilities, predict_keras
 
+    if config.tta:
+        model = with_tta(model)
+    with atomic_path(run_dir / "model.keras", suffix=".keras") as tmp:
+        model.save(tmp)
     probs = predict_keras(model, data.test_images)
-    history = state["history"]
     metrics = evaluate_probabilities(data, probs, out_dir=run_dir, history=history, verbose=False)
-    metrics["train_seconds"] = float(sum(history.get("epoch_seconds", [])))
-    metrics["epochs"] = state["epoch"]
+    metrics["train_seconds"] = train_seconds
+    metrics["epochs"] = epochs
     metrics["history"] = history
     write_json(run_dir / "metrics.json", metrics)
     for checkpoint in (run_dir / CHECKPOINT_DIR).glob("*.keras"):
