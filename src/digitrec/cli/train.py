@@ -20,8 +20,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--learning-rate", type=float)
-    parser.add_argument("--schedule", choices=["constant", "cosine"])
+    parser.add_argument("--schedule", choices=["constant", "cosine", "onecycle"])
+    parser.add_argument("--warmup", type=float, help="one-cycle warm-up fraction of the steps")
     parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument(
+        "--augment", type=float, metavar="STRENGTH", help="random rotation/shift/zoom; 0 = off"
+    )
+    parser.add_argument("--ema", type=float, metavar="MOMENTUM", help="weight averaging; 0 = off")
+    parser.add_argument(
+        "--ensemble", type=int, metavar="N", help="train N members (seeds SEED..) saved as one"
+    )
+    parser.add_argument(
+        "--tta", action="store_true", default=None, help="average predictions over small shifts"
+    )
     parser.add_argument("--val-size", type=int, help="training images held out for validation")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--params", type=Path, metavar="FILE", help="JSON file of settings")
@@ -42,7 +53,12 @@ def settings_from(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "schedule": args.schedule,
+        "warmup": args.warmup,
         "label_smoothing": args.label_smoothing,
+        "augment": args.augment,
+        "ema": args.ema,
+        "ensemble": args.ensemble,
+        "tta": args.tta,
         "val_size": args.val_size,
         "seed": args.seed,
     }
