@@ -176,10 +176,12 @@ def describe(
     the exported model's own outputs.
     """
     config = run.get("config", {})
-    _, _, x_val, y_val = split_validation(
-        data.train_images, data.train_labels, config.get("val_size", TrainConfig.val_size)
-    )
+    val_size = config.get("val_size") or TrainConfig.val_size
+    _, _, x_val, y_val = split_validation(data.train_images, data.train_labels, val_size)
     calibration = calibrate(predict_keras(model, x_val), y_val.astype(np.int64), rejection_rate)
+    split = f"the last {val_size} training images"
+    if config.get("val_size") == 0:
+        split += ", which this model was trained on (val_size 0): expect it overconfident"
     labels = data.test_labels.astype(np.int64)
     test = rejection_metrics(
         apply_temperature(test_probs, calibration.temperature), labels, calibration.threshold
@@ -201,7 +203,7 @@ def describe(
         "test_size": len(labels),
         "temperature": calibration.temperature,
         "threshold": calibration.threshold,
-        "calibration": calibration.to_dict(),
+        "calibration": {**calibration.to_dict(), "split": split},
         "parameters": int(model.count_params()),
         "digitrec_version": __version__,
         "versions": run.get("versions", {}),
@@ -210,12 +212,24 @@ def describe(
 
 
 def training_command(config: dict[str, Any]) -> str:
-    """The ``digitrec train`` command line for a run's settings (``model_args`` need ``--params``)."""
+    """The ``digitrec train`` command for a run's settings: the model, and a flag for each
+    setting that differs from that model's recipe (``model_args`` need ``--params``)."""
+    from digitrec.train import resolve_config
+
+    try:
+        recipe = resolve_config(config["model"]).to_dict()
+    except DigitrecError:  # a model no longer registered: spell out every setting
+        recipe = {}
     words = ["digitrec", "train", "--model", str(config["model"])]
     for key, value in config.items():
-        flag = "--" + key.replace("_", "-")
-        if key in ("model", "model_args") or value is None or value is False:
+        if (
+            key in ("model", "model_args")
+            or value is None
+            or value is False
+            or recipe.get(key) == value
+        ):
             continue
+        flag = "--" + key.replace("_", "-")
         words += [flag] if value is True else [flag, str(value)]
     return " ".join(words)
 
@@ -272,8 +286,7 @@ def write_model_card(out: Path, metadata: dict[str, Any]) -> Path:
         f"digitrec evaluate --model {out} --json   # reproduces the test accuracy",
         "```",
         "",
-        f"Calibration: {calibration['rule']}. Fitted on the validation split (the last "
-        f"{metadata['training_config'].get('val_size', TrainConfig.val_size)} training images); the test set "
+        f"Calibration: {calibration['rule']}. Fitted on {calibration['split']}; the test set "
         "was used for the figures above only.",
         "",
         "## Input",
