@@ -72,3 +72,27 @@ def test_unreadable_model_file_is_a_model_error(tmp_path):
         evaluate(bad)
     with pytest.raises(ModelError, match="no model found"):
         evaluate(tmp_path / "missing.keras")
+
+
+def test_perturbations_shift_by_three_pixels_and_rotate_about_the_centre():
+    from digitrec.evaluate import perturbations
+
+    image = np.zeros((1, 28, 28), np.uint8)
+    image[0, 10:18, 13:15] = 255  # a vertical bar through the centre
+    distorted = {name: distort(image) for name, distort in perturbations().items()}
+    assert all(d.shape == image.shape and d.dtype == np.uint8 for d in distorted.values())
+    np.testing.assert_array_equal(distorted["shifted 3 px right"][0, 10:18, 16:18], 255)
+    np.testing.assert_array_equal(distorted["shifted 3 px up"][0, 7:15, 13:15], 255)
+    rotated = distorted["rotated +15°"][0]
+    rows, cols = np.nonzero(rotated > 127)
+    assert np.polyfit(rows, cols, 1)[0] == pytest.approx(np.tan(np.radians(15)), abs=0.15)
+
+
+def test_cli_perturb_reports_accuracy_on_distorted_digits(tiny_run, capsys):
+    from digitrec.cli import main
+
+    run_dir, data_dir = tiny_run
+    assert main(["evaluate", str(run_dir), "--data-dir", str(data_dir), "--perturb"]) == 0
+    assert "rotated -15°" in capsys.readouterr().out
+    report = (run_dir / "report.md").read_text()
+    assert "## Robustness" in report and "shifted 3 px down" in report

@@ -14,6 +14,8 @@ from digitrec.errors import ModelError
 from digitrec.files import atomic_path, read_json
 
 MISTAKES_SHOWN = 25
+ROTATION_DEGREES = 15.0
+SHIFT_PIXELS = 3
 
 
 def predict_keras(model: Any, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
@@ -57,10 +59,14 @@ def evaluate_probabilities(
     out_dir: Path | None,
     history: dict[str, list[float]] | None = None,
     verbose: bool = True,
+    perturbed: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of test-set probabilities; with ``out_dir``, also the report and its figures."""
+    """Metrics of test-set probabilities; with ``out_dir``, also the report and its figures.
+    ``perturbed`` (accuracy on distorted test images, see ``perturbed_accuracy``) joins both."""
     result = classification_metrics(data.test_labels, probs, data.class_names)
     result["accuracy"] = result["test_accuracy"]
+    if perturbed is not None:
+        result["perturbed_accuracy"] = perturbed
     if out_dir is not None:
         result["report"] = str(write_report(Path(out_dir), result, history, data, probs))
     return result
@@ -95,13 +101,45 @@ def load_keras(source: str | Path) -> tuple[Any, Path | None]:
     return model, run_dir
 
 
+def perturbations() -> dict[str, Any]:
+    """Distortions of uint8 test images (N, 28, 28) for the robustness check: rotations by
+    ±ROTATION_DEGREES and shifts by ±SHIFT_PIXELS in each direction (background fills in)."""
+    from scipy import ndimage
+
+    def rotate(angle: float) -> Any:
+        return lambda images: ndimage.rotate(images, angle, axes=(1, 2), reshape=False, order=1)
+
+    def shift(dy: int, dx: int) -> Any:
+        return lambda images: ndimage.shift(images, (0, dy, dx), order=0)
+
+    d, p = ROTATION_DEGREES, SHIFT_PIXELS
+    return {
+        f"rotated +{d:g}°": rotate(d),
+        f"rotated -{d:g}°": rotate(-d),
+        f"shifted {p} px right": shift(0, p),
+        f"shifted {p} px left": shift(0, -p),
+        f"shifted {p} px down": shift(p, 0),
+        f"shifted {p} px up": shift(-p, 0),
+    }
+
+
+def perturbed_accuracy(classify: Any, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy of ``classify`` (uint8 images -> probabilities) on each distorted test set."""
+    return {
+        name: float(skm.accuracy_score(labels, classify(distort(images)).argmax(axis=1)))
+        for name, distort in perturbations().items()
+    }
+
+
 def evaluate(
     source: str | Path,
     dataset: str | None = None,
     data_dir: str | Path | None = None,
     out: Path | None = None,
+    perturb: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate a model on its dataset's test set and write the report.
+    """Evaluate a model on its dataset's test set and write the report; with ``perturb``, also on
+    rotated and shifted test images.
 
     The report goes to ``out``, else the run directory, else a new ``runs/<time>-eval`` folder.
     """
@@ -112,7 +150,11 @@ def evaluate(
     if run_dir and (run_dir / "metrics.json").exists():
         history = read_json(run_dir / "metrics.json").get("history")
     report_dir = out or run_dir or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-eval"
-    return evaluate_probabilities(data, classify(data.test_images), report_dir, history)
+    perturbed = (
+        perturbed_accuracy(classify, data.test_images, data.test_labels) if perturb else None
+    )
+    probs = classify(data.test_images)
+    return evaluate_probabilities(data, probs, report_dir, history, perturbed=perturbed)
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -160,6 +202,9 @@ def write_report(
         f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
         for name, m in result["per_class"].items()
     ]
+    if "perturbed_accuracy" in result:
+        lines += ["", "## Robustness", "", "| test images | accuracy |", "| --- | --- |"]
+        lines += [f"| {name} | {acc:.2%} |" for name, acc in result["perturbed_accuracy"].items()]
     for title, path in figures.items():
         lines += ["", f"## {title}", "", f"![{title}]({path.name})"]
     report = out_dir / "report.md"

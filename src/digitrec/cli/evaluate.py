@@ -19,6 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", dest="model", help="same as SOURCE")
     parser.add_argument("--out", type=Path, metavar="DIR", help="where to write the report")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    parser.add_argument(
+        "--perturb", action="store_true", help="also test on digits rotated ±15° and shifted ±3 px"
+    )
     add_data_options(parser, dataset_default=None)
     parser.set_defaults(run=run)
 
@@ -30,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     source = args.source or args.model
     if not source:
         raise DigitrecError("name a run directory, model file or 'default' to evaluate")
-    result = evaluate(source, args.dataset, args.data_dir, args.out)
+    result = evaluate(source, args.dataset, args.data_dir, args.out, perturb=args.perturb)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -40,5 +43,7 @@ def run(args: argparse.Namespace) -> int:
         f"macro precision {result['macro_precision']:.4f}  recall {result['macro_recall']:.4f}"
         f"  F1 {result['macro_f1']:.4f}"
     )
+    for name, accuracy in result.get("perturbed_accuracy", {}).items():
+        print(f"{name:<22} {accuracy:.2%}")
     print(f"report          {result['report']}")
     return 0
