@@ -89,13 +89,18 @@ def draw_number(page, digits: np.ndarray) -> None:
 
 
 def expect_result(page, text: str) -> None:
-    playwright_sync.expect(page.get_by_test_id("result")).to_have_text(text, timeout=15_000)
+    """Wait for the answer to the latest drawing (not one sent while drawing), then check it."""
+    result = page.get_by_test_id("result")
+    playwright_sync.expect(result).to_have_attribute("aria-busy", "false", timeout=15_000)
+    playwright_sync.expect(result).to_have_text(text, timeout=1)
 
 
 def open_page(browser, server: str, **context_options):
     page = browser.new_context(**context_options).new_page()
     page.goto(server)
-    page.get_by_label("Stroke width").fill(str(SCALE + 2))
+    width = page.get_by_label("Stroke width")
+    width.fill(str(SCALE + 2))
+    width.blur()
     return page
 
 

@@ -97,7 +97,13 @@ function endStroke() {
 pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
 
+// aria-busy stays "true" from the first stroke until the answer for the latest drawing is shown.
+function setBusy(busy) {
+  resultEl.setAttribute("aria-busy", String(busy));
+}
+
 function scheduleRecognition() {
+  setBusy(true);
   clearTimeout(state.timer);
   state.timer = setTimeout(recognizePad, DEBOUNCE_MS);
 }
@@ -108,11 +114,13 @@ function recognizePad() {
     showEmpty();
     return;
   }
+  setBusy(true);
   pad.toBlob((blob) => send(blob, "pad.png"), "image/png");
 }
 
 async function send(blob, name) {
   const sequence = ++state.sequence;
+  setBusy(true);
   const form = new FormData();
   form.append("image", blob, name);
   statusEl.classList.remove("error");
@@ -128,10 +136,12 @@ async function send(blob, name) {
     statusEl.classList.add("error");
     statusEl.textContent = `Could not read the image: ${error.message}`;
   }
+  setBusy(false);
 }
 
 function showEmpty() {
   state.sequence++;
+  setBusy(false);
   resultEl.textContent = "";
   digitsEl.replaceChildren();
   statusEl.classList.remove("error");
