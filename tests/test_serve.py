@@ -11,6 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -389,6 +391,35 @@ def test_the_live_server_answers_concurrent_requests(live_server):
         responses = list(pool.map(post, images))
     assert [r.status_code for r in responses] == [200] * len(images)
     assert [r.json()["text"] for r in responses] == ["1", "11", "111"] * 10
+
+
+def test_no_more_images_are_read_at_once_than_the_setting_allows(recognizer):
+    """Each read can take a lot of memory (up to the pixel limit), so their number is bounded."""
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    class SlowRecognizer:
+        metadata, classes = recognizer.metadata, recognizer.classes
+
+        def read(self, image, single=False, top_k=3):
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            time.sleep(0.05)
+            with lock:
+                running -= 1
+            return recognizer.read(image, single, top_k)
+
+    def post(url: str) -> int:
+        headers = {"content-type": "image/png"}
+        return httpx.post(url + RECOGNIZE, content=drawn_ones(), headers=headers).status_code
+
+    app = create_app(SlowRecognizer(), ServeSettings(concurrent_reads=2))
+    with serving(app) as url, ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(post, [url] * 8))
+    assert codes == [200] * 8
+    assert most == 2
 
 
 def test_the_live_server_refuses_a_huge_declared_body_before_it_is_sent(live_server):

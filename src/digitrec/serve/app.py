@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -49,6 +50,7 @@ class ServeSettings:
     max_body_bytes: int = 10 * MEGABYTE
     max_pixels: int = MAX_PIXELS
     threads: int | None = 1
+    concurrent_reads: int = 4  # images decoded and read at once per worker: bounds memory
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -263,6 +265,7 @@ def create_app(
     )
     app.state.recognizer = recognizer
     app.state.settings = settings
+    reads = anyio.CapacityLimiter(settings.concurrent_reads)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(HTTPException)
@@ -295,8 +298,8 @@ def create_app(
         top_k: Annotated[int, Query(ge=1, le=10, description="labels listed per digit")] = 3,
     ) -> dict[str, Any]:
         data = await image_bytes(request)
-        return await run_in_threadpool(
-            recognize_bytes, recognizer, data, settings.max_pixels, single, top_k
+        return await anyio.to_thread.run_sync(
+            recognize_bytes, recognizer, data, settings.max_pixels, single, top_k, limiter=reads
         )
 
     @app.get("/api/v1/model", response_model=ModelCard, responses={503: ERROR_RESPONSES[503]})
