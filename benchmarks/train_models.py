@@ -1,0 +1,149 @@
+"""How accurate is each registered model, at what cost? Train each over several seeds, with the
+classic LeNet-5 as the reference in the same run.
+
+Every model trains with its default recipe (``digitrec train --model NAME --seed K``) into
+``OUT/NAME/seed-K``; the table gives parameters, multiply-accumulates per image, epochs, median
+``train_seconds`` (training only, data in memory), its ratio to LeNet-5's, and the test accuracy
+as mean ± std and worst seed. Runs already complete in OUT are reused and runs cut short are
+resumed, so a long benchmark can be done in stages:
+
+    nice .venv/bin/python benchmarks/train_models.py --models fast --seeds 0-4 --out runs/bench-models
+    nice .venv/bin/python benchmarks/train_models.py --models best --seeds 0-2 --out runs/bench-models \
+        --perturb --write-readme
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+from datetime import datetime
+from pathlib import Path
+
+from common import machine, markdown_table, median, write_into_readme
+
+from digitrec.files import read_json
+from digitrec.train import RUNS_DIR, resolve_config, resume, train
+
+REFERENCE = "lenet5"
+
+
+def seed_list(text: str) -> list[int]:
+    """``0-4`` or ``0,2,5``."""
+    if "-" in text:
+        first, last = text.split("-")
+        return list(range(int(first), int(last) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="mlp,fast,best", help="comma-separated model names")
+    parser.add_argument("--seeds", type=seed_list, default=seed_list("0-2"), help="e.g. 0-4")
+    parser.add_argument(
+        "--reference-seeds", type=seed_list, help="LeNet-5 seeds (default: --seeds)"
+    )
+    parser.add_argument("--out", type=Path, help="run folder (default: a new one under runs/)")
+    parser.add_argument(
+        "--perturb", action="store_true", help="add the worst accuracy on rotated/shifted digits"
+    )
+    parser.add_argument("--data-dir")
+    parser.add_argument("--write-readme", action="store_true")
+    return parser.parse_args()
+
+
+def run_once(model: str, seed: int, out: Path, data_dir: str | None) -> tuple[Path, bool]:
+    """The finished run of one model and seed: reused if complete, else resumed or trained."""
+    run_dir = out / model / f"seed-{seed}"
+    if (run_dir / "metrics.json").exists():
+        return run_dir, True
+    if (run_dir / "run.json").exists():
+        return resume(run_dir, data_dir, verbose=False), False
+    return train(resolve_config(model, seed=seed), run_dir, data_dir, verbose=False), False
+
+
+def worst_perturbed(run_dir: Path, data_dir: str | None) -> float:
+    """The lowest accuracy over the rotated and shifted test sets (see ``evaluate --perturb``)."""
+    from digitrec.data import load_dataset
+    from digitrec.evaluate import load_classifier, perturbed_accuracy
+
+    classify, _ = load_classifier(run_dir)
+    data = load_dataset("mnist", data_dir, progress=False)
+    return min(perturbed_accuracy(classify, data.test_images, data.test_labels).values())
+
+
+def summarize(model: str, run_dirs: list[Path], perturb: bool, data_dir: str | None) -> dict:
+    import keras
+
+    from digitrec.models import multiply_accumulates
+
+    metrics = [read_json(d / "metrics.json") for d in run_dirs]
+    accuracies = [m["test_accuracy"] for m in metrics]
+    network = keras.saving.load_model(run_dirs[0] / "model.keras")
+    summary = {
+        "model": model,
+        "parameters": network.count_params(),
+        "macs": multiply_accumulates(network),
+        "epochs": metrics[0]["epochs"],
+        "seconds": median([m["train_seconds"] for m in metrics]),
+        "mean": statistics.mean(accuracies),
+        "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+        "worst": min(accuracies),
+        "seeds": len(accuracies),
+    }
+    if perturb:
+        summary["perturbed"] = statistics.mean(worst_perturbed(d, data_dir) for d in run_dirs)
+    return summary
+
+
+def table(summaries: list[dict], perturb: bool) -> str:
+    reference = next(s for s in summaries if s["model"] == REFERENCE)
+    header = ["model", "parameters", "MACs / image", "epochs", "median train s"]
+    header += [f"time vs {REFERENCE}", "test accuracy (mean ± std)", "worst seed", "seeds"]
+    header += ["worst rotated/shifted (mean)"] if perturb else []
+    rows = []
+    for s in summaries:
+        row = [
+            s["model"],
+            f"{s['parameters']:,}",
+            f"{s['macs'] / 1e6:.2f} M",
+            s["epochs"],
+            f"{s['seconds']:.1f}",
+            f"{s['seconds'] / reference['seconds']:.2f}×",
+            f"{s['mean']:.2%} ± {s['std']:.2%}",
+            f"{s['worst']:.2%}",
+            s["seeds"],
+        ]
+        rows.append(row + ([f"{s['perturbed']:.2%}"] if perturb else []))
+    return markdown_table(header, rows)
+
+
+def main() -> None:
+    args = parse_args()
+    out = args.out or RUNS_DIR / f"bench-models-{datetime.now():%Y%m%d-%H%M%S}"
+    models = [REFERENCE] + [m for m in args.models.split(",") if m != REFERENCE]
+    load_before = os.getloadavg()[0]
+    summaries, reused = [], 0
+    for model in models:
+        seeds = (args.reference_seeds or args.seeds) if model == REFERENCE else args.seeds
+        run_dirs = []
+        for seed in seeds:
+            run_dir, was_reused = run_once(model, seed, out, args.data_dir)
+            reused += was_reused
+            run_dirs.append(run_dir)
+            acc = read_json(run_dir / "metrics.json")["test_accuracy"]
+            print(f"{model} seed {seed}: {acc:.2%}{' (reused)' if was_reused else ''}", flush=True)
+        summaries.append(summarize(model, run_dirs, args.perturb, args.data_dir))
+    text = (
+        f"{machine()}; load average {load_before:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end (a shared machine: times are noisy). "
+        f"Runs in `{out}`{f', {reused} of them reused from an earlier stage' if reused else ''}.\n\n"
+        + table(summaries, args.perturb)
+    )
+    print(text)
+    if args.write_readme:
+        write_into_readme("models", text)
+
+
+if __name__ == "__main__":
+    main()
