@@ -6,6 +6,7 @@ the packaged default model. Screenshots are kept in ``test-artifacts/``.
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,15 +133,33 @@ def test_a_traced_digit_and_a_traced_number_are_read_on_the_page(browser, server
     playwright_sync.expect(page.get_by_test_id("result")).not_to_have_text("", timeout=15_000)
 
 
-def test_an_image_file_picked_on_the_page_is_read(browser, server, mnist):
-    page = open_page(browser, server, viewport={"width": 1280, "height": 800})
-    digits, text = first_of_each(mnist, [2, 5, 8])
+def number_png(digits: np.ndarray) -> bytes:
+    """The digits side by side, 3× larger, dark on white, as a PNG file's bytes."""
     image = Image.fromarray(255 - np.concatenate(list(np.pad(digits, ((0, 0), (4, 4), (4, 4)))), 1))
     buffer = io.BytesIO()
     image.resize((image.width * 3, image.height * 3)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_image_files_picked_or_dropped_on_the_page_are_read(browser, server, mnist):
+    page = open_page(browser, server, viewport={"width": 1280, "height": 800})
+    digits, text = first_of_each(mnist, [2, 5, 8])
     page.get_by_label("Read an image file").set_input_files(
-        {"name": "number.png", "mimeType": "image/png", "buffer": buffer.getvalue()}
+        {"name": "number.png", "mimeType": "image/png", "buffer": number_png(digits)}
     )
+    expect_result(page, text)
+
+    digits, text = first_of_each(mnist, [6, 1])
+    dropped = page.evaluate_handle(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+            return transfer;
+        }""",
+        base64.b64encode(number_png(digits)).decode(),
+    )
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
     expect_result(page, text)
 
 
