@@ -195,3 +195,27 @@ def test_cli_data_info_lists_files_and_class_counts(mnist_dir):
     assert result.returncode == 0, result.stderr
     assert "all 4 files verified" in result.stdout
     assert "total   60000   10000" in result.stdout
+
+
+def test_atomic_writes_get_an_ordinary_file_mode(tmp_path):
+    from digitrec.files import atomic_directory, atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "file.txt") as tmp:
+            tmp.write_text("x")
+        with atomic_directory(tmp_path / "folder") as tmp:
+            (tmp / "inside").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "file.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755
+
+
+def test_atomic_path_leaves_nothing_when_the_writer_fails(tmp_path):
+    from digitrec.files import atomic_path
+
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "out.bin") as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("writer died")
+    assert list(tmp_path.iterdir()) == []

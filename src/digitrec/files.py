@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(final: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it into place if the block succeeds.
@@ -24,6 +30,7 @@ def atomic_path(final: Path, suffix: str = "") -> Iterator[Path]:
     fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.tmp-", suffix=suffix)
     os.close(fd)
     tmp = Path(name)
+    tmp.chmod(0o666 & ~_current_umask())  # mkstemp makes it private; give it a new file's mode
     try:
         yield tmp
         os.replace(tmp, final)
@@ -38,6 +45,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    tmp.chmod(0o777 & ~_current_umask())
     try:
         yield tmp
         if final.is_dir():
