@@ -19,7 +19,7 @@ from common import machine, markdown_table, median, write_into_readme
 
 from digitrec.files import read_json
 from digitrec.train import RUNS_DIR, resolve_config, train
-from digitrec.tune import TuneSettings, tune
+from digitrec.tune import TuneSettings, builder_defaults, tune
 
 
 def parse_args() -> argparse.Namespace:
@@ -47,13 +47,14 @@ def test_runs(
 
 def row(name: str, params: dict, runs: list[dict]) -> list[str]:
     config = resolve_config("lenet5", **params)
+    model_args = {**builder_defaults("lenet5"), **config.model_args}
     accuracies = [100 * r["test_accuracy"] for r in runs]
     val = [100 * r["history"]["val_accuracy"][-1] for r in runs]
     return [
         name,
         f"{config.epochs} ep, batch {config.batch_size}, lr {config.learning_rate:.2g} "
         f"{config.schedule}, smoothing {config.label_smoothing:.2f}, "
-        + ", ".join(f"{k} {v:.2f}" for k, v in config.model_args.items()),
+        + ", ".join(f"{k} {v:.2f}" for k, v in model_args.items()),
         f"{median(val):.2f}",
         f"{median(accuracies):.2f} ({min(accuracies):.2f}–{max(accuracies):.2f})",
         f"{median([r['train_seconds'] for r in runs]):.0f}",

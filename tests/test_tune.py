@@ -27,6 +27,7 @@ from digitrec.tune import (
     TuneSettings,
     open_storage,
     resolve_space,
+    retrain,
     subset_dataset,
     tune,
 )
@@ -131,6 +132,21 @@ def test_best_params_file_is_accepted_by_digitrec_train(two_worker_search, synth
     assert status == 0
     config = json.loads((run_dir / "run.json").read_text())["config"]
     assert config == {**result.best_params, "model": "lenet5"}
+
+
+def test_retrain_trains_the_best_settings_once_and_tests_them(two_worker_search, synthetic):
+    _, result = two_worker_search
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(data.DATASETS, "synthetic", synthetic.info)
+        run_dir = retrain(result, synthetic.directory, verbose=False)
+        metrics = run_dir / "metrics.json"
+        written = metrics.stat().st_mtime_ns
+        assert retrain(result, synthetic.directory, verbose=False) == run_dir
+    assert metrics.stat().st_mtime_ns == written
+    assert run_dir.name == f"retrain-trial{result.study.best_trial.number}"
+    config = json.loads((run_dir / "run.json").read_text())["config"]
+    assert config == {**result.best_params, "model": "lenet5"}
+    assert 0 <= json.loads(metrics.read_text())["test_accuracy"] <= 1
 
 
 def test_killed_search_resumes_without_repeating_finished_trials(synthetic, tmp_path):

@@ -83,7 +83,8 @@ class Param:
 
 @dataclass
 class TuneSettings:
-    """Everything that defines a search; the fields marked below must match when a study resumes."""
+    """Everything that defines a search; a study resumes only with the same model, dataset,
+    subset, seed, space and fixed settings (see ``search_record``)."""
 
     model: str = "lenet5"
     trials: int = 20  # finished (complete or pruned) trials the study should hold
