@@ -21,10 +21,13 @@ from digitrec import data
 from digitrec.cli import main
 from digitrec.data import DataFile, DatasetInfo
 from digitrec.errors import DigitrecError
+from digitrec.models import MODELS, build_model
+from digitrec.train import resolve_config
 from digitrec.tune import (
     FINISHED,
     Param,
     TuneSettings,
+    nested,
     open_storage,
     resolve_space,
     retrain,
@@ -245,6 +248,20 @@ def test_space_file_changes_fixes_and_removes_parameters(tmp_path):
     assert "batch_size" not in space and fixed["batch_size"] == 64
     assert "model_args.dropout" not in space and "model_args.dense_dropout" in space
     assert "epochs" not in space and fixed["epochs"] == 2
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_default_space_of_every_model_builds_at_both_ends(model):
+    space, fixed = resolve_space(model)
+    assert {"learning_rate", "batch_size", "epochs"} <= set(space)
+    assert resolve_config(model, **nested(fixed)).val_size > 0  # scored on held-out images
+    for end in ("low", "high"):
+        model_args = {
+            key.partition(".")[2]: getattr(param, end)
+            for key, param in space.items()
+            if key.startswith("model_args.")
+        }
+        assert build_model(model, 10, **model_args).count_params() > 0
 
 
 def test_subset_keeps_the_validation_split(synthetic):

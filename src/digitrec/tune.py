@@ -31,11 +31,18 @@ from digitrec.data import Dataset, DatasetInfo, load_dataset
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, write_json
 from digitrec.models import build_model, model_spec
-from digitrec.train import RUNS_DIR, fit, resolve_config, resume, seed_everything, train
+from digitrec.train import (
+    RUNS_DIR,
+    SCHEDULES,
+    fit,
+    resolve_config,
+    resume,
+    seed_everything,
+    train,
+)
 
 TUNE_DIR = RUNS_DIR / "tune"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts toward the number of trials
-SCHEDULES = ("constant", "cosine")  # the schedules train.make_optimizer knows
 STARTUP_TRIALS = 5  # random trials before TPE (and pruning) starts to steer
 HEARTBEAT_SECONDS = 30  # a trial silent for 3 heartbeats belongs to a dead worker; it is retried
 NOT_SEARCHABLE = ("model", "dataset", "model_args")
@@ -135,12 +142,14 @@ class TuneResult:
 def default_space(model: str) -> dict[str, Param]:
     """The settings searched for a model: optimizer, batch, epochs and the builder's own arguments.
 
-    Keys are ``TrainConfig`` fields, or ``model_args.NAME`` for the builder's keyword arguments:
-    dropout rates in [0, 0.6], integer widths from half to twice their default.
+    Ranges are centred on the model's recipe: learning rate from a tenth to ten times, epochs
+    from half to one and a half times, integer widths from half to twice; dropout in [0, 0.6].
+    Keys are ``TrainConfig`` fields, or ``model_args.NAME`` for the builder's keyword arguments.
     """
     recipe = resolve_config(model)
+    rate = recipe.learning_rate
     space = {
-        "learning_rate": Param("float", 1e-4, 1e-2, log=True),
+        "learning_rate": Param("float", rate / 10, rate * 10, log=True),
         "schedule": Param("categorical", choices=SCHEDULES),
         "batch_size": Param("categorical", choices=(32, 64, 128, 256)),
         "label_smoothing": Param("float", 0.0, 0.2),
@@ -222,6 +231,8 @@ def resolve_space(
                 raise DigitrecError(f"search space {space_file}: {key}: {exc}") from None
         elif entry is not None and key not in fixed:
             fixed[key] = entry
+    if "val_size" not in fixed and resolve_config(model).val_size <= 0:
+        fixed["val_size"] = TrainConfig().val_size  # a recipe's final fit on all images: hold out
     return space, fixed
 
 
