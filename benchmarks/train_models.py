@@ -7,9 +7,9 @@ Every model trains with its default recipe (``digitrec train --model NAME --seed
 as mean ± std and worst seed. Runs already complete in OUT are reused and runs cut short are
 resumed, so a long benchmark can be done in stages:
 
-    nice .venv/bin/python benchmarks/train_models.py --models fast --seeds 0-4 --out runs/bench-models
-    nice .venv/bin/python benchmarks/train_models.py --models best --seeds 0-2 --out runs/bench-models \
-        --perturb --write-readme
+    nice .venv/bin/python benchmarks/train_models.py --models fast,mlp --seeds 0-4 --out runs/bench-models
+    nice .venv/bin/python benchmarks/train_models.py --models fast,mlp,best:0-2 --seeds 0-4 \
+        --out runs/bench-models --perturb --write-readme
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def seed_list(text: str) -> list[int]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="mlp,fast,best", help="comma-separated model names")
+    parser.add_argument(
+        "--models", default="mlp,fast,best", help="comma-separated names, each NAME or NAME:SEEDS"
+    )
     parser.add_argument("--seeds", type=seed_list, default=seed_list("0-2"), help="e.g. 0-4")
     parser.add_argument(
         "--reference-seeds", type=seed_list, help="LeNet-5 seeds (default: --seeds)"
@@ -121,11 +123,13 @@ def table(summaries: list[dict], perturb: bool) -> str:
 def main() -> None:
     args = parse_args()
     out = args.out or RUNS_DIR / f"bench-models-{datetime.now():%Y%m%d-%H%M%S}"
-    models = [REFERENCE] + [m for m in args.models.split(",") if m != REFERENCE]
+    models = {REFERENCE: args.reference_seeds or args.seeds}
+    for item in args.models.split(","):
+        name, _, seeds = item.partition(":")
+        models[name] = seed_list(seeds) if seeds else args.seeds
     load_before = os.getloadavg()[0]
     summaries, reused = [], 0
-    for model in models:
-        seeds = (args.reference_seeds or args.seeds) if model == REFERENCE else args.seeds
+    for model, seeds in models.items():
         run_dirs = []
         for seed in seeds:
             run_dir, was_reused = run_once(model, seed, out, args.data_dir)
