@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import subprocess
 import sys
 import tempfile
@@ -148,7 +149,12 @@ def table(results: list[dict], repeats: int) -> str:
         "latency p99 (ms)",
         f"throughput, batch {BATCH:,} (images/s)",
     ]
-    lines = [f"Inference, medians of {repeats} repetitions; {machine()}.", ""]
+    load = os.getloadavg()[0]
+    lines = [
+        f"Inference, medians of {repeats} repetitions; {machine()}; load average {load:.1f} "
+        "at the end (other work on the machine slows every figure).",
+        "",
+    ]
     lines.append(markdown_table(header, rows))
     lines.append("")
     for result in results:
