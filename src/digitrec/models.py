@@ -183,7 +183,9 @@ def ensemble(members: list[keras.Model], name: str = "ensemble") -> keras.Model:
     return keras.Model(inputs, outputs, name=name)
 
 
-TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+# The 3x3 neighbourhood: on the validation split of a `best` run it cut the errors from 22 to 15
+# (the four axis shifts alone: to 20).
+TTA_SHIFTS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 
 
 def shift_layer(dy: int, dx: int) -> keras.Sequential:
