@@ -24,3 +24,16 @@ def test_every_subcommand_has_help(command, capsys):
         build_parser().parse_args([command, "--help"])
     assert exited.value.code == 0
     assert f"usage: digitrec {command}" in capsys.readouterr().out
+
+
+def test_public_api_names_resolve_and_import_lazily():
+    code = (
+        "import sys, digitrec\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        "missing = [n for n in digitrec.__all__ if not hasattr(digitrec, n)]\n"
+        "assert not missing, missing\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

@@ -1,3 +1,56 @@
-"""digitrec: handwritten digit recognition on MNIST, from training to a web service."""
+"""digitrec: handwritten digit recognition on MNIST, from training to a web service.
+
+The public API mirrors the command line (``digitrec <command>``)::
+
+    import digitrec
+
+    data = digitrec.load_dataset("mnist")                      # digitrec data
+    run = digitrec.train(digitrec.resolve_config("lenet5"))    # digitrec train
+    digitrec.evaluate(run)                                     # digitrec evaluate RUN
+    onnx = digitrec.export_model(run, "onnx")                  # digitrec export RUN
+    digitrec.Recognizer.load("default").read("cheque.jpg")     # digitrec predict cheque.jpg
+
+Names are imported on first use, so ``import digitrec`` stays light and the inference path
+(``Recognizer``) never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_dataset": "digitrec.data",
+    "DATASETS": "digitrec.data",
+    "TrainConfig": "digitrec.config",
+    "MODELS": "digitrec.models",
+    "build_model": "digitrec.models",
+    "resolve_config": "digitrec.train",
+    "train": "digitrec.train",
+    "resume": "digitrec.train",
+    "evaluate": "digitrec.evaluate",
+    "export_model": "digitrec.export",
+    "Recognizer": "digitrec.recognizer",
+    "Reading": "digitrec.recognizer",
+    "Digit": "digitrec.recognizer",
+    "load_image": "digitrec.imaging",
+    "find_digits": "digitrec.imaging",
+    "create_app": "digitrec.serve.app",
+    "tune": "digitrec.tune",
+    "TuneSettings": "digitrec.tune",
+    "DigitrecError": "digitrec.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'digitrec' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
