@@ -53,7 +53,7 @@ def row(name: str, params: dict, runs: list[dict]) -> list[str]:
     return [
         name,
         f"{config.epochs} ep, batch {config.batch_size}, lr {config.learning_rate:.2g} "
-        f"{config.schedule}, smoothing {config.label_smoothing:.2f}, "
+        f"{config.schedule}, smoothing {config.label_smoothing:.2f}, augment {config.augment:.2f}, "
         + ", ".join(f"{k} {v:.2f}" for k, v in model_args.items()),
         f"{median(val):.2f}",
         f"{median(accuracies):.2f} ({min(accuracies):.2f}–{max(accuracies):.2f})",
