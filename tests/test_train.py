@@ -152,3 +152,18 @@ def test_unknown_model_is_a_clear_cli_error(tmp_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 2
     assert "unknown model 'nope'" in err and "Traceback" not in err
+
+
+def test_params_file_settings_and_model_apply_and_flags_win(tiny_registered, tmp_path):
+    from digitrec.cli import main
+
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"model": "mlp", "epochs": 1, "batch_size": 8, "val_size": 10}))
+    out = tmp_path / "run"
+    argv = ["train", "--params", str(params), "--batch-size", "16", "--quiet"]
+    assert (
+        main([*argv, "--dataset", "tiny", "--data-dir", str(tiny_registered), "--out", str(out)])
+        == 0
+    )
+    config = json.loads((out / "run.json").read_text())["config"]
+    assert (config["model"], config["epochs"], config["batch_size"]) == ("mlp", 1, 16)

@@ -16,7 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train a model (default: the classic LeNet-5)",
         description="Train a registered model with its default recipe; flags override it.",
     )
-    parser.add_argument("--model", default="lenet5", help="registered model name")
+    parser.add_argument(
+        "--model", help="registered model name (default: the --params file's, else lenet5)"
+    )
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--learning-rate", type=float)
@@ -69,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     from digitrec.train import default_run_dir, resolve_config, resume, train
 
     verbose = not args.quiet
-    config = None if args.resume else resolve_config(args.model, **settings_from(args))
+    config = None
+    if not args.resume:
+        settings = settings_from(args)
+        model = args.model or settings.pop("model", None) or "lenet5"
+        config = resolve_config(model, **{k: v for k, v in settings.items() if k != "model"})
     run_dir = args.resume or args.out or default_run_dir(config)
     try:
         if args.resume:
