@@ -348,3 +348,36 @@ def test_scribbles_give_normalized_crops_without_failing(seed):
     crops = find_digits(load_image(scribble_page(np.random.default_rng(seed))))
     for crop in crops:
         assert crop.image.shape == (28, 28) and 0 <= crop.image.min() <= crop.image.max() <= 1
+
+
+def test_scribbles_are_flagged_as_shaped_like_no_digit():
+    pages = [find_digits(load_image(scribble_page(np.random.default_rng(s)))) for s in range(20)]
+    flagged = sum(bool(crops) and not any(crop.plausible for crop in crops) for crops in pages)
+    assert flagged >= 14
+
+
+def test_training_digits_as_users_images_are_plausible_digits(mnist):
+    rng = np.random.default_rng(4)
+    crops = [
+        crop
+        for digit in mnist.train_images[:300]
+        for crop in find_digits(load_image(user_digit_image(digit, rng)))
+    ]
+    assert all(crop.plausible for crop in crops)
+
+
+def test_a_stroke_broken_off_beside_a_digit_is_attached_to_it():
+    ink = np.zeros((120, 160), dtype=np.float32)
+    ink[20:100, 40:52] = 1  # the stem of a digit, 80 high
+    ink[20:30, 52:90] = 1  # its arm
+    ink[30:62, 94:102] = 1  # the end of the arm, broken off: 32 high, 4 px away
+    (crop,) = find_digits(1 - ink)
+    assert overlap(crop.box, (40, 20, 102, 100)) > 0.9
+
+
+def test_a_dash_beside_a_digit_is_not_attached():
+    ink = np.zeros((120, 200), dtype=np.float32)
+    ink[20:100, 40:52] = 1  # a 1
+    ink[55:62, 56:80] = 1  # a dash just after it
+    ink[20:100, 120:132] = 1  # another 1
+    assert_found(find_digits(1 - ink), [(40, 20, 52, 100), (120, 20, 132, 100)])

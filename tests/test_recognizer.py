@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from dataclasses import replace
 from importlib import resources
 
 import numpy as np
@@ -106,6 +107,20 @@ def test_low_confidence_digit_is_rejected_as_unknown(recognizer):
     assert reading.text == "??"
     assert all(d.label is None and d.top for d in reading.digits)
     assert reading.to_dict()["digits"][0]["label"] is None
+
+
+def test_ink_shaped_like_no_digit_is_rejected_whatever_the_model_says(recognizer, monkeypatch):
+    from digitrec import imaging
+    from digitrec import recognizer as module
+
+    def implausible(gray, single=False):
+        return [replace(crop, plausible=False) for crop in imaging.find_digits(gray, single)]
+
+    monkeypatch.setattr(module, "find_digits", implausible)
+    reading = recognizer.read(row_of([4, 2]))
+    assert reading.text == "??" and all(
+        d.label is None and d.confidence > 0 for d in reading.digits
+    )
 
 
 def test_single_takes_all_the_ink_as_one_digit(recognizer):

@@ -2,7 +2,8 @@
 
 ``Recognizer.load("default")`` opens the model shipped in the package; ``read(image)`` finds the
 digits, normalizes each as MNIST was built, classifies them in one batch, applies the
-calibration stored in the model's metadata, and reports low-confidence digits as unknown.
+calibration stored in the model's metadata, and reports as unknown the digits read with low
+confidence and the ink shaped like no digit (a scribble).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from digitrec.calibration import apply_temperature
 from digitrec.errors import ModelError
-from digitrec.imaging import find_digits, load_image
+from digitrec.imaging import DigitCrop, find_digits, load_image
 
 DEFAULT_MODEL = "default.onnx"
 UNKNOWN = "?"
@@ -121,7 +122,7 @@ class Recognizer:
         readings, start = [], 0
         for image_crops in crops:
             digits = [
-                self._digit(crop.box, p, top_k)
+                self._digit(crop, p, top_k)
                 for crop, p in zip(
                     image_crops, probs[start : start + len(image_crops)], strict=True
                 )
@@ -131,14 +132,16 @@ class Recognizer:
             readings.append(Reading(text, digits, [crop.image for crop in image_crops]))
         return readings
 
-    def _digit(self, box: tuple[int, int, int, int], probs: np.ndarray, top_k: int) -> Digit:
+    def _digit(self, crop: DigitCrop, probs: np.ndarray, top_k: int) -> Digit:
+        """The crop's digit; rejected (label None) below the threshold or when its ink is
+        shaped like no digit (``crop.plausible``), whatever the model says."""
         order = np.argsort(-probs)[: max(top_k, 1)]
         best = int(order[0])
         confidence = float(probs[best])
         return Digit(
-            label=best if confidence >= self.threshold else None,
+            label=best if confidence >= self.threshold and crop.plausible else None,
             confidence=confidence,
-            box=tuple(int(v) for v in box),
+            box=tuple(int(v) for v in crop.box),
             top=[(int(i), float(probs[i])) for i in order[:top_k]],
         )
 
