@@ -58,3 +58,14 @@ def test_calibrate_reports_validation_figures():
     assert calibration.val_rejection_rate == pytest.approx(0.01, abs=0.002)
     assert calibration.val_accuracy == pytest.approx((probs.argmax(1) == labels).mean())
     assert "1.0% least confident" in calibration.to_dict()["rule"]
+
+
+def test_threshold_is_chosen_on_the_user_style_renders_when_given():
+    probs, labels = overconfident()
+    harder = apply_temperature(probs, 3.0)  # the same digits, read less confidently
+    calibration = calibrate(probs, labels, rejection_rate=0.02, user_probs=harder)
+    user = apply_temperature(harder, calibration.temperature)
+    assert calibration.threshold == pytest.approx(choose_threshold(user, 0.02))
+    assert calibration.user_val_rejection_rate == pytest.approx(0.02, abs=0.002)
+    assert calibration.val_rejection_rate < 0.02
+    assert "rendered as users' images" in calibration.to_dict()["rule"]

@@ -25,6 +25,7 @@ from digitrec.data import Dataset, as_model_input, load_dataset, split_validatio
 from digitrec.errors import DigitrecError, ModelError
 from digitrec.evaluate import load_keras, predict_keras
 from digitrec.files import atomic_directory, atomic_path, read_json
+from digitrec.synthesis import user_style_inputs
 
 FORMATS = {"onnx": ".onnx", "litert": ".tflite", "saved_model": ""}
 KERAS_FORMAT = {"onnx": "onnx", "litert": "litert", "saved_model": "tf_saved_model"}
@@ -172,14 +173,21 @@ def describe(
 ) -> dict[str, Any]:
     """The exported model's description: what it expects, how it was made, how well it does.
 
-    Calibration is fitted on the validation split only; the test figures are measured once on
-    the exported model's own outputs.
+    Calibration is fitted on the validation split only (the threshold on its digits rendered as
+    users' images); the test figures are measured once on the exported model's own outputs.
     """
     config = run.get("config", {})
     val_size = config.get("val_size") or TrainConfig.val_size
     _, _, x_val, y_val = split_validation(data.train_images, data.train_labels, val_size)
-    calibration = calibrate(predict_keras(model, x_val), y_val.astype(np.int64), rejection_rate)
-    split = f"the last {val_size} training images"
+    calibration = calibrate(
+        predict_keras(model, x_val),
+        y_val.astype(np.int64),
+        rejection_rate,
+        user_probs=np.asarray(model.predict(user_style_inputs(x_val)[..., None], verbose=0)),
+    )
+    split = (
+        f"the last {val_size} training images (the threshold: each rendered once as a user's image)"
+    )
     if config.get("val_size") == 0:
         split += ", which this model was trained on (val_size 0): expect it overconfident"
     labels = data.test_labels.astype(np.int64)
@@ -246,6 +254,10 @@ def write_metadata(path: Path, metadata: dict[str, Any]) -> None:
     onnx.save(proto, str(path))
 
 
+def _percent(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}%}"
+
+
 def write_model_card(out: Path, metadata: dict[str, Any]) -> Path:
     """Write ``<name>.card.md`` beside an exported model, from its metadata."""
     calibration = metadata["calibration"]
@@ -265,6 +277,11 @@ def write_model_card(out: Path, metadata: dict[str, Any]) -> Path:
         ("test rejection rate", f"{metadata['test_rejection_rate']:.2%}"),
         ("validation accuracy", f"{calibration['val_accuracy']:.4%}"),
         ("validation rejection rate", f"{calibration['val_rejection_rate']:.2%}"),
+        ("validation accuracy, users' images", _percent(calibration["user_val_accuracy"], 4)),
+        (
+            "validation rejection rate, users' images",
+            _percent(calibration["user_val_rejection_rate"], 2),
+        ),
         (
             "largest difference from Keras",
             f"{metadata['parity']['max_difference']:.1e} on {metadata['parity']['images']} "
