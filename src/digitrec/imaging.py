@@ -42,7 +42,7 @@ INK_FLOOR = 0.05  # the ink box holds the pixels above this fraction of the brig
 MIN_CONTRAST = 0.1  # ink fainter than this (on the 0..1 scale) above the background is no ink
 WEAK_INK = 0.5  # pixels above this fraction of the Otsu threshold are ink if they touch ink
 MIN_CONTRAST_TO_NOISE = 5.0  # ... and so is ink less than this many noise deviations above it
-STATISTICS_SAMPLE = 20_000  # medians of background and ink are taken over this many pixels
+STATISTICS_SAMPLE = 4_096  # medians of background and ink are taken over this many pixels
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's "L"
 InputImage = str | Path | bytes | Image.Image | np.ndarray
 
