@@ -167,3 +167,64 @@ def test_params_file_settings_and_model_apply_and_flags_win(tiny_registered, tmp
     )
     config = json.loads((out / "run.json").read_text())["config"]
     assert (config["model"], config["epochs"], config["batch_size"]) == ("mlp", 1, 16)
+
+
+def test_user_style_mix_replaces_a_seeded_fraction_by_renders_of_the_same_digits():
+    from synthetic import font_digit
+
+    from digitrec.data import as_model_input
+    from digitrec.train import user_style_mix
+
+    images = np.stack([font_digit(d % 10) for d in range(40)])
+    clean = as_model_input(images)
+    np.testing.assert_array_equal(user_style_mix(images, 0.0, seed=0), clean)
+    mixed = user_style_mix(images, 0.5, seed=0)
+    changed = np.abs(mixed - clean).reshape(len(images), -1).max(axis=1) > 0.05
+    assert 10 <= changed.sum() <= 30
+    assert mixed.shape == clean.shape and mixed.dtype == np.float32
+    assert mixed.min() >= 0 and mixed.max() <= 1
+    np.testing.assert_array_equal(user_style_mix(images, 0.5, seed=0), mixed)
+    assert not np.array_equal(user_style_mix(images, 0.5, seed=1), mixed)
+    with pytest.raises(DigitrecError, match="user-style fraction"):
+        user_style_mix(images, 1.5, seed=0)
+
+
+def test_user_style_training_renders_training_images_only(tiny_registered, tmp_path, monkeypatch):
+    from digitrec import synthesis
+    from digitrec.cli import main
+    from digitrec.data import load_dataset, split_validation
+
+    rendered = []
+    render = synthesis.user_style_inputs
+
+    def spy(images, *args, **kwargs):
+        rendered.append(np.array(images))
+        return render(images, *args, **kwargs)
+
+    monkeypatch.setattr(synthesis, "user_style_inputs", spy)
+    out = tmp_path / "run"
+    argv = ["train", "--model", "mlp", "--epochs", "1", "--val-size", "10", "--user-style", "0.5"]
+    assert (
+        main(
+            [
+                *argv,
+                "--dataset",
+                "tiny",
+                "--data-dir",
+                str(tiny_registered),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((out / "run.json").read_text())["config"]["user_style"] == 0.5
+    data = load_dataset("tiny", tiny_registered, progress=False)
+    x_train, _, x_val, _ = split_validation(data.train_images, data.train_labels, 10)
+    (images,) = rendered
+    assert 10 <= len(images) <= 40  # about half of the 50 training images
+    training = {image.tobytes() for image in x_train}
+    validation = {image.tobytes() for image in x_val}
+    assert all(image.tobytes() in training for image in images)
+    assert not any(image.tobytes() in validation for image in images)

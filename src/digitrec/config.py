@@ -24,6 +24,9 @@ class TrainConfig:
     schedule: str = "constant"  # "constant", "cosine" or "onecycle" (see train.SCHEDULES)
     warmup: float = 0.25  # fraction of the steps spent warming up ("onecycle" only)
     augment: float = 0.0  # strength of random rotation/shift/zoom while training; 0 = off
+    # Fraction of the training split replaced by renders as users' images (a seeded fixed mix,
+    # digitrec.synthesis); 0 = off. The validation split is never rendered.
+    user_style: float = 0.0
     ema: float = 0.0  # momentum of an exponential moving average of the weights; 0 = off
     ensemble: int = 1  # members trained with seeds seed, seed+1, ...; saved as one model
     tta: bool = False  # save the model wrapped to average its predictions over small shifts

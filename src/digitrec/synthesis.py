@@ -2,7 +2,8 @@
 off-centre, rotated, thicker or thinner, under uneven light, with noise and JPEG artefacts.
 
 The export uses it to choose the rejection threshold on user-style renders of *validation*
-digits (``digitrec.calibration``); the tests use it on test digits to check issue 4's targets.
+digits (``digitrec.calibration``), training (``TrainConfig.user_style``) mixes renders of training
+digits into its inputs, and the tests use it on test digits to check issue 4's targets.
 Every function is deterministic given its ``rng`` (``numpy.random.default_rng(seed)``).
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from digitrec.imaging import find_digits, load_image
 
@@ -151,10 +153,13 @@ def _disk(radius: float) -> np.ndarray:
     return (x**2 + y**2 <= radius**2).astype(np.uint8)
 
 
-def user_style_inputs(images: np.ndarray, seed: int = 0, style: Style = Style()) -> np.ndarray:
+def user_style_inputs(
+    images: np.ndarray, seed: int = 0, style: Style = Style(), progress: bool = False
+) -> np.ndarray:
     """Model inputs (N, 28, 28) float32 for uint8 digits (N, 28, 28) as the recognizer sees them
     in users' images: each rendered with ``user_digit_image``, then found and normalized by
     ``digitrec.imaging.find_digits`` (``single``, so every digit gives exactly one input)."""
     rng = np.random.default_rng(seed)
-    crops = [find_digits(load_image(user_digit_image(d, rng, style)), single=True) for d in images]
+    digits = tqdm(images, desc="rendering users' images", unit="digit", disable=not progress)
+    crops = [find_digits(load_image(user_digit_image(d, rng, style)), single=True) for d in digits]
     return np.stack([c[0].image if c else np.zeros((28, 28), np.float32) for c in crops])

@@ -116,16 +116,21 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
 
 
 def training_dataset(
-    images: np.ndarray, labels: np.ndarray, config: TrainConfig, num_classes: int
+    images: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+    num_classes: int,
+    verbose: bool = False,
 ) -> tf.data.Dataset:
-    """Shuffled batches of model inputs and one-hot labels, augmented on the fly if configured.
+    """Shuffled batches of model inputs and one-hot labels, a fraction rendered as users' images
+    and augmented on the fly if configured.
 
     Shuffles indices and gathers whole batches: about half the CPU time of shuffling the images
     one by one (0.4 s against 0.5-0.9 s for two MNIST epochs), and no copy in a shuffle buffer.
     """
     import tensorflow as tf
 
-    inputs = tf.constant(as_model_input(images))
+    inputs = tf.constant(user_style_mix(images, config.user_style, config.seed, verbose))
     targets = tf.constant(keras.utils.to_categorical(labels, num_classes))
     dataset = (
         tf.data.Dataset.range(len(images))
@@ -141,6 +146,22 @@ def training_dataset(
             lambda x, y: (distort(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
         )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def user_style_mix(
+    images: np.ndarray, fraction: float, seed: int, verbose: bool = False
+) -> np.ndarray:
+    """Model inputs for uint8 training images, a seeded ``fraction`` of them replaced by their
+    renders as users' images, normalized as the recognizer does (``user_style_inputs``)."""
+    if not 0 <= fraction <= 1:
+        raise DigitrecError(f"the user-style fraction must be in [0, 1], not {fraction}")
+    from digitrec.synthesis import user_style_inputs
+
+    inputs = as_model_input(images)
+    chosen = np.flatnonzero(np.random.default_rng(seed).random(len(images)) < fraction)
+    if len(chosen):
+        inputs[chosen, ..., 0] = user_style_inputs(images[chosen], seed, progress=verbose)
+    return inputs
 
 
 def run_record(config: TrainConfig, data: Dataset) -> dict[str, Any]:
@@ -259,7 +280,7 @@ def fit(
         else None
     )
     return model.fit(
-        training_dataset(x_train, y_train, config, num_classes),
+        training_dataset(x_train, y_train, config, num_classes, verbose),
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         validation_data=validation,

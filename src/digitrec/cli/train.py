@@ -28,6 +28,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--augment", type=float, metavar="STRENGTH", help="random rotation/shift/zoom; 0 = off"
     )
+    parser.add_argument(
+        "--user-style",
+        type=float,
+        metavar="FRACTION",
+        help="train on this fraction of the training images rendered as users' images; 0 = off",
+    )
     parser.add_argument("--ema", type=float, metavar="MOMENTUM", help="weight averaging; 0 = off")
     parser.add_argument(
         "--ensemble", type=int, metavar="N", help="train N members (seeds SEED..) saved as one"
@@ -58,6 +64,7 @@ def settings_from(args: argparse.Namespace) -> dict:
         "warmup": args.warmup,
         "label_smoothing": args.label_smoothing,
         "augment": args.augment,
+        "user_style": args.user_style,
         "ema": args.ema,
         "ensemble": args.ensemble,
         "tta": args.tta,
