@@ -4,12 +4,12 @@ PYTHON ?= python3
 STAMP  := $(VENV)/.installed-stamp
 RUN_DIR ?= runs/$(shell date +%Y%m%d-%H%M%S)-lenet5
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test lint format clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[train,serve,dev]'
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[train,serve,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
