@@ -138,11 +138,11 @@ def main() -> None:
             acc = read_json(run_dir / "metrics.json")["test_accuracy"]
             print(f"{model} seed {seed}: {acc:.2%}{' (reused)' if was_reused else ''}", flush=True)
         summaries.append(summarize(model, run_dirs, args.perturb, args.data_dir))
+    stages = f", {reused} of them trained in an earlier stage of this benchmark" if reused else ""
     text = (
-        f"{machine()}; load average {load_before:.1f} at the start, "
+        f"{machine()}; load average {load_before:.1f} at the start of this pass, "
         f"{os.getloadavg()[0]:.1f} at the end (a shared machine: times are noisy). "
-        f"Runs in `{out}`{f', {reused} of them reused from an earlier stage' if reused else ''}.\n\n"
-        + table(summaries, args.perturb)
+        f"Runs in `{out}`{stages}.\n\n" + table(summaries, args.perturb)
     )
     print(text)
     if args.write_readme:
