@@ -37,3 +37,15 @@ def test_public_api_names_resolve_and_import_lazily():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_a_command_whose_extra_is_missing_names_the_extra_to_install():
+    code = (
+        "import sys\n"
+        "sys.modules['keras'] = None  # as if the [train] extra were not installed\n"
+        "from digitrec.cli import main\n"
+        "sys.exit(main(['train', '--epochs', '1']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "pip install 'digitrec[train]'" in result.stderr and "Traceback" not in result.stderr

@@ -18,6 +18,22 @@ from digitrec.errors import DigitrecError
 COMMANDS = ("data", "train", "evaluate", "export", "predict", "tune", "serve")
 
 
+# Packages of the optional extras, and the extra that installs each.
+EXTRAS = {
+    "tensorflow": "train",
+    "keras": "train",
+    "sklearn": "train",
+    "matplotlib": "train",
+    "onnx": "train",
+    "tf2onnx": "train",
+    "optuna": "train",
+    "optuna_integration": "train",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "multipart": "serve",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digitrec", description="Train, evaluate and use handwritten digit recognizers."
@@ -36,6 +52,16 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except DigitrecError as exc:
         print(f"digitrec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRAS:
+            raise
+        print(
+            f"digitrec {args.command}: needs {top}, which is not installed: "
+            f"pip install 'digitrec[{EXTRAS[top]}]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"digitrec {args.command}: interrupted", file=sys.stderr)
