@@ -75,3 +75,13 @@ def tiny(tmp_path: Path):
     """A small random dataset in tmp_path/tiny: (DatasetInfo, directory, arrays)."""
     info, arrays = write_tiny_dataset(tmp_path / "tiny")
     return info, tmp_path / "tiny", arrays
+
+
+@pytest.fixture
+def tiny_registered(tiny, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tiny dataset registered under its name (so runs can name it); its directory."""
+    from digitrec.data import DATASETS
+
+    info, directory, _ = tiny
+    monkeypatch.setitem(DATASETS, info.name, info)
+    return directory

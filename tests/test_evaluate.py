@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitrec.data import DATASETS
 from digitrec.errors import ModelError
 from digitrec.evaluate import classification_metrics, evaluate
 
@@ -16,12 +15,11 @@ FIGURES = ("learning_curves.png", "confusion_matrix.png", "mistakes.png")
 
 
 @pytest.fixture
-def tiny_run(tiny, monkeypatch, tmp_path):
+def tiny_run(tiny_registered, tmp_path):
     """A finished 2-epoch LeNet-5 run on the tiny dataset: (run_dir, data_dir)."""
     from digitrec.train import resolve_config, train
 
-    info, directory, _ = tiny
-    monkeypatch.setitem(DATASETS, info.name, info)
+    directory = tiny_registered
     config = resolve_config("lenet5", dataset="tiny", epochs=2, batch_size=16, val_size=10)
     return train(config, tmp_path / "run", directory, verbose=False), directory
 

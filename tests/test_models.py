@@ -126,15 +126,6 @@ def test_unknown_schedule_is_a_clear_error():
         learning_rate(resolve_config("fast", schedule="linear"), steps_per_epoch=10)
 
 
-@pytest.fixture
-def tiny_registered(tiny, monkeypatch):
-    from digitrec.data import DATASETS
-
-    info, directory, _ = tiny
-    monkeypatch.setitem(DATASETS, info.name, info)
-    return directory
-
-
 def test_ensemble_run_saves_one_averaging_model_and_resumes_a_missing_member(
     tiny_registered, tmp_path
 ):

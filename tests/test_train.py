@@ -16,14 +16,6 @@ from digitrec.data import DATASETS
 from digitrec.errors import DigitrecError
 
 
-@pytest.fixture
-def tiny_registered(tiny, monkeypatch):
-    """The tiny dataset, registered under its name so training runs can name it."""
-    info, directory, _ = tiny
-    monkeypatch.setitem(DATASETS, info.name, info)
-    return directory
-
-
 def tiny_config(**overrides):
     from digitrec.train import resolve_config
 
