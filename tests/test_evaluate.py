@@ -94,3 +94,12 @@ def test_cli_perturb_reports_accuracy_on_distorted_digits(tiny_run, capsys):
     assert "rotated -15°" in capsys.readouterr().out
     report = (run_dir / "report.md").read_text()
     assert "## Robustness" in report and "shifted 3 px down" in report
+
+
+def test_tta_report_goes_beside_the_run_and_needs_a_keras_model(tiny_run):
+    run_dir, data_dir = tiny_run
+    result = evaluate(run_dir, data_dir=data_dir, tta=True)
+    assert result["report"] == str(run_dir / "tta" / "report.md")
+    assert 0 <= result["test_accuracy"] <= 1
+    with pytest.raises(ModelError, match="test-time augmentation needs a Keras model"):
+        evaluate("default", tta=True)

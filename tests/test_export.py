@@ -142,6 +142,31 @@ def test_onnx_metadata_describes_model_input_run_and_calibration(plain_run, tiny
     assert f"{props['test_accuracy']:.4%}" in card
 
 
+def test_tta_export_averages_the_model_over_small_shifts(tiny_data, tmp_path):
+    import onnx
+    from scipy import ndimage
+
+    from digitrec.evaluate import load_keras
+    from digitrec.export import run_exported
+    from digitrec.models import TTA_SHIFTS
+    from digitrec.train import resolve_config, train
+
+    config = resolve_config("lenet5", dataset="tiny", epochs=1, val_size=100)
+    run_dir = train(config, tmp_path / "run", tiny_data, verbose=False)
+    out = export_model_quietly(run_dir, "onnx", tmp_path / "tta.onnx", tiny_data, tta=True)
+    model, _ = load_keras(run_dir)
+    images = as_model_input(load_dataset("tiny", tiny_data, download=False).test_images)
+    shifted = [ndimage.shift(images, (0, dy, dx, 0), order=0) for dy, dx in TTA_SHIFTS]
+    expected = np.mean([model.predict(x, verbose=0) for x in shifted], axis=0)
+    assert np.abs(run_exported(out, "onnx", images) - expected).max() <= 1e-5
+    props = {p.key: json.loads(p.value) for p in onnx.load(str(out)).metadata_props}
+    assert props["tta"] is True and props["model_name"] == "lenet5_tta"
+    assert (
+        f"digitrec export RUN_DIR --format onnx --tta --out {out}"
+        in (tmp_path / "tta.card.md").read_text()
+    )
+
+
 def test_failed_parity_check_deletes_the_output_and_says_what_differed(
     plain_run, tiny_data, tmp_path, monkeypatch
 ):

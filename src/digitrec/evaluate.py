@@ -72,21 +72,27 @@ def evaluate_probabilities(
     return result
 
 
-def load_classifier(source: str | Path) -> tuple[Any, Path | None]:
+def load_classifier(source: str | Path, tta: bool = False) -> tuple[Any, Path | None]:
     """A function uint8 images -> probabilities for a run directory, ``.keras``/``.onnx`` file
     or ``default`` (the packaged model); also the run directory when there is one."""
     path = Path(source)
     if str(source) == "default" or path.suffix == ".onnx":
+        if tta:
+            raise ModelError(
+                f"{source}: test-time augmentation needs a Keras model (a run directory or "
+                ".keras file); export one with --tta to get it in ONNX"
+            )
         from digitrec.recognizer import Recognizer
 
         recognizer = Recognizer.load(str(source))
         return lambda images: recognizer.predict_proba(as_model_input(images)), None
-    model, run_dir = load_keras(path)
+    model, run_dir = load_keras(path, tta)
     return lambda images: predict_keras(model, images), run_dir
 
 
-def load_keras(source: str | Path) -> tuple[Any, Path | None]:
-    """A Keras model from a run directory or ``.keras`` file, and the run directory if any."""
+def load_keras(source: str | Path, tta: bool = False) -> tuple[Any, Path | None]:
+    """A Keras model from a run directory or ``.keras`` file, and the run directory if any;
+    with ``tta``, wrapped to average its predictions over small shifts (``models.with_tta``)."""
     path = Path(source)
     run_dir = path if path.is_dir() else None
     model_file = path / "model.keras" if run_dir else path
@@ -98,6 +104,10 @@ def load_keras(source: str | Path) -> tuple[Any, Path | None]:
         model = keras.saving.load_model(model_file)
     except Exception as exc:  # Keras raises many types for a bad file
         raise ModelError(f"{model_file}: cannot load model: {exc}") from None
+    if tta:
+        from digitrec.models import with_tta
+
+        model = with_tta(model)
     return model, run_dir
 
 
@@ -137,19 +147,22 @@ def evaluate(
     data_dir: str | Path | None = None,
     out: Path | None = None,
     perturb: bool = False,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a model on its dataset's test set and write the report; with ``perturb``, also on
-    rotated and shifted test images.
+    rotated and shifted test images; with ``tta``, averaging over small shifts.
 
-    The report goes to ``out``, else the run directory, else a new ``runs/<time>-eval`` folder.
+    The report goes to ``out``, else the run directory (its ``tta/`` folder with ``tta``), else a
+    new ``runs/<time>-eval`` folder.
     """
-    classify, run_dir = load_classifier(source)
+    classify, run_dir = load_classifier(source, tta)
     run = read_json(run_dir / "run.json") if run_dir and (run_dir / "run.json").exists() else {}
     data = load_dataset(dataset or run.get("config", {}).get("dataset", "mnist"), data_dir)
     history = None
     if run_dir and (run_dir / "metrics.json").exists():
         history = read_json(run_dir / "metrics.json").get("history")
-    report_dir = out or run_dir or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-eval"
+    run_report_dir = run_dir / "tta" if run_dir and tta else run_dir
+    report_dir = out or run_report_dir or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-eval"
     perturbed = (
         perturbed_accuracy(classify, data.test_images, data.test_labels) if perturb else None
     )

@@ -51,16 +51,18 @@ def export_model(
     data_dir: str | Path | None = None,
     rejection_rate: float = REJECTION_RATE,
     dataset: str | None = None,
+    tta: bool = False,
 ) -> Path:
     """Export a run directory's (or ``.keras`` file's) model; verify it; return the output path.
 
-    ``dataset`` defaults to the run's own (MNIST for a bare ``.keras`` file).
+    ``dataset`` defaults to the run's own (MNIST for a bare ``.keras`` file); with ``tta`` the
+    exported model averages its predictions over small shifts (``models.with_tta``).
     """
     if format not in FORMATS:
         raise ModelError(f"unknown export format {format!r}; known: {', '.join(FORMATS)}")
     if not 0 <= rejection_rate < 1:
         raise DigitrecError(f"the rejection rate must be in [0, 1), not {rejection_rate}")
-    model, run_dir = load_keras(source)
+    model, run_dir = load_keras(source, tta)
     run = read_json(run_dir / "run.json") if run_dir and (run_dir / "run.json").exists() else {}
     config = run.get("config", {})
     data = load_dataset(dataset or config.get("dataset", "mnist"), data_dir, progress=False)
@@ -81,6 +83,7 @@ def export_model(
             if format == "onnx":
                 metadata = describe(model, run_dir, run, data, test_probs, rejection_rate)
                 metadata["parity"] = {"images": PARITY_IMAGES, "max_difference": difference}
+                metadata["tta"] = tta
                 write_metadata(tmp, metadata)
                 check_parity(expected, run_exported(tmp, format, parity_input), out)
                 write_model_card(out, metadata)
@@ -299,7 +302,7 @@ def write_model_card(out: Path, metadata: dict[str, Any]) -> Path:
         "",
         "```bash",
         f"{metadata['training_command'] or 'digitrec train ...'} --out RUN_DIR",
-        f"digitrec export RUN_DIR --format onnx --out {out}",
+        f"digitrec export RUN_DIR --format onnx{' --tta' if metadata['tta'] else ''} --out {out}",
         f"digitrec evaluate --model {out} --json   # reproduces the test accuracy",
         "```",
         "",

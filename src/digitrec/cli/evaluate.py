@@ -22,6 +22,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--perturb", action="store_true", help="also test on digits rotated ±15° and shifted ±3 px"
     )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="average predictions over small shifts (a run directory or .keras file)",
+    )
     add_data_options(parser, dataset_default=None)
     parser.set_defaults(run=run)
 
@@ -33,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     source = args.source or args.model
     if not source:
         raise DigitrecError("name a run directory, model file or 'default' to evaluate")
-    result = evaluate(source, args.dataset, args.data_dir, args.out, perturb=args.perturb)
+    result = evaluate(
+        source, args.dataset, args.data_dir, args.out, perturb=args.perturb, tta=args.tta
+    )
     if args.json:
         print(json.dumps(result))
         return 0

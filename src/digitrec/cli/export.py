@@ -32,6 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="fraction of validation digits the confidence threshold rejects "
         f"(default {REJECTION_RATE})",
     )
+    parser.add_argument(
+        "--tta", action="store_true", help="export the model averaging over small shifts"
+    )
     add_data_options(parser, dataset_default=None)
     parser.set_defaults(run=run)
 
@@ -40,7 +43,13 @@ def run(args: argparse.Namespace) -> int:
     from digitrec.export import export_model
 
     out = export_model(
-        args.source, args.format, args.out, args.data_dir, args.rejection_rate, args.dataset
+        args.source,
+        args.format,
+        args.out,
+        args.data_dir,
+        rejection_rate=args.rejection_rate,
+        dataset=args.dataset,
+        tta=args.tta,
     )
     print(f"exported {out}")
     return 0
