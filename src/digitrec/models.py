@@ -142,7 +142,7 @@ def _conv_bn(filters: int) -> list[layers.Layer]:
 @register(
     "best",
     "the most accurate single network: batch-normalized VGG-style CNN, trained with augmentation",
-    epochs=15,
+    epochs=30,
     batch_size=128,
     learning_rate=3e-3,
     schedule="onecycle",
