@@ -229,11 +229,6 @@ def test_single_user_style_digits_are_read_correctly(recognizer, mnist):
 
 
 @pytest.mark.mnist
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 4 target not met by the shipped model: 189/200 strings (94.5%) read exactly; "
-    "strict, so this fails loudly once a better model reaches 95%",
-)
 def test_digit_strings_are_read_exactly(recognizer, mnist):
     rng = np.random.default_rng(1)
     exact = 0
