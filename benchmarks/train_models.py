@@ -4,12 +4,14 @@ classic LeNet-5 as the reference in the same run.
 Every model trains with its default recipe (``digitrec train --model NAME --seed K``) into
 ``OUT/NAME/seed-K``; the table gives parameters, multiply-accumulates per image, epochs, median
 ``train_seconds`` (training only, data in memory), its ratio to LeNet-5's, and the test accuracy
-as mean ± std and worst seed. Runs already complete in OUT are reused and runs cut short are
+as mean ± std and worst seed. ``--ensembles best`` adds a row for all of ``best``'s seed runs
+averaged as one model (what ``--ensemble N`` trains; its time is the sum of the members'). Runs
+already complete in OUT are reused and runs cut short are
 resumed, so a long benchmark can be done in stages:
 
     nice .venv/bin/python benchmarks/train_models.py --models fast,mlp --seeds 0-4 --out runs/bench-models
     nice .venv/bin/python benchmarks/train_models.py --models fast,mlp,best:0-2 --seeds 0-4 \
-        --out runs/bench-models --perturb --write-readme
+        --out runs/bench-models --ensembles best --perturb --write-readme
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--perturb", action="store_true", help="add the worst accuracy on rotated/shifted digits"
     )
+    parser.add_argument(
+        "--ensembles",
+        default="",
+        help="comma-separated models also reported as one ensemble of all their seeds' runs",
+    )
     parser.add_argument("--data-dir")
     parser.add_argument("--write-readme", action="store_true")
     return parser.parse_args()
@@ -64,19 +71,49 @@ def run_once(model: str, seed: int, out: Path, data_dir: str | None) -> tuple[Pa
     return train(resolve_config(model, seed=seed), run_dir, data_dir, verbose=False), False
 
 
-def worst_perturbed(run_dir: Path, data_dir: str | None) -> float:
+def worst_perturbed(classify, data_dir: str | None) -> float:
     """The lowest accuracy over the rotated and shifted test sets (see ``evaluate --perturb``)."""
     from digitrec.data import load_dataset
-    from digitrec.evaluate import load_classifier, perturbed_accuracy
+    from digitrec.evaluate import perturbed_accuracy
 
-    classify, _ = load_classifier(run_dir)
     data = load_dataset("mnist", data_dir, progress=False)
     return min(perturbed_accuracy(classify, data.test_images, data.test_labels).values())
+
+
+def summarize_ensemble(model: str, run_dirs: list[Path], perturb: bool, data_dir: str | None):
+    """One row for the seeds' runs averaged as one model, exactly as ``--ensemble N`` builds it
+    from members with those seeds (``models.ensemble``); tested once on the test set."""
+    import keras
+
+    from digitrec.data import load_dataset
+    from digitrec.evaluate import predict_keras
+    from digitrec.models import ensemble, multiply_accumulates
+
+    network = ensemble([keras.saving.load_model(d / "model.keras") for d in run_dirs])
+    data = load_dataset("mnist", data_dir, progress=False)
+    accuracy = float(
+        (predict_keras(network, data.test_images).argmax(axis=1) == data.test_labels).mean()
+    )
+    summary = {
+        "model": f"{model} ensemble of {len(run_dirs)}",
+        "parameters": network.count_params(),
+        "macs": multiply_accumulates(network),
+        "epochs": read_json(run_dirs[0] / "metrics.json")["epochs"],
+        "seconds": sum(read_json(d / "metrics.json")["train_seconds"] for d in run_dirs),
+        "mean": accuracy,
+        "std": None,  # one model
+        "worst": accuracy,
+        "seeds": len(run_dirs),
+    }
+    if perturb:
+        summary["perturbed"] = worst_perturbed(lambda x: predict_keras(network, x), data_dir)
+    return summary
 
 
 def summarize(model: str, run_dirs: list[Path], perturb: bool, data_dir: str | None) -> dict:
     import keras
 
+    from digitrec.evaluate import load_classifier
     from digitrec.models import multiply_accumulates
 
     metrics = [read_json(d / "metrics.json") for d in run_dirs]
@@ -94,7 +131,9 @@ def summarize(model: str, run_dirs: list[Path], perturb: bool, data_dir: str | N
         "seeds": len(accuracies),
     }
     if perturb:
-        summary["perturbed"] = statistics.mean(worst_perturbed(d, data_dir) for d in run_dirs)
+        summary["perturbed"] = statistics.mean(
+            worst_perturbed(load_classifier(d)[0], data_dir) for d in run_dirs
+        )
     return summary
 
 
@@ -112,7 +151,7 @@ def table(summaries: list[dict], perturb: bool) -> str:
             s["epochs"],
             f"{s['seconds']:.1f}",
             f"{s['seconds'] / reference['seconds']:.2f}×",
-            f"{s['mean']:.2%} ± {s['std']:.2%}",
+            f"{s['mean']:.2%}" + ("" if s["std"] is None else f" ± {s['std']:.2%}"),
             f"{s['worst']:.2%}",
             s["seeds"],
         ]
@@ -138,6 +177,8 @@ def main() -> None:
             acc = read_json(run_dir / "metrics.json")["test_accuracy"]
             print(f"{model} seed {seed}: {acc:.2%}{' (reused)' if was_reused else ''}", flush=True)
         summaries.append(summarize(model, run_dirs, args.perturb, args.data_dir))
+        if model in args.ensembles.split(","):
+            summaries.append(summarize_ensemble(model, run_dirs, args.perturb, args.data_dir))
     stages = f", {reused} of them trained in an earlier stage of this benchmark" if reused else ""
     text = (
         f"{machine()}; load average {load_before:.1f} at the start of this pass, "
