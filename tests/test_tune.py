@@ -201,6 +201,24 @@ def test_bad_storage_url_gives_a_clear_error(synthetic, tmp_path, url):
         tune(settings_for(synthetic, tmp_path, storage=url))
 
 
+def test_storage_that_another_process_is_creating_is_opened_on_a_retry(tmp_path, monkeypatch):
+    from sqlalchemy.exc import IntegrityError
+
+    from digitrec import tune as tune_module
+
+    real, calls = tune_module._rdb_storage, []
+
+    def lose_the_first_race(url):
+        calls.append(url)
+        if len(calls) == 1:
+            raise IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE constraint"))
+        return real(url)
+
+    monkeypatch.setattr(tune_module, "_rdb_storage", lose_the_first_race)
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(calls) == 2 and storage.get_all_studies() == []
+
+
 def test_storage_error_hides_the_password(synthetic, tmp_path):
     url = "postgresql://user:secret@localhost:1/digitrec"
     with pytest.raises(DigitrecError) as error:

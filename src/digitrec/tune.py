@@ -44,6 +44,7 @@ from digitrec.train import (
 TUNE_DIR = RUNS_DIR / "tune"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts toward the number of trials
 STARTUP_TRIALS = 5  # random trials before TPE (and pruning) starts to steer
+STORAGE_ATTEMPTS = 4  # tries to open a storage that another process may be creating
 HEARTBEAT_SECONDS = 30  # a trial silent for 3 heartbeats belongs to a dead worker; it is retried
 NOT_SEARCHABLE = ("model", "dataset", "model_args")
 
@@ -256,24 +257,44 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
     SQLite gets a long lock timeout so that several local workers can share the file; every
     worker records a heartbeat, and a trial whose worker died is failed and queued again once.
+    Processes that create the same new storage at once race on its tables; the loser tries again.
     """
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    attempt = 1
+    while True:
+        try:
+            return _rdb_storage(url)
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == STORAGE_ATTEMPTS:
+                raise _storage_error(url, exc) from None
+        except (
+            Exception
+        ) as exc:  # SQLAlchemy, database drivers and servers each fail in their own way
+            raise _storage_error(url, exc) from None
+        time.sleep(0.5 * attempt)
+        attempt += 1
+
+
+def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite:") else {}
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=3 * HEARTBEAT_SECONDS,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(1),
-            )
-    except Exception as exc:  # SQLAlchemy, database drivers and servers each fail in their own way
-        raise DigitrecError(
-            f"cannot open study storage {masked(url)}: {type(exc).__name__}: {exc}\n"
-            "expected an RDB URL such as sqlite:////abs/path/study.db or "
-            "postgresql://USER:PASSWORD@HOST/DB (PostgreSQL needs `pip install psycopg2-binary`)"
-        ) from None
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=3 * HEARTBEAT_SECONDS,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(1),
+        )
+
+
+def _storage_error(url: str, exc: Exception) -> DigitrecError:
+    return DigitrecError(
+        f"cannot open study storage {masked(url)}: {type(exc).__name__}: {exc}\n"
+        "expected an RDB URL such as sqlite:////abs/path/study.db or "
+        "postgresql://USER:PASSWORD@HOST/DB (PostgreSQL needs `pip install psycopg2-binary`)"
+    )
 
 
 def masked(url: str) -> str:
