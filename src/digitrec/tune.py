@@ -268,9 +268,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         except (IntegrityError, OperationalError) as exc:
             if attempt == STORAGE_ATTEMPTS:
                 raise _storage_error(url, exc) from None
-        except (
-            Exception
-        ) as exc:  # SQLAlchemy, database drivers and servers each fail in their own way
+        except Exception as exc:  # drivers and servers each fail in their own way
             raise _storage_error(url, exc) from None
         time.sleep(0.5 * attempt)
         attempt += 1
