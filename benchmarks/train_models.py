@@ -20,10 +20,12 @@ import argparse
 import os
 import statistics
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from common import machine, markdown_table, median, write_into_readme
 
+from digitrec.data import Dataset, load_dataset
 from digitrec.files import read_json
 from digitrec.train import RUNS_DIR, resolve_config, resume, train
 
@@ -71,69 +73,66 @@ def run_once(model: str, seed: int, out: Path, data_dir: str | None) -> tuple[Pa
     return train(resolve_config(model, seed=seed), run_dir, data_dir, verbose=False), False
 
 
-def worst_perturbed(classify, data_dir: str | None) -> float:
+def worst_perturbed(classify, data: Dataset) -> float:
     """The lowest accuracy over the rotated and shifted test sets (see ``evaluate --perturb``)."""
-    from digitrec.data import load_dataset
     from digitrec.evaluate import perturbed_accuracy
 
-    data = load_dataset("mnist", data_dir, progress=False)
     return min(perturbed_accuracy(classify, data.test_images, data.test_labels).values())
 
 
-def summarize_ensemble(model: str, run_dirs: list[Path], perturb: bool, data_dir: str | None):
+def row(name: str, network, metrics: list[dict], seconds: float, accuracies: list[float], std):
+    """A table row's figures: the network's size and cost, its runs' time and test accuracy."""
+    from digitrec.models import multiply_accumulates
+
+    return {
+        "model": name,
+        "parameters": network.count_params(),
+        "macs": multiply_accumulates(network),
+        "epochs": metrics[0]["epochs"],
+        "seconds": seconds,
+        "mean": statistics.mean(accuracies),
+        "std": std,
+        "worst": min(accuracies),
+        "seeds": len(metrics),
+    }
+
+
+def summarize(model: str, run_dirs: list[Path], perturb: bool, data: Dataset) -> dict:
+    """One row for a model's seed runs: median time, mean ± std and worst test accuracy."""
+    import keras
+
+    from digitrec.evaluate import load_classifier
+
+    metrics = [read_json(d / "metrics.json") for d in run_dirs]
+    accuracies = [m["test_accuracy"] for m in metrics]
+    std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    network = keras.saving.load_model(run_dirs[0] / "model.keras")
+    seconds = median([m["train_seconds"] for m in metrics])
+    summary = row(model, network, metrics, seconds, accuracies, std)
+    if perturb:
+        summary["perturbed"] = statistics.mean(
+            worst_perturbed(load_classifier(d)[0], data) for d in run_dirs
+        )
+    return summary
+
+
+def summarize_ensemble(model: str, run_dirs: list[Path], perturb: bool, data: Dataset) -> dict:
     """One row for the seeds' runs averaged as one model, exactly as ``--ensemble N`` builds it
     from members with those seeds (``models.ensemble``); tested once on the test set."""
     import keras
 
-    from digitrec.data import load_dataset
     from digitrec.evaluate import predict_keras
-    from digitrec.models import ensemble, multiply_accumulates
+    from digitrec.models import ensemble
 
     network = ensemble([keras.saving.load_model(d / "model.keras") for d in run_dirs])
-    data = load_dataset("mnist", data_dir, progress=False)
-    accuracy = float(
-        (predict_keras(network, data.test_images).argmax(axis=1) == data.test_labels).mean()
-    )
-    summary = {
-        "model": f"{model} ensemble of {len(run_dirs)}",
-        "parameters": network.count_params(),
-        "macs": multiply_accumulates(network),
-        "epochs": read_json(run_dirs[0] / "metrics.json")["epochs"],
-        "seconds": sum(read_json(d / "metrics.json")["train_seconds"] for d in run_dirs),
-        "mean": accuracy,
-        "std": None,  # one model
-        "worst": accuracy,
-        "seeds": len(run_dirs),
-    }
-    if perturb:
-        summary["perturbed"] = worst_perturbed(lambda x: predict_keras(network, x), data_dir)
-    return summary
-
-
-def summarize(model: str, run_dirs: list[Path], perturb: bool, data_dir: str | None) -> dict:
-    import keras
-
-    from digitrec.evaluate import load_classifier
-    from digitrec.models import multiply_accumulates
-
+    classify = partial(predict_keras, network)
+    accuracy = float((classify(data.test_images).argmax(axis=1) == data.test_labels).mean())
     metrics = [read_json(d / "metrics.json") for d in run_dirs]
-    accuracies = [m["test_accuracy"] for m in metrics]
-    network = keras.saving.load_model(run_dirs[0] / "model.keras")
-    summary = {
-        "model": model,
-        "parameters": network.count_params(),
-        "macs": multiply_accumulates(network),
-        "epochs": metrics[0]["epochs"],
-        "seconds": median([m["train_seconds"] for m in metrics]),
-        "mean": statistics.mean(accuracies),
-        "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
-        "worst": min(accuracies),
-        "seeds": len(accuracies),
-    }
+    seconds = sum(m["train_seconds"] for m in metrics)
+    name = f"{model} ensemble of {len(run_dirs)}"
+    summary = row(name, network, metrics, seconds, [accuracy], std=None)  # one model: no spread
     if perturb:
-        summary["perturbed"] = statistics.mean(
-            worst_perturbed(load_classifier(d)[0], data_dir) for d in run_dirs
-        )
+        summary["perturbed"] = worst_perturbed(classify, data)
     return summary
 
 
@@ -167,6 +166,7 @@ def main() -> None:
         name, _, seeds = item.partition(":")
         models[name] = seed_list(seeds) if seeds else args.seeds
     load_before = os.getloadavg()[0]
+    test_data = load_dataset("mnist", args.data_dir, progress=False)
     summaries, reused = [], 0
     for model, seeds in models.items():
         run_dirs = []
@@ -176,9 +176,9 @@ def main() -> None:
             run_dirs.append(run_dir)
             acc = read_json(run_dir / "metrics.json")["test_accuracy"]
             print(f"{model} seed {seed}: {acc:.2%}{' (reused)' if was_reused else ''}", flush=True)
-        summaries.append(summarize(model, run_dirs, args.perturb, args.data_dir))
+        summaries.append(summarize(model, run_dirs, args.perturb, test_data))
         if model in args.ensembles.split(","):
-            summaries.append(summarize_ensemble(model, run_dirs, args.perturb, args.data_dir))
+            summaries.append(summarize_ensemble(model, run_dirs, args.perturb, test_data))
     stages = f", {reused} of them trained in an earlier stage of this benchmark" if reused else ""
     text = (
         f"{machine()}; load average {load_before:.1f} at the start of this pass, "
