@@ -16,11 +16,12 @@ def digit_like_batch(n: int = 16) -> np.ndarray:
     return images
 
 
-def test_augmentation_keeps_shape_and_value_range_and_changes_the_images():
+@pytest.mark.parametrize(("affine", "elastic"), [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)])
+def test_augmentation_keeps_shape_and_value_range_and_changes_the_images(affine, elastic):
     from digitrec.augment import augmenter
 
     images = digit_like_batch()
-    distorted = np.asarray(augmenter(1.0, seed=0)(images, training=True))
+    distorted = np.asarray(augmenter(affine, elastic, seed=0)(images, training=True))
     assert distorted.shape == images.shape and distorted.dtype == np.float32
     assert distorted.min() >= 0.0 and distorted.max() <= 1.0 + 1e-6
     changed = [not np.allclose(a, b) for a, b in zip(distorted, images, strict=True)]
@@ -32,15 +33,47 @@ def test_augmentation_is_the_identity_outside_training():
     from digitrec.augment import augmenter
 
     images = digit_like_batch()
-    unchanged = augmenter(1.0, seed=0)(images, training=False)
+    unchanged = augmenter(1.0, 1.0, seed=0)(images, training=False)
     np.testing.assert_array_equal(np.asarray(unchanged), images)
 
 
-def test_zero_strength_is_refused():
+@pytest.mark.parametrize(("affine", "elastic"), [(0.0, 0.0), (-1.0, 1.0), (1.0, -0.5)])
+def test_no_or_negative_strength_is_refused(affine, elastic):
     from digitrec.augment import augmenter
 
     with pytest.raises(ValueError, match="strength"):
-        augmenter(0.0)
+        augmenter(affine, elastic)
+
+
+def test_elastic_resampling_moves_pixels_along_the_field_and_fills_with_background():
+    from digitrec.augment import _bilinear
+
+    images = digit_like_batch(2)
+    still = np.asarray(_bilinear(images, np.zeros((2, 28, 28, 2), np.float32)))
+    np.testing.assert_allclose(still, images, atol=1e-6)
+
+    field = np.zeros((2, 28, 28, 2), np.float32)
+    field[0, ..., 0] = 2.0  # image 0: every pixel reads the one two rows below (content moves up)
+    field[1, ..., 1] = -0.5  # image 1: half a pixel to the left (content moves right, blurred)
+    moved = np.asarray(_bilinear(images, field))[..., 0]
+    up = np.zeros((28, 28), np.float32)
+    up[:-2] = images[0, 2:, :, 0]
+    np.testing.assert_allclose(moved[0], up, atol=1e-6)
+    right = images[1, :, :, 0].copy()
+    right[:, 1:] = (right[:, 1:] + right[:, :-1]) / 2
+    right[:, 0] /= 2
+    np.testing.assert_allclose(moved[1], right, atol=1e-6)
+
+
+def test_elastic_fields_are_smooth_and_move_both_ways_independently():
+    from digitrec.augment import ELASTIC_ALPHA, ElasticDistortion
+
+    field = np.asarray(ElasticDistortion(ELASTIC_ALPHA, seed=0).displacement((8, 28, 28)))
+    assert field.shape == (8, 28, 28, 2)
+    rows, cols = field[..., 0], field[..., 1]
+    assert 0.5 < rows.std() < 3 and 0.5 < cols.std() < 3  # about a pixel: not nothing, not chaos
+    assert abs(np.corrcoef(rows.ravel(), cols.ravel())[0, 1]) < 0.3  # not along one diagonal
+    assert np.abs(np.diff(cols, axis=2)).mean() < 0.2 * cols.std()  # smooth: neighbours move alike
 
 
 def test_training_batches_are_augmented_only_when_asked():
@@ -50,25 +83,31 @@ def test_training_batches_are_augmented_only_when_asked():
     images = (digit_like_batch(32)[..., 0] * 255).astype(np.uint8)
     labels = rng.integers(0, 10, 32).astype(np.uint8)
 
-    def first_batch(augment: float) -> np.ndarray:
-        config = resolve_config("fast", batch_size=32, augment=augment)
+    def first_batch(augment: float, elastic: float = 0.0) -> np.ndarray:
+        config = resolve_config("fast", batch_size=32, augment=augment, elastic=elastic)
         batch, onehot = next(iter(training_dataset(images, labels, config, 10)))
         assert batch.shape == (32, 28, 28, 1) and onehot.shape == (32, 10)
         return np.asarray(batch)
 
     plain = first_batch(0.0)
     np.testing.assert_array_equal(plain, np.repeat(plain[:1], 32, axis=0))  # all the same digit
-    distorted = first_batch(1.0)
-    assert distorted.min() >= 0.0 and distorted.max() <= 1.0 + 1e-6
-    assert not np.allclose(distorted, plain)
+    for distorted in (first_batch(1.0), first_batch(0.0, elastic=1.0)):
+        assert distorted.min() >= 0.0 and distorted.max() <= 1.0 + 1e-6
+        assert not np.allclose(distorted, plain)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_no_model_carries_augmentation_into_inference(name):
     from keras import layers
 
+    from digitrec.augment import ElasticDistortion
     from digitrec.models import build_model
 
-    random_layers = (layers.RandomRotation, layers.RandomTranslation, layers.RandomZoom)
+    random_layers = (
+        layers.RandomRotation,
+        layers.RandomTranslation,
+        layers.RandomZoom,
+        ElasticDistortion,
+    )
     model = build_model(name)
     assert not [layer for layer in model._flatten_layers() if isinstance(layer, random_layers)]

@@ -206,3 +206,13 @@ def test_export_cli_writes_the_file(plain_run, tiny_data, tmp_path, capsys):
     assert main(["export", str(tmp_path / "none"), "--rejection-rate", "0.1"]) == 2
     with pytest.raises(DigitrecError, match="rejection rate"):
         export_model_quietly(plain_run, "onnx", out, tiny_data, rejection_rate=1.5)
+
+
+def test_training_command_spells_out_settings_a_run_predates():
+    from digitrec.export import training_command
+    from digitrec.train import resolve_config
+
+    config = resolve_config("best", seed=3).to_dict()
+    assert training_command(config) == "digitrec train --model best --seed 3"
+    del config["augment"]  # as in a run.json written before the setting existed: it was off
+    assert training_command(config) == "digitrec train --model best --seed 3 --augment 0.0"

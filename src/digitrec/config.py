@@ -24,6 +24,7 @@ class TrainConfig:
     schedule: str = "constant"  # "constant", "cosine" or "onecycle" (see train.SCHEDULES)
     warmup: float = 0.25  # fraction of the steps spent warming up ("onecycle" only)
     augment: float = 0.0  # strength of random rotation/shift/zoom while training; 0 = off
+    elastic: float = 0.0  # strength of elastic distortion while training (augment.py); 0 = off
     # Fraction of the training split replaced by renders as users' images (a seeded fixed mix,
     # digitrec.synthesis); 0 = off. The validation split is never rendered.
     user_style: float = 0.0

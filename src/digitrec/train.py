@@ -138,10 +138,10 @@ def training_dataset(
         .batch(config.batch_size)
         .map(lambda index: (tf.gather(inputs, index), tf.gather(targets, index)))
     )
-    if config.augment > 0:
+    if config.augment > 0 or config.elastic > 0:
         from digitrec.augment import augmenter
 
-        distort = augmenter(config.augment, seed=config.seed)
+        distort = augmenter(config.augment, config.elastic, seed=config.seed)
         dataset = dataset.map(
             lambda x, y: (distort(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
         )

@@ -29,6 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--augment", type=float, metavar="STRENGTH", help="random rotation/shift/zoom; 0 = off"
     )
     parser.add_argument(
+        "--elastic", type=float, metavar="STRENGTH", help="elastic distortion; 0 = off"
+    )
+    parser.add_argument(
         "--user-style",
         type=float,
         metavar="FRACTION",
@@ -64,6 +67,7 @@ def settings_from(args: argparse.Namespace) -> dict:
         "warmup": args.warmup,
         "label_smoothing": args.label_smoothing,
         "augment": args.augment,
+        "elastic": args.elastic,
         "user_style": args.user_style,
         "ema": args.ema,
         "ensemble": args.ensemble,
