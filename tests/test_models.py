@@ -133,12 +133,13 @@ def test_ensemble_run_saves_one_averaging_model_and_resumes_a_missing_member(
 
     import keras
 
+    from digitrec.errors import DigitrecError
     from digitrec.models import with_tta
     from digitrec.train import resolve_config, resume, train
 
     config = resolve_config(
         "mlp", dataset="tiny", epochs=1, batch_size=16, val_size=10, seed=4, ensemble=2,
-        tta=True, model_args={"hidden": (8, 8)},
+        tta=True, model_args={"hidden": (8, 8)}, member_args=[{}, {"dropout": 0.3}],
     )  # fmt: skip
     run_dir = train(config, tmp_path / "run", tiny_registered, verbose=False)
     member_dirs = [run_dir / "members" / f"seed-{seed}" for seed in (4, 5)]
@@ -147,6 +148,8 @@ def test_ensemble_run_saves_one_averaging_model_and_resumes_a_missing_member(
     assert metrics["train_seconds"] == pytest.approx(sum(seconds))
     model = keras.saving.load_model(run_dir / "model.keras")
     members = [keras.saving.load_model(d / "model.keras") for d in member_dirs]
+    assert [m.layers[2].rate for m in members] == [0.2, 0.3]  # member_args in turn
+    assert all(m.layers[1].units == 8 for m in members)  # model_args for all
     images, _ = tiny_batch()
     expected = np.mean([with_tta(m).predict(images, verbose=0) for m in members], axis=0)
     np.testing.assert_allclose(model.predict(images, verbose=0), expected, rtol=1e-5)
@@ -158,6 +161,24 @@ def test_ensemble_run_saves_one_averaging_model_and_resumes_a_missing_member(
     resume(run_dir, tiny_registered, verbose=False)
     assert (run_dir / "metrics.json").is_file() and (member_dirs[1] / "metrics.json").is_file()
     assert kept.stat().st_mtime_ns == kept_time
+
+    (run_dir / "metrics.json").unlink()
+    record = json.loads((member_dirs[1] / "run.json").read_text())
+    record["config"]["member_args"], record["config"]["model_args"] = [], {"hidden": [8, 8]}
+    (member_dirs[1] / "run.json").write_text(json.dumps(record))  # a member trained otherwise
+    with pytest.raises(DigitrecError, match=r"other settings.*'model_args'"):
+        resume(run_dir, tiny_registered, verbose=False)
+
+
+def test_best_ensemble_members_alternate_3x3_and_5x5_kernels():
+    from digitrec.train import member_configs, resolve_config
+
+    members = member_configs(resolve_config("best", seed=7, ensemble=5))
+    assert [m.seed for m in members] == [7, 8, 9, 10, 11]
+    assert [m.model_args for m in members] == [{}, {"kernel": 5}, {}, {"kernel": 5}, {}]
+    assert all(m.ensemble == 1 and not m.member_args for m in members)
+    single = resolve_config("best", seed=7)  # one network: the 3x3 one
+    assert member_configs(single)[0].model_args == {}
 
 
 @pytest.mark.mnist

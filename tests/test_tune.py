@@ -275,7 +275,9 @@ def test_default_space_of_every_model_builds_at_both_ends(model):
     assert resolve_config(model, **nested(fixed)).val_size > 0  # scored on held-out images
     for end in ("low", "high"):
         model_args = {
-            key.partition(".")[2]: getattr(param, end)
+            key.partition(".")[2]: (
+                param.choices[0 if end == "low" else -1] if param.choices else getattr(param, end)
+            )
             for key, param in space.items()
             if key.startswith("model_args.")
         }

@@ -30,6 +30,8 @@ class TrainConfig:
     user_style: float = 0.0
     ema: float = 0.0  # momentum of an exponential moving average of the weights; 0 = off
     ensemble: int = 1  # members trained with seeds seed, seed+1, ...; saved as one model
+    # model_args of the ensemble's members in turn (member i: member_args[i % len]); [] = alike
+    member_args: list[dict[str, Any]] = field(default_factory=list)
     tta: bool = False  # save the model wrapped to average its predictions over small shifts
     steps_per_execution: int = 32  # batches per TensorFlow call (less Python overhead, same maths)
     model_args: dict[str, Any] = field(default_factory=dict)

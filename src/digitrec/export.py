@@ -224,7 +224,8 @@ def describe(
 
 def training_command(config: dict[str, Any]) -> str:
     """The ``digitrec train`` command for a run's settings: the model, and a flag for each
-    setting that differs from that model's recipe (``model_args`` need ``--params``). Settings
+    setting that differs from that model's recipe (``model_args`` and ``member_args`` need
+    ``--params``). Settings
     a run predates take their defaults, which were the only behaviour then."""
     from digitrec.train import resolve_config
 
@@ -236,7 +237,7 @@ def training_command(config: dict[str, Any]) -> str:
     words = ["digitrec", "train", "--model", str(config["model"])]
     for key, value in config.items():
         if (
-            key in ("model", "model_args")
+            key in ("model", "model_args", "member_args")
             or value is None
             or value is False
             or recipe.get(key) == value

@@ -8,6 +8,7 @@ from its last completed epoch with ``resume(run_dir)``.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -315,12 +316,13 @@ def _train_ensemble(
     run_dir: Path, config: TrainConfig, data: Dataset, verbose: bool, tensorboard: bool
 ) -> Path:
     """Train (or finish) each member as a run of its own under ``members/``, with seeds
-    ``seed .. seed + ensemble - 1``, then save one model averaging their probabilities."""
+    ``seed .. seed + ensemble - 1`` and ``member_args`` in turn, then save one model averaging
+    their probabilities. A finished member is reused only if its settings are the member's."""
     member_dirs = []
-    for seed in range(config.seed, config.seed + config.ensemble):
-        member_dir = run_dir / MEMBERS_DIR / f"seed-{seed}"
-        member_config = config.updated({"seed": seed, "ensemble": 1, "tta": False})
+    for member_config in member_configs(config):
+        member_dir = run_dir / MEMBERS_DIR / f"seed-{member_config.seed}"
         if (member_dir / "run.json").exists():
+            _check_member(member_dir, member_config)
             if not (member_dir / "metrics.json").exists():
                 _continue(member_dir, member_config, data, verbose, tensorboard)
         else:
@@ -331,6 +333,35 @@ def _train_ensemble(
     model = ensemble(members, name=f"{config.model}_ensemble")
     _finish(run_dir, config, model, data, config.epochs, {}, seconds)
     return run_dir
+
+
+def member_configs(config: TrainConfig) -> list[TrainConfig]:
+    """The settings of each member of an ensemble run."""
+    variants = config.member_args or [{}]
+    return [
+        config.updated(
+            {
+                "seed": config.seed + i,
+                "ensemble": 1,
+                "member_args": [],
+                "model_args": variants[i % len(variants)],
+                "tta": False,
+            }
+        )
+        for i in range(config.ensemble)
+    ]
+
+
+def _check_member(member_dir: Path, expected: TrainConfig) -> None:
+    """Refuse a member directory trained with other settings (compared as stored in JSON)."""
+    recorded = TrainConfig.from_dict(read_json(member_dir / "run.json")["config"]).to_dict()
+    wanted = json.loads(json.dumps(expected.to_dict()))
+    differences = {k: (recorded[k], wanted[k]) for k in wanted if recorded[k] != wanted[k]}
+    if differences:
+        raise DigitrecError(
+            f"{member_dir} holds a run with other settings than this ensemble's member "
+            f"(setting: recorded, wanted): {differences}; move it away or resume elsewhere"
+        )
 
 
 def _finish(

@@ -46,7 +46,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts toward the nu
 STARTUP_TRIALS = 5  # random trials before TPE (and pruning) starts to steer
 STORAGE_ATTEMPTS = 4  # tries to open a storage that another process may be creating
 HEARTBEAT_SECONDS = 30  # a trial silent for 3 heartbeats belongs to a dead worker; it is retried
-NOT_SEARCHABLE = ("model", "dataset", "model_args")
+NOT_SEARCHABLE = ("model", "dataset", "model_args", "member_args")
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,8 @@ def default_space(model: str) -> dict[str, Param]:
         default = recipe.model_args.get(name, default)
         if isinstance(default, float) and "dropout" in name:
             space[f"model_args.{name}"] = Param("float", 0.0, 0.6)
+        elif name == "kernel":  # the sizes the network's shapes allow
+            space[f"model_args.{name}"] = Param("categorical", choices=(3, 5))
         elif isinstance(default, int) and not isinstance(default, bool) and default >= 2:
             space[f"model_args.{name}"] = Param("int", max(1, default // 2), default * 2, log=True)
     return space
