@@ -4,10 +4,10 @@ classic LeNet-5 as the reference in the same run.
 Every model trains with its default recipe (``digitrec train --model NAME --seed K``) into
 ``OUT/NAME/seed-K``; the table gives parameters, multiply-accumulates per image, epochs, median
 ``train_seconds`` (training only, data in memory), its ratio to LeNet-5's, and the test accuracy
-as mean ± std and worst seed. ``--ensembles best`` adds a row for all of ``best``'s seed runs
-averaged as one model (what ``--ensemble N`` trains; its time is the sum of the members'). Runs
-already complete in OUT are reused and runs cut short are
-resumed, so a long benchmark can be done in stages:
+as mean ± std and worst seed. ``--ensembles best`` adds a row for
+``digitrec train --model best --ensemble N --seed FIRST`` (N = the number of seeds, trained into
+``OUT/best/ensemble-N-seed-FIRST``; its time is the sum of the members'). Runs already complete in
+OUT are reused and runs cut short are resumed, so a long benchmark can be done in stages:
 
     nice .venv/bin/python benchmarks/train_models.py --models fast,mlp --seeds 0-4 --out runs/bench-models
     nice .venv/bin/python benchmarks/train_models.py --models fast,mlp,best:0-2 --seeds 0-4 \
@@ -20,7 +20,6 @@ import argparse
 import os
 import statistics
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 
 from common import machine, markdown_table, median, write_into_readme
@@ -63,14 +62,19 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run_once(model: str, seed: int, out: Path, data_dir: str | None) -> tuple[Path, bool]:
-    """The finished run of one model and seed: reused if complete, else resumed or trained."""
-    run_dir = out / model / f"seed-{seed}"
+def run_once(
+    model: str, seed: int, out: Path, data_dir: str | None, ensemble: int = 1
+) -> tuple[Path, bool]:
+    """The finished run of one model and seed (an ensemble of ``ensemble`` members from that
+    seed on, if > 1): reused if complete, else resumed or trained."""
+    name = f"seed-{seed}" if ensemble == 1 else f"ensemble-{ensemble}-seed-{seed}"
+    run_dir = out / model / name
     if (run_dir / "metrics.json").exists():
         return run_dir, True
     if (run_dir / "run.json").exists():
         return resume(run_dir, data_dir, verbose=False), False
-    return train(resolve_config(model, seed=seed), run_dir, data_dir, verbose=False), False
+    config = resolve_config(model, seed=seed, ensemble=ensemble)
+    return train(config, run_dir, data_dir, verbose=False), False
 
 
 def worst_perturbed(classify, data: Dataset) -> float:
@@ -80,59 +84,32 @@ def worst_perturbed(classify, data: Dataset) -> float:
     return min(perturbed_accuracy(classify, data.test_images, data.test_labels).values())
 
 
-def row(name: str, network, metrics: list[dict], seconds: float, accuracies: list[float], std):
-    """A table row's figures: the network's size and cost, its runs' time and test accuracy."""
+def summarize(name: str, run_dirs: list[Path], perturb: bool, data: Dataset) -> dict:
+    """One row for a model's seed runs: its size and cost, median time, mean ± std (a single
+    run: no spread) and worst test accuracy."""
+    import keras
+
+    from digitrec.evaluate import load_classifier
     from digitrec.models import multiply_accumulates
 
-    return {
+    metrics = [read_json(d / "metrics.json") for d in run_dirs]
+    accuracies = [m["test_accuracy"] for m in metrics]
+    network = keras.saving.load_model(run_dirs[0] / "model.keras")
+    summary = {
         "model": name,
         "parameters": network.count_params(),
         "macs": multiply_accumulates(network),
         "epochs": metrics[0]["epochs"],
-        "seconds": seconds,
+        "seconds": median([m["train_seconds"] for m in metrics]),
         "mean": statistics.mean(accuracies),
-        "std": std,
+        "std": statistics.stdev(accuracies) if len(accuracies) > 1 else None,
         "worst": min(accuracies),
         "seeds": len(metrics),
     }
-
-
-def summarize(model: str, run_dirs: list[Path], perturb: bool, data: Dataset) -> dict:
-    """One row for a model's seed runs: median time, mean ± std and worst test accuracy."""
-    import keras
-
-    from digitrec.evaluate import load_classifier
-
-    metrics = [read_json(d / "metrics.json") for d in run_dirs]
-    accuracies = [m["test_accuracy"] for m in metrics]
-    std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
-    network = keras.saving.load_model(run_dirs[0] / "model.keras")
-    seconds = median([m["train_seconds"] for m in metrics])
-    summary = row(model, network, metrics, seconds, accuracies, std)
     if perturb:
         summary["perturbed"] = statistics.mean(
             worst_perturbed(load_classifier(d)[0], data) for d in run_dirs
         )
-    return summary
-
-
-def summarize_ensemble(model: str, run_dirs: list[Path], perturb: bool, data: Dataset) -> dict:
-    """One row for the seeds' runs averaged as one model, exactly as ``--ensemble N`` builds it
-    from members with those seeds (``models.ensemble``); tested once on the test set."""
-    import keras
-
-    from digitrec.evaluate import predict_keras
-    from digitrec.models import ensemble
-
-    network = ensemble([keras.saving.load_model(d / "model.keras") for d in run_dirs])
-    classify = partial(predict_keras, network)
-    accuracy = float((classify(data.test_images).argmax(axis=1) == data.test_labels).mean())
-    metrics = [read_json(d / "metrics.json") for d in run_dirs]
-    seconds = sum(m["train_seconds"] for m in metrics)
-    name = f"{model} ensemble of {len(run_dirs)}"
-    summary = row(name, network, metrics, seconds, [accuracy], std=None)  # one model: no spread
-    if perturb:
-        summary["perturbed"] = worst_perturbed(classify, data)
     return summary
 
 
@@ -178,7 +155,10 @@ def main() -> None:
             print(f"{model} seed {seed}: {acc:.2%}{' (reused)' if was_reused else ''}", flush=True)
         summaries.append(summarize(model, run_dirs, args.perturb, test_data))
         if model in args.ensembles.split(","):
-            summaries.append(summarize_ensemble(model, run_dirs, args.perturb, test_data))
+            run_dir, was_reused = run_once(model, seeds[0], out, args.data_dir, len(seeds))
+            reused += was_reused
+            name = f"{model} ensemble of {len(seeds)}"
+            summaries.append(summarize(name, [run_dir], args.perturb, test_data))
     stages = f", {reused} of them trained in an earlier stage of this benchmark" if reused else ""
     text = (
         f"{machine()}; load average {load_before:.1f} at the start of this pass, "
