@@ -109,3 +109,16 @@ def test_no_model_carries_augmentation_into_inference(name):
     )
     model = build_model(name)
     assert not [layer for layer in model._flatten_layers() if isinstance(layer, random_layers)]
+
+
+@pytest.mark.parametrize(("affine", "elastic"), [(1.0, 0.0), (0.0, 1.0)])
+def test_training_draws_new_distortions_for_every_batch_and_epoch(affine, elastic):
+    from digitrec.train import resolve_config, seed_everything, training_dataset
+
+    images = (np.repeat(digit_like_batch(1), 32 * 8, axis=0)[..., 0] * 255).astype(np.uint8)
+    config = resolve_config("fast", batch_size=32, augment=affine, elastic=elastic)
+    seed_everything(config.seed)  # as training does
+    dataset = training_dataset(images, np.zeros(len(images), np.uint8), config, 10)
+    # One identical digit everywhere: the first image of each batch shows that batch's draw.
+    draws = [np.asarray(batch[0]).round(4).tobytes() for _ in range(2) for batch, _ in dataset]
+    assert len(set(draws)) == len(draws) == 16
