@@ -225,8 +225,7 @@ def describe(
 def training_command(config: dict[str, Any]) -> str:
     """The ``digitrec train`` command for a run's settings: the model, and a flag for each
     setting that differs from that model's recipe (``model_args`` and ``member_args`` need
-    ``--params``). Settings
-    a run predates take their defaults, which were the only behaviour then."""
+    ``--params``). Settings a run predates take their defaults, the only behaviour then."""
     from digitrec.train import resolve_config
 
     config = {**TrainConfig().to_dict(), **config}

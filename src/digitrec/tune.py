@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import keras
 import numpy as np
@@ -158,12 +158,13 @@ def default_space(model: str) -> dict[str, Param]:
     }
     if "augment" in train_fields():
         space["augment"] = Param("float", 0.0, 1.0)
+    hints = get_type_hints(model_spec(model).build)
     for name, default in builder_defaults(model).items():
         default = recipe.model_args.get(name, default)
-        if isinstance(default, float) and "dropout" in name:
+        if get_origin(hints.get(name)) is Literal:  # the builder names the only values that fit
+            space[f"model_args.{name}"] = Param("categorical", choices=get_args(hints[name]))
+        elif isinstance(default, float) and "dropout" in name:
             space[f"model_args.{name}"] = Param("float", 0.0, 0.6)
-        elif name == "kernel":  # the sizes the network's shapes allow
-            space[f"model_args.{name}"] = Param("categorical", choices=(3, 5))
         elif isinstance(default, int) and not isinstance(default, bool) and default >= 2:
             space[f"model_args.{name}"] = Param("int", max(1, default // 2), default * 2, log=True)
     return space
