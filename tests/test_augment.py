@@ -122,3 +122,13 @@ def test_training_draws_new_distortions_for_every_batch_and_epoch(affine, elasti
     # One identical digit everywhere: the first image of each batch shows that batch's draw.
     draws = [np.asarray(batch[0]).round(4).tobytes() for _ in range(2) for batch, _ in dataset]
     assert len(set(draws)) == len(draws) == 16
+
+
+@pytest.mark.parametrize("setting", ["augment", "elastic"])
+def test_a_negative_strength_is_refused_before_the_run_starts(setting, tmp_path):
+    from digitrec.errors import DigitrecError
+    from digitrec.train import resolve_config, train
+
+    with pytest.raises(DigitrecError, match=f"--{setting} -1"):
+        train(resolve_config("fast", **{setting: -1.0}), tmp_path / "run", verbose=False)
+    assert not (tmp_path / "run").exists()

@@ -210,6 +210,11 @@ def train(
         raise DigitrecError(f"{run_dir} already holds a run; resume it with --resume {run_dir}")
     if config.ensemble < 1:
         raise DigitrecError(f"an ensemble needs at least 1 member, got {config.ensemble}")
+    if config.augment < 0 or config.elastic < 0:
+        raise DigitrecError(
+            f"augmentation strengths must be 0 (off) or positive, got --augment {config.augment} "
+            f"and --elastic {config.elastic}"
+        )
     data = load_dataset(config.dataset, data_dir, progress=verbose)
     return _start(run_dir, config, data, verbose, tensorboard)
 
