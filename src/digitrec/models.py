@@ -6,14 +6,27 @@ convention), and returns class probabilities (softmax).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import keras
-from keras import layers
-
 from digitrec.errors import DigitrecError
+
+
+class _LazyModule:
+    """A module imported on first use, so that the registry (names, descriptions, recipes and
+    builder signatures) is there without TensorFlow, e.g. for ``digitrec train --help``."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+keras = _LazyModule("keras")
+layers = _LazyModule("keras.layers")
 
 INPUT_SHAPE = (28, 28, 1)
 
@@ -108,7 +121,6 @@ def mlp(
     batch_size=128,
     learning_rate=0.01,
     schedule="onecycle",
-    val_size=0,
 )
 def fast(
     num_classes: int = 10, filters: tuple[int, int] = (16, 32), dense: int = 128
