@@ -21,11 +21,13 @@ import keras
 import numpy as np
 
 from digitrec import __version__
-from digitrec.config import TrainConfig
+from digitrec.config import SCHEDULES as SCHEDULES  # kept importable from here
+from digitrec.config import TrainConfig, check_split
+from digitrec.config import resolve_config as resolve_config  # kept importable from here
 from digitrec.data import Dataset, as_model_input, load_dataset, split_validation
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, read_json, write_json
-from digitrec.models import build_model, ensemble, model_spec, with_tta
+from digitrec.models import build_model, ensemble, with_tta
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -34,14 +36,7 @@ RUNS_DIR = Path("runs")
 STATE_FILE = "state.json"
 CHECKPOINT_DIR = "checkpoints"
 MEMBERS_DIR = "members"
-SCHEDULES = ("constant", "cosine", "onecycle")
 EVAL_BATCH = 1000
-
-
-def resolve_config(model: str = "lenet5", **overrides: Any) -> TrainConfig:
-    """Defaults, then the model's recipe, then the caller's settings (``None`` means unset)."""
-    spec = model_spec(model)
-    return TrainConfig(model=model).updated(spec.recipe).updated(overrides)
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -87,15 +82,13 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int) -> Any:
         return config.learning_rate
     if config.schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total)
-    if config.schedule == "onecycle":
-        warmup = int(config.warmup * total)
-        return keras.optimizers.schedules.CosineDecay(
-            config.learning_rate / 25,
-            decay_steps=max(total - warmup, 1),
-            warmup_target=config.learning_rate,
-            warmup_steps=warmup,
-        )
-    raise DigitrecError(f"unknown schedule {config.schedule!r}; known: {', '.join(SCHEDULES)}")
+    warmup = int(config.warmup * total)  # "onecycle", the last of SCHEDULES
+    return keras.optimizers.schedules.CosineDecay(
+        config.learning_rate / 25,
+        decay_steps=max(total - warmup, 1),
+        warmup_target=config.learning_rate,
+        warmup_steps=warmup,
+    )
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -154,8 +147,6 @@ def user_style_mix(
 ) -> np.ndarray:
     """Model inputs for uint8 training images, a seeded ``fraction`` of them replaced by their
     renders as users' images, normalized as the recognizer does (``user_style_inputs``)."""
-    if not 0 <= fraction <= 1:
-        raise DigitrecError(f"the user-style fraction must be in [0, 1], not {fraction}")
     from digitrec.synthesis import user_style_inputs
 
     inputs = as_model_input(images)
@@ -204,18 +195,13 @@ def train(
     verbose: bool = True,
     tensorboard: bool = False,
 ) -> Path:
-    """Train a model from scratch into a new run directory; return the directory."""
+    """Train a model from scratch into a new run directory; return the directory. The settings
+    are checked against the data before the directory is made."""
     run_dir = Path(out) if out else default_run_dir(config)
     if (run_dir / "run.json").exists():
         raise DigitrecError(f"{run_dir} already holds a run; resume it with --resume {run_dir}")
-    if config.ensemble < 1:
-        raise DigitrecError(f"an ensemble needs at least 1 member, got {config.ensemble}")
-    if config.augment < 0 or config.elastic < 0:
-        raise DigitrecError(
-            f"augmentation strengths must be 0 (off) or positive, got --augment {config.augment} "
-            f"and --elastic {config.elastic}"
-        )
     data = load_dataset(config.dataset, data_dir, progress=verbose)
+    check_split(config, len(data.train_images))
     return _start(run_dir, config, data, verbose, tensorboard)
 
 
@@ -244,9 +230,18 @@ def resume(
         raise DigitrecError(f"{run_dir} is not a run directory (no run.json)")
     if (run_dir / "metrics.json").exists():
         raise DigitrecError(f"{run_dir} is already complete")
-    config = TrainConfig.from_dict(read_json(run_dir / "run.json")["config"])
+    config = recorded_config(run_dir)
     data = load_dataset(config.dataset, data_dir, progress=verbose)
+    check_split(config, len(data.train_images))
     return _continue(run_dir, config, data, verbose, tensorboard)
+
+
+def recorded_config(run_dir: Path) -> TrainConfig:
+    """The settings in a run's ``run.json``, checked as any others."""
+    try:
+        return TrainConfig.from_dict(read_json(run_dir / "run.json")["config"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DigitrecError(f"cannot read the settings in {run_dir / 'run.json'}: {exc}") from None
 
 
 def _continue(
