@@ -223,3 +223,55 @@ def test_user_style_training_renders_training_images_only(tiny_registered, tmp_p
     validation = {image.tobytes() for image in x_val}
     assert all(image.tobytes() in training for image in images)
     assert not any(image.tobytes() in validation for image in images)
+
+
+def test_a_run_failing_before_its_first_checkpoint_takes_back_only_what_it_added(
+    tiny_registered, tmp_path, monkeypatch
+):
+    from digitrec import train as train_module
+
+    def broken_fit(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "fit", broken_fit)
+        for run_dir in (out, tmp_path / "new" / "run"):
+            with pytest.raises(RuntimeError, match="out of memory"):
+                train_module.train(tiny_config(), run_dir, tiny_registered, verbose=False)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]  # run.json is gone, the rest kept
+    assert not (tmp_path / "new").exists()
+    train_module.train(tiny_config(epochs=1), out, tiny_registered, verbose=False)  # reusable
+    assert (out / "metrics.json").is_file() and (out / "notes.txt").read_text() == "the user's"
+
+
+def test_an_out_that_is_a_file_or_cannot_be_written_is_a_clear_error(
+    tiny_registered, tmp_path, monkeypatch, capsys
+):
+    from digitrec import rundir
+    from digitrec.cli import main
+
+    file = tmp_path / "file"
+    file.write_text("")
+    data = ["--dataset", "tiny", "--val-size", "10", "--data-dir", str(tiny_registered), "--quiet"]
+    for out, message in [
+        (file, f"cannot make run directory {file}: {file} is a file"),
+        (file / "run", f"cannot make run directory {file / 'run'}: {file} is a file"),
+    ]:
+        assert main(["train", *data, "--out", str(out)]) == 2
+        assert f"digitrec train: error: {message}" in capsys.readouterr().err
+    with monkeypatch.context() as patch:  # as a user without write permission sees it
+        patch.setattr(rundir.os, "access", lambda path, mode: False)
+        assert main(["train", *data, "--out", str(tmp_path / "run")]) == 2
+    assert f"{tmp_path} is not writable" in capsys.readouterr().err
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patch:  # a read-only file system passes the access check
+        patch.setattr(rundir.Path, "mkdir", denied)
+        assert main(["train", *data, "--out", str(tmp_path / "run")]) == 2
+    assert "cannot make run directory" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -28,14 +28,18 @@ from digitrec.data import Dataset, as_model_input, load_dataset, split_validatio
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, read_json, write_json
 from digitrec.models import build_model, ensemble, with_tta
+from digitrec.rundir import (
+    CHECKPOINT_DIR,
+    MEMBERS_DIR,
+    RUNS_DIR,
+    STATE_FILE,
+    check_new_run_dir,
+    new_run_dir,
+)
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-RUNS_DIR = Path("runs")
-STATE_FILE = "state.json"
-CHECKPOINT_DIR = "checkpoints"
-MEMBERS_DIR = "members"
 EVAL_BATCH = 1000
 
 
@@ -195,14 +199,17 @@ def train(
     verbose: bool = True,
     tensorboard: bool = False,
 ) -> Path:
-    """Train a model from scratch into a new run directory; return the directory. The settings
-    are checked against the data before the directory is made."""
+    """Train a model from scratch into a new run directory; return the directory.
+
+    The directory is checked and the data loaded before it is made; a run that fails before its
+    first checkpoint takes away what it added, so the same directory can be used again.
+    """
     run_dir = Path(out) if out else default_run_dir(config)
-    if (run_dir / "run.json").exists():
-        raise DigitrecError(f"{run_dir} already holds a run; resume it with --resume {run_dir}")
+    check_new_run_dir(run_dir)
     data = load_dataset(config.dataset, data_dir, progress=verbose)
     check_split(config, len(data.train_images))
-    return _start(run_dir, config, data, verbose, tensorboard)
+    with new_run_dir(run_dir):
+        return _start(run_dir, config, data, verbose, tensorboard)
 
 
 def _start(
