@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -225,6 +226,42 @@ def test_user_style_training_renders_training_images_only(tiny_registered, tmp_p
     assert not any(image.tobytes() in validation for image in images)
 
 
+class Killed(Exception):
+    """Stands for the process being killed."""
+
+
+def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(
+    tiny_registered, tmp_path, monkeypatch
+):
+    """Data order, augmentation, dropout and the schedule's step all carry on across a resume."""
+    import keras
+
+    from digitrec.callbacks import EpochCheckpoint
+    from digitrec.train import resume, train
+
+    config = tiny_config(schedule="onecycle", augment=1.0, elastic=1.0, steps_per_execution=3)
+    whole = train(config, tmp_path / "whole", tiny_registered, verbose=False)
+
+    save = EpochCheckpoint.on_epoch_end
+
+    def killed_after_the_first_checkpoint(self, epoch, logs=None):
+        save(self, epoch, logs)
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EpochCheckpoint, "on_epoch_end", killed_after_the_first_checkpoint)
+        with pytest.raises(Killed):
+            train(config, tmp_path / "resumed", tiny_registered, verbose=False)
+    keras.backend.clear_session()
+    resumed = resume(tmp_path / "resumed", tiny_registered, verbose=False)
+
+    expected = keras.saving.load_model(whole / "model.keras").get_weights()
+    for got, want in zip(
+        keras.saving.load_model(resumed / "model.keras").get_weights(), expected, strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_a_run_failing_before_its_first_checkpoint_takes_back_only_what_it_added(
     tiny_registered, tmp_path, monkeypatch
 ):
@@ -275,3 +312,33 @@ def test_an_out_that_is_a_file_or_cannot_be_written_is_a_clear_error(
         assert main(["train", *data, "--out", str(tmp_path / "run")]) == 2
     assert "cannot make run directory" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_tensorboard_logs_are_written(tiny_registered, tmp_path):
+    from digitrec.train import train
+
+    run_dir = train(
+        tiny_config(epochs=1), tmp_path / "run", tiny_registered, verbose=False, tensorboard=True
+    )
+    assert list((run_dir / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_progress_stops_at_the_last_step_and_is_plain_lines_off_a_terminal(
+    tiny_registered, tmp_path, capsys
+):
+    from digitrec.callbacks import Progress
+    from digitrec.train import train
+
+    progress = Progress()
+    progress.set_params({"verbose": 0, "epochs": 2, "steps": 469})
+    progress.on_epoch_begin(0)
+    progress.on_train_batch_end(479)  # the end of an execution of 32 batches
+    assert progress.seen == 469
+    capsys.readouterr()
+
+    train(tiny_config(steps_per_execution=3), tmp_path / "run", tiny_registered, verbose=True)
+    lines = capsys.readouterr().out.splitlines()
+    steps = [line for line in lines if re.match(r"\d+/\d+ - ", line)]
+    assert [line.split(" ")[0] for line in steps] == ["4/4", "4/4"]  # 50 images, batches of 16
+    assert lines.index("Epoch 1/2") < lines.index("Epoch 2/2")
+    assert not any("\r" in line or "\x1b" in line or "\b" in line for line in lines)
