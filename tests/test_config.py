@@ -70,6 +70,28 @@ def test_unknown_models_and_settings_are_refused_with_the_known_ones():
         TrainConfig.from_dict(["epochs", 3])
 
 
+def test_model_args_are_checked_against_the_builder_signature(monkeypatch):
+    from digitrec.models import ModelSpec
+
+    def plain(num_classes: int = 10):
+        raise AssertionError("never built here")
+
+    def open_ended(num_classes: int = 10, **layers):
+        raise AssertionError("never built here")
+
+    monkeypatch.setitem(MODELS, "plain", ModelSpec("plain", plain, "no arguments"))
+    monkeypatch.setitem(MODELS, "open", ModelSpec("open", open_ended, "any arguments"))
+    with pytest.raises(
+        DigitrecError, match="'plain' takes no argument 'width'; its arguments: none"
+    ):
+        resolve_config("plain", model_args={"width": 8})
+    with pytest.raises(DigitrecError, match="'plain' takes no argument 'num_classes'"):
+        resolve_config("plain", member_args=[{"num_classes": 3}])  # the dataset sets it
+    assert resolve_config("open", model_args={"width": 8}).model_args == {"width": 8}
+    with pytest.raises(DigitrecError, match="takes no argument 1; its arguments: any name"):
+        resolve_config("open", model_args={1: 8})  # as YAML may read a key
+
+
 def test_a_config_is_frozen_and_holds_plain_numbers():
     config = resolve_config("lenet5", epochs=np.int64(3), learning_rate=1, member_args=({},))
     assert type(config.epochs) is int and type(config.learning_rate) is float

@@ -246,11 +246,14 @@ def builder_arguments(model: str) -> tuple[str, ...] | None:
 def check_builder_arguments(
     name: str, args: dict[str, Any], model: str, known: tuple[str, ...] | None
 ) -> None:
-    unknown = [key for key in args if not isinstance(key, str) or (known and key not in known)]
+    unknown = [
+        key for key in args if not isinstance(key, str) or (known is not None and key not in known)
+    ]
     if unknown:
+        takes = "any name" if known is None else ", ".join(known) or "none"
         raise DigitrecError(
             f"{name} ({flag(name.partition('[')[0])}): model {model!r} takes no argument "
-            f"{', '.join(map(repr, unknown))}; its arguments: {', '.join(known or ())}"
+            f"{', '.join(map(repr, unknown))}; its arguments: {takes}"
         )
 
 
