@@ -21,7 +21,7 @@ from digitrec.models import model_spec
 from digitrec.train import SCHEDULES, resolve_config
 
 NOT_SEARCHABLE = ("model", "dataset", "model_args", "member_args")
-DROPOUT_RANGE = (0.0, 0.6)
+DERIVED_DROPOUT = (0.0, 0.6)  # a float argument named *dropout*, in a derived space
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def argument_param(name: str, default: Any, hint: Any) -> Param | None:
     if get_origin(hint) is Literal:  # the builder names the only values that fit
         return Param("categorical", choices=get_args(hint))
     if isinstance(default, float) and "dropout" in name:
-        return Param("float", *DROPOUT_RANGE)
+        return Param("float", *DERIVED_DROPOUT)
     if isinstance(default, float) and default > 0:
         return Param("float", default / 10, default * 10, log=True)
     if isinstance(default, int) and not isinstance(default, bool) and default >= 2:
