@@ -49,7 +49,7 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
-    max_header_bytes: int = 16 * 1024  # request line and headers; more is answered 400
+    max_header_bytes: int = 16 * 1024  # request line and headers (to within 1 KB); else 400
     timeout: float = 5.0  # seconds a connection may stay idle or take to send a request's headers
 
     def uvicorn_options(self) -> dict[str, Any]:
