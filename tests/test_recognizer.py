@@ -1,5 +1,5 @@
 """The recognizer: loading (default, bad files), calibrated batch prediction, reading images,
-rejection, no TensorFlow on the inference path, and issue 4's targets with the default model."""
+rejection, no TensorFlow on the inference path, and the default model's reading targets."""
 
 from __future__ import annotations
 
@@ -204,7 +204,7 @@ assert not heavy, heavy
     assert result.returncode == 0, result.stderr
 
 
-# --- issue 4's targets, on user-style images made from MNIST test digits -------------------------
+# --- reading targets, on user-style images made from MNIST test digits ---------------------------
 
 
 @pytest.mark.mnist

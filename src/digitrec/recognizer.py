@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,36 +25,60 @@ DEFAULT_MODEL = "default.onnx"
 UNKNOWN = "?"
 
 
-@dataclass
-class Digit:
-    """One digit found in an image: its label (None when rejected), confidence, where it is,
-    and the most probable classes."""
-
-    label: int | None
-    confidence: float
-    box: tuple[int, int, int, int]
-    top: list[tuple[int, float]]
-
-    def to_dict(self) -> dict[str, Any]:
+def _plain(value: Any) -> Any:
+    """A value as JSON-ready data: a dataclass as a dict of its fields but those marked
+    ``"array"`` (NumPy arrays, which the web API encodes itself), tuples and lists as lists."""
+    if is_dataclass(value) and not isinstance(value, type):
         return {
-            "label": self.label,
-            "confidence": self.confidence,
-            "box": list(self.box),
-            "top": [[label, prob] for label, prob in self.top],
+            item.name: _plain(getattr(value, item.name))
+            for item in fields(value)
+            if not item.metadata.get("array")
         }
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+class _Record:
+    """A result dataclass: ``to_dict`` lists its fields, so that a new field reaches
+    ``predict --json`` without another edit, and so does the web API, whose schema is built
+    from the fields' types and the ``"description"`` in each field's metadata."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
 
 
 @dataclass
-class Reading:
-    """What an image says: the text (``?`` for a rejected digit), its digits, and the 28x28
-    inputs the model saw."""
+class Digit(_Record):
+    """One digit found in an image."""
 
-    text: str
-    digits: list[Digit]
-    normalized: list[np.ndarray] = field(default_factory=list, repr=False)
+    label: int | None = field(
+        metadata={"description": "the digit, or null when it was rejected as unsure"}
+    )
+    confidence: float = field(
+        metadata={"description": "calibrated probability of the most likely label"}
+    )
+    box: tuple[int, int, int, int] = field(
+        metadata={"description": "x0, y0, x1, y1 in the image's pixels"}
+    )
+    top: list[tuple[int, float]] = field(
+        metadata={"description": "the likeliest labels with their probabilities, best first"}
+    )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "digits": [digit.to_dict() for digit in self.digits]}
+
+@dataclass
+class Reading(_Record):
+    """What an image says: its text and its digits, left to right."""
+
+    text: str = field(
+        metadata={"description": "the digits read left to right, '?' for a rejected one"}
+    )
+    digits: list[Digit] = field(metadata={"description": "each digit found, left to right"})
+    normalized: list[np.ndarray] = field(
+        default_factory=list,
+        repr=False,
+        metadata={"description": "the 28×28 image the model saw for each digit", "array": True},
+    )
 
 
 class Recognizer:

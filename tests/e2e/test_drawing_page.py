@@ -97,12 +97,22 @@ def expect_result(page, text: str) -> None:
 
 
 def open_page(browser, server: str, **context_options):
+    """The drawing page, under the service's Content Security Policy; ``page.refused`` lists
+    what the browser refused by that policy (nothing, if the page keeps working)."""
     page = browser.new_context(**context_options).new_page()
-    page.goto(server)
+    page.refused = []
+    page.on("console", lambda message: note_refusal(page.refused, message.text))
+    response = page.goto(server)
+    assert "script-src 'self'" in response.headers["content-security-policy"]
     width = page.get_by_label("Stroke width")
     width.fill(str(SCALE + 2))
     width.blur()
     return page
+
+
+def note_refusal(refused: list[str], text: str) -> None:
+    if "Content Security Policy" in text:
+        refused.append(text)
 
 
 def first_of_each(mnist, labels: list[int]) -> tuple[np.ndarray, str]:
@@ -131,6 +141,7 @@ def test_a_traced_digit_and_a_traced_number_are_read_on_the_page(browser, server
     page.get_by_role("button", name="Undo").click()  # the last stroke of the 9
     page.get_by_role("button", name="Undo").click()
     playwright_sync.expect(page.get_by_test_id("result")).not_to_have_text("", timeout=15_000)
+    assert page.refused == []
 
 
 def number_png(digits: np.ndarray) -> bytes:
@@ -161,6 +172,7 @@ def test_image_files_picked_or_dropped_on_the_page_are_read(browser, server, mni
     )
     page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
     expect_result(page, text)
+    assert page.refused == []
 
 
 def test_the_page_is_usable_on_a_phone_and_by_keyboard(browser, server, mnist):
@@ -188,3 +200,4 @@ def test_the_page_is_usable_on_a_phone_and_by_keyboard(browser, server, mnist):
         page.keyboard.press("Tab")
         focused.append(page.evaluate("document.activeElement.id"))
     assert focused == ["pad", "undo", "clear", "stroke-width", "file"]
+    assert page.refused == []
