@@ -220,6 +220,23 @@ def test_normalization_keeps_the_aspect_ratio_and_grey_levels():
     assert ((image > 0.05) & (image < 0.95)).any(), "anti-aliased edges are grey, not binary"
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 4])
+def test_a_thin_upright_stroke_is_normalized_and_centred(width):
+    # 24 high and 3 wide, it is 20 × 2 once scaled: OpenCV's moments took that for 20 points.
+    bar = np.zeros((40, 30), dtype=np.float32)
+    bar[8:32, 12 : 12 + width] = 1
+    image = normalize_digit(bar)
+    assert ink_box(image)[0] == 20
+    assert np.abs(np.array(ndimage.center_of_mass(image)) - 14).max() <= 0.5
+
+
+def test_a_thin_stroke_in_a_grey_image_is_read_as_a_digit():
+    gray = np.full((120, 120), 0.9, dtype=np.float32)
+    gray[40:64, 60:63] = 0.1
+    (crop,) = find_digits(gray)
+    assert overlap(crop.box, (60, 40, 63, 64)) > 0.5 and crop.image.max() == pytest.approx(1)
+
+
 def test_blank_ink_cannot_be_normalized():
     with pytest.raises(ImageError, match="no ink"):
         normalize_digit(np.zeros((30, 30)))

@@ -331,10 +331,21 @@ def normalize_digit(ink: np.ndarray) -> np.ndarray:
     # Centre of mass to (14, 14): the shift MNIST's makers applied, whole pixels, from the
     # box-centred position (rounded as from there, so the result does not depend on the route).
     top, left = (CANVAS - size[1]) // 2, (CANVAS - size[0]) // 2
-    moments = cv2.moments(small)
-    top += int(np.round(CANVAS / 2 - top - moments["m01"] / moments["m00"]))
-    left += int(np.round(CANVAS / 2 - left - moments["m10"] / moments["m00"]))
+    row, col = _centre_of_mass(small)
+    top += int(np.round(CANVAS / 2 - top - row))
+    left += int(np.round(CANVAS / 2 - left - col))
     return _paste(small, top, left)
+
+
+def _centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    """The centre of mass (row, column) of a non-negative image, in pixel indices; its middle
+    if it has no mass. (Not ``cv2.moments``: it takes an image 2 pixels wide for a point list.)"""
+    total = float(image.sum(dtype=np.float64))
+    if total <= 0:
+        return (image.shape[0] - 1) / 2, (image.shape[1] - 1) / 2
+    rows = image.sum(axis=1, dtype=np.float64) @ np.arange(image.shape[0])
+    cols = image.sum(axis=0, dtype=np.float64) @ np.arange(image.shape[1])
+    return float(rows) / total, float(cols) / total
 
 
 def _paste(image: np.ndarray, top: int, left: int) -> np.ndarray:
