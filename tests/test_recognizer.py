@@ -11,7 +11,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from synthetic import (
     Style,
     blank_page,
@@ -23,7 +23,7 @@ from synthetic import (
 )
 
 from digitrec.calibration import apply_temperature
-from digitrec.errors import ModelError
+from digitrec.errors import ImageError, ModelError
 from digitrec.recognizer import Recognizer
 
 DEFAULT_BYTES = (resources.files("digitrec") / "assets" / "default.onnx").read_bytes()
@@ -113,10 +113,10 @@ def test_ink_shaped_like_no_digit_is_rejected_whatever_the_model_says(recognizer
     from digitrec import imaging
     from digitrec import recognizer as module
 
-    def implausible(gray, single=False):
-        return [replace(crop, plausible=False) for crop in imaging.find_digits(gray, single)]
+    def implausible(*args):
+        return [replace(crop, plausible=False) for crop in imaging.image_digits(*args)]
 
-    monkeypatch.setattr(module, "find_digits", implausible)
+    monkeypatch.setattr(module, "image_digits", implausible)
     reading = recognizer.read(row_of([4, 2]))
     assert reading.text == "??" and all(
         d.label is None and d.confidence > 0 for d in reading.digits
@@ -143,6 +143,50 @@ def test_read_many_classifies_every_digit_in_one_call(recognizer):
     readings = counting.read_many([row_of([1, 2]), row_of([3, 4, 5]), Image.new("L", (9, 9), 255)])
     assert calls == [5]
     assert [len(r.digits) for r in readings] == [2, 3, 0]
+
+
+def test_the_pixel_limit_is_the_callers_in_both_directions(recognizer):
+    image = row_of([1, 2])
+    pixels = image.width * image.height
+    for source in (png(image), image, np.asarray(image)):
+        with pytest.raises(ImageError, match=f"over the limit of {pixels - 1:,} pixels"):
+            recognizer.read(source, max_pixels=pixels - 1)
+        with pytest.raises(ImageError, match="over the limit"):
+            recognizer.read_many([source], max_pixels=pixels - 1)
+        assert len(recognizer.read(source, max_pixels=pixels).digits) == 2
+    large = png(Image.new("L", (6400, 6400), 255))  # 40,960,000 pixels
+    with pytest.raises(ImageError, match="over the limit of 40,000,000 pixels"):
+        recognizer.read(large)
+    assert recognizer.read(large, max_pixels=41_000_000).digits == []
+
+
+def test_a_large_image_is_read_within_a_bounded_memory(tmp_path):
+    pytest.importorskip("resource")  # to measure the peak memory
+    large, small = tmp_path / "large.png", tmp_path / "small.png"
+    image = Image.new("RGBA", (6320, 6320), (255, 255, 255, 0))  # 160 MB decoded, 0.2 MB as PNG
+    draw = ImageDraw.Draw(image)
+    draw.line([(1000, 2000), (2500, 2000), (1500, 4500)], fill=(0, 0, 0, 255), width=120)
+    draw.line([(4000, 2000), (4000, 4500)], fill=(0, 0, 0, 255), width=120)
+    image.save(large)
+    del image, draw
+    Image.new("L", (50, 50), 255).save(small)
+    script = f"""
+import resource, sys
+from digitrec.recognizer import Recognizer
+recognizer = Recognizer.load("default")
+recognizer.read({str(small)!r})  # the libraries' own first-use allocations
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+text = recognizer.read({str(large)!r}).text
+extra = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(text, extra * (1 if sys.platform == "darwin" else 1024))  # ru_maxrss is in KiB on Linux
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    text, extra = result.stdout.split()
+    assert text == "71"
+    assert int(extra) <= 300 * 2**20, f"reading took {int(extra) / 2**20:.0f} MB more at its peak"
 
 
 def test_thread_count_is_configurable():

@@ -19,7 +19,7 @@ import numpy as np
 
 from digitrec.calibration import apply_temperature
 from digitrec.errors import ModelError
-from digitrec.imaging import DigitCrop, find_digits, load_image
+from digitrec.imaging import MAX_PIXELS, DigitCrop, image_digits
 
 DEFAULT_MODEL = "default.onnx"
 UNKNOWN = "?"
@@ -105,18 +105,25 @@ class Recognizer:
         probs = self.session.run(None, {self.input_name: batch})[0]
         return apply_temperature(probs, self.temperature)
 
-    def read(self, image: Any, single: bool = False, top_k: int = 3) -> Reading:
-        """Read the digits in one image (a path, bytes, PIL image or array), left to right."""
-        return self.read_many([image], single, top_k)[0]
+    def read(
+        self, image: Any, single: bool = False, top_k: int = 3, max_pixels: int = MAX_PIXELS
+    ) -> Reading:
+        """Read the digits in one image (a path, bytes, PIL image or array), left to right;
+        an image of more than ``max_pixels`` pixels is refused before it is decoded."""
+        return self.read_many([image], single, top_k, max_pixels)[0]
 
     def read_many(
-        self, images: Sequence[Any], single: bool = False, top_k: int = 3
+        self,
+        images: Sequence[Any],
+        single: bool = False,
+        top_k: int = 3,
+        max_pixels: int = MAX_PIXELS,
     ) -> list[Reading]:
         """Read several images, classifying all their digits in one batch.
 
         A bad image raises ``ImageError``; read images one at a time to carry on past it.
         """
-        crops = [find_digits(load_image(image), single=single) for image in images]
+        crops = [image_digits(image, single, max_pixels) for image in images]
         inputs = [crop.image for image_crops in crops for crop in image_crops]
         probs = self.predict_proba(np.stack(inputs) if inputs else np.zeros((0, 28, 28)))
         readings, start = [], 0
