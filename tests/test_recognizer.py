@@ -1,11 +1,14 @@
-"""The recognizer: loading (default, bad files), calibrated batch prediction, reading images,
-rejection, no TensorFlow on the inference path, and issue 4's targets with the default model."""
+"""The recognizer: loading (default, bad files, run directories, Keras models), calibrated batch
+prediction, reading images (the pixel limit, the memory a large one takes), rejection, no
+TensorFlow on the inference path, and issue 4's targets with the default model."""
 
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
+import zipfile
 from dataclasses import replace
 from importlib import resources
 
@@ -227,6 +230,55 @@ def test_missing_model_file_and_wrong_input_shape_are_model_errors(tmp_path):
     onnx.save(helper.make_model(graph), str(path))
     with pytest.raises(ModelError, match=r"not \(N, 28, 28, 1\)"):
         Recognizer.load(path)
+
+
+def keras_file(path):
+    """A file laid out as Keras saves a model (.keras): a ZIP of its config, metadata and weights."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", '{"keras_version": "3.0.0"}')
+        archive.writestr("config.json", '{"class_name": "Sequential"}')
+        archive.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n")
+    return path
+
+
+def test_a_run_directory_is_read_through_its_exported_model(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(DEFAULT_BYTES)
+    keras_file(tmp_path / "model.keras")
+    loaded = Recognizer.load(tmp_path)
+    assert loaded.source == str(tmp_path / "model.onnx")
+    assert loaded.metadata == Recognizer.load("default").metadata
+
+
+def test_a_keras_model_or_a_run_not_yet_exported_says_how_to_export_it(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    keras_file(run / "model.keras")
+    (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    expected = {
+        run: f"a training run with no exported model yet; export it first: digitrec export {run}",
+        run / "model.keras": f"a Keras model (.keras), not an ONNX model; export it as ONNX first: "
+        f"digitrec export {run / 'model.keras'} --format onnx",
+        tmp_path / "model.h5": f"a Keras model (HDF5), not an ONNX model; export it as ONNX first: "
+        f"digitrec export {tmp_path / 'model.h5'} --format onnx",
+    }
+    for source, message in expected.items():
+        with pytest.raises(ModelError, match=re.escape(message)):
+            Recognizer.load(source)
+
+
+def test_a_saved_model_or_a_folder_without_a_model_is_a_clear_model_error(tmp_path):
+    saved = tmp_path / "saved_model"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"\x08\x01")
+    with pytest.raises(ModelError, match="a TensorFlow SavedModel, which digitrec cannot read"):
+        Recognizer.load(saved)
+    with pytest.raises(ModelError, match=r"a directory with no model\.onnx"):
+        Recognizer.load(tmp_path)
+    other_zip = tmp_path / "other.onnx"
+    with zipfile.ZipFile(other_zip, "w") as archive:
+        archive.writestr("notes.txt", "not a model")
+    with pytest.raises(ModelError, match="not a valid ONNX model"):
+        Recognizer.load(other_zip)
 
 
 def test_inference_path_never_imports_tensorflow_or_keras(tmp_path):
