@@ -177,7 +177,7 @@ def test_float_image_out_of_range_is_refused_with_the_whole_images_range(monkeyp
         load_image(encoded(Image.fromarray(values), "TIFF"))
 
 
-@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("orientation", range(1, 10))  # 9: no such orientation, none applied
 def test_every_exif_orientation_is_applied_as_pillow_does(orientation):
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -185,6 +185,15 @@ def test_every_exif_orientation_is_applied_as_pillow_does(orientation):
     upright = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
     np.testing.assert_array_equal(load_image(data), np.asarray(upright) / np.float32(255))
     assert decode_image(data).size == upright.size[::-1]
+
+
+def test_corrupt_exif_data_is_an_image_error(monkeypatch):
+    def fail(self):
+        raise SyntaxError("not a TIFF file (header b'garbage' not valid)")
+
+    monkeypatch.setattr(Image.Image, "getexif", fail)
+    with pytest.raises(ImageError, match="corrupt EXIF data in PNG image: not a TIFF file"):
+        load_image(encoded(Image.new("L", (8, 8))))
 
 
 # --- large images ---------------------------------------------------------------------------

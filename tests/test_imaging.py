@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -17,7 +19,7 @@ from synthetic import (
 )
 
 from digitrec.errors import ImageError
-from digitrec.imaging import DigitCrop, find_digits, load_image, normalize_digit
+from digitrec.imaging import DigitCrop, find_digits, image_digits, load_image, normalize_digit
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -188,6 +190,20 @@ def test_boxes_are_in_the_original_images_pixels():
     big = image.resize((image.width * 4, image.height * 4), Image.Resampling.BICUBIC)
     crops = find_digits(load_image(big))  # over 1024 px: segmented on a reduced copy
     assert_found(crops, [tuple(4 * v for v in box) for box in boxes])
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_large_image_reduced_while_decoding_gives_the_same_digits(fmt):
+    image, boxes = font_string(np.random.default_rng(9), Style.clean())
+    big = image.resize((image.width * 5, image.height * 5), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    big.save(buffer, fmt)
+    crops = image_digits(buffer.getvalue())  # 4270 px wide: decoded at a quarter of that
+    assert_found(crops, [tuple(5 * v for v in box) for box in boxes])
+    full = find_digits(load_image(buffer.getvalue()))
+    for crop, at_full_size in zip(crops, full, strict=True):
+        assert np.abs(np.subtract(crop.box, at_full_size.box)).max() <= 5
+        assert correlation(crop.image, at_full_size.image) > 0.98
 
 
 def test_single_takes_all_the_ink_as_one_digit():

@@ -83,7 +83,7 @@ def _read_file(path: Path) -> bytes:
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except OSError as error:  # a socket cannot be opened; a directory cannot on Windows
-        kind = _special_kind(path.stat().st_mode) if path.exists() else None
+        kind = _kind_at(path)
         raise ImageError(_not_regular(path, kind) if kind else _cannot_read(path, error)) from None
     try:
         status = os.fstat(fd)
@@ -113,7 +113,15 @@ def _special_kind(mode: int) -> str | None:
     }
     if stat.S_ISREG(mode):
         return None
-    return next((kind for test, kind in kinds.items() if test(mode)), "not a regular file")
+    return next((kind for test, kind in kinds.items() if test(mode)), "a special file")
+
+
+def _kind_at(path: Path) -> str | None:
+    """``_special_kind`` of the file at ``path``; None if it cannot be told."""
+    try:
+        return _special_kind(path.stat().st_mode)
+    except OSError:
+        return None
 
 
 def _not_regular(path: Path, kind: str) -> str:
@@ -154,16 +162,17 @@ def _decode(image: Image.Image, max_side: int | None, draft: bool) -> GrayImage:
     malformed data, some only when the pixels are decoded, so the decoding is forced here.
     """
     width, height = image.size
+    what = f"{image.format or image.mode} image"
     try:
         if draft:
             image.draft("L", _reduced_size(image.size, _reduction(image.size, max_side)))
         image.load()
-        orientation = _orientation(image)
+        orientation = _orientation(image, what)
         gray = _to_gray(image, _reduction(image.size, max_side))
     except ImageError:
         raise
     except Exception as error:
-        raise _decoding_error(error, f"{image.format or image.mode} image") from None
+        raise _decoding_error(error, what) from None
     size = (width, height) if orientation in TRANSPOSED else (height, width)
     return GrayImage(_upright(gray, orientation), size)
 
@@ -233,13 +242,13 @@ UPRIGHT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
 TRANSPOSED = {5, 6, 7, 8}  # the orientations that swap width and height
 
 
-def _orientation(image: Image.Image) -> int:
-    """The image's EXIF orientation (1, upright, if it has none)."""
+def _orientation(image: Image.Image, what: str) -> int:
+    """The image's EXIF orientation (1, upright, if it has none or an unknown one)."""
     try:
         value = image.getexif().get(ExifTags.Base.Orientation, 1)
     except Exception as error:  # a corrupt EXIF block fails with many types
-        raise ImageError(f"corrupt EXIF data in {image.format} image: {error}") from None
-    return value if value in UPRIGHT else 1
+        raise ImageError(f"corrupt EXIF data in {what}: {error}") from None
+    return value if isinstance(value, int) and value in UPRIGHT else 1
 
 
 def _upright(gray: np.ndarray, orientation: int) -> np.ndarray:
