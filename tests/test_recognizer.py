@@ -5,12 +5,14 @@ TensorFlow on the inference path, and issue 4's targets with the default model."
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import sys
 import zipfile
 from dataclasses import replace
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -279,6 +281,17 @@ def test_a_saved_model_or_a_folder_without_a_model_is_a_clear_model_error(tmp_pa
         archive.writestr("notes.txt", "not a model")
     with pytest.raises(ModelError, match="not a valid ONNX model"):
         Recognizer.load(other_zip)
+
+
+@pytest.mark.timeout(10)
+def test_a_model_path_that_is_no_regular_file_is_refused_unread(tmp_path):
+    special = [Path("/dev/zero")] if Path("/dev/zero").exists() else []
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.onnx")
+        special.append(tmp_path / "pipe.onnx")
+    for path in special:
+        with pytest.raises(ModelError, match="not a regular file"):
+            Recognizer.load(path)
 
 
 def test_inference_path_never_imports_tensorflow_or_keras(tmp_path):

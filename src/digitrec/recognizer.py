@@ -160,7 +160,10 @@ class Recognizer:
 
 
 def _model_file(path: Path) -> Path:
-    """The ONNX file of ``path``: itself, or a run directory's exported ``model.onnx``."""
+    """The ONNX file of ``path``: itself, or a run directory's exported ``model.onnx``. Nothing
+    else is read: a FIFO would block, a device could be endless."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise ModelError(f"{path}: not a regular file (expected a .onnx file or a run directory)")
     if not path.is_dir():
         return path
     if (path / RUN_MODEL).is_file():
