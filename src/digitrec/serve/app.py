@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 
 from digitrec import __version__
 from digitrec.errors import ImageError
-from digitrec.imaging import MAX_PIXELS, load_image
+from digitrec.imaging import MAX_PIXELS
 from digitrec.recognizer import Recognizer
 from digitrec.serve.capacity import ReadCapacity, Saturated
 from digitrec.serve.middleware import (
@@ -112,8 +112,8 @@ def recognize_bytes(
     recognizer: Recognizer, data: bytes, max_pixels: int | None, single: bool, top_k: int
 ) -> dict[str, Any]:
     """Decode, read and describe one image; CPU-bound, so it runs in a worker thread."""
-    image = load_image(data, max_pixels=max_pixels or MAX_PIXELS)
-    return recognition_of(recognizer.read(image, single=single, top_k=top_k))
+    reading = recognizer.read(data, single=single, top_k=top_k, max_pixels=max_pixels or MAX_PIXELS)
+    return recognition_of(reading)
 
 
 async def get_recognizer(request: Request) -> Recognizer:
