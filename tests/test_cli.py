@@ -1,7 +1,8 @@
-"""The command line as a whole: version, help for every subcommand."""
+"""The command line as a whole: version, help for every subcommand, TensorFlow kept quiet."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -49,3 +50,73 @@ def test_a_command_whose_extra_is_missing_names_the_extra_to_install():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2
     assert "pip install 'digitrec[train]'" in result.stderr and "Traceback" not in result.stderr
+
+
+# What TensorFlow 2.21 prints on its own: absl's warning and the oneDNN notice while it loads
+# (twice), an E0000 line from tf.data during training; NumPy's FutureWarning through tf2onnx
+# (tests/test_export.py covers that one).
+TENSORFLOW_NOISE = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+    "E0000 ",
+)
+
+
+def run_digitrec(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """``digitrec ARGS`` in a new process, with TensorFlow's logging as a user has it: no log
+    level set, and oneDNN announced whatever this machine's CPU (its notice is the test's
+    witness)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    command = [sys.executable, "-m", "digitrec", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def test_tensorflow_log_lines_are_hidden_unless_verbose(tmp_path):
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")  # TensorFlow loads, then the model fails
+    quiet = run_digitrec("evaluate", str(broken))
+    verbose = run_digitrec("--verbose", "evaluate", str(broken))
+    for result in (quiet, verbose):
+        assert result.returncode == 2
+        assert "digitrec evaluate: error:" in result.stderr and "cannot load model" in result.stderr
+    assert not [line for line in TENSORFLOW_NOISE if line in quiet.stderr], quiet.stderr
+    assert TENSORFLOW_NOISE[0] in verbose.stderr and TENSORFLOW_NOISE[1] in verbose.stderr
+
+
+@pytest.mark.slow
+def test_tune_prints_no_tensorflow_log_lines(mnist_dir, tmp_path):
+    result = run_digitrec(
+        *("tune", "--trials", "1", "--subset", "300", "--epochs", "1", "--quiet"),
+        *("--out", str(tmp_path / "study"), "--data-dir", str(mnist_dir)),
+    )
+    assert result.returncode == 0, result.stderr
+    assert not [line for line in TENSORFLOW_NOISE if line in result.stderr], result.stderr
+
+
+def test_quiet_mode_filters_only_the_noise_written_while_tensorflow_loads(tmp_path):
+    code = (
+        "import os, sys\n"
+        "import digitrec.quiet as quiet\n"
+        "quiet.quiet_tensorflow()\n"
+        "with quiet.filtered_stderr():\n"
+        "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are "
+        "written to STDERR\\n')\n"
+        "    os.write(2, b'I0000 00:00:1795905490.940392    6642 port.cc:153] oneDNN notice\\n')\n"
+        "    os.write(2, b'W0000 00:00:1795905490.940392    6642 port.cc:99] a real warning\\n')\n"
+        "    print('a line of our own', file=sys.stderr)\n"
+        "import numpy\n"
+        "hasattr(numpy, 'object')  # the FutureWarning tf2onnx triggers\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [
+        "W0000 00:00:1795905490.940392    6642 port.cc:99] a real warning",
+        "a line of our own",
+    ]
+
+
+def test_verbose_is_documented_in_help(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    assert "--verbose" in capsys.readouterr().out
