@@ -4,6 +4,8 @@ check, the ONNX metadata and model card, atomic output, and the CLI."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +73,7 @@ def ensemble_file(tiny_data, tmp_path_factory) -> Path:
 
 def keras_probs(source: Path, tiny_data: Path) -> tuple[np.ndarray, np.ndarray]:
     """Keras's probabilities for the tiny test images, and those inputs."""
-    from digitrec.evaluate import load_keras
+    from digitrec.saved_models import load_keras
 
     model, _ = load_keras(source)
     images = as_model_input(load_dataset("tiny", tiny_data, download=False).test_images)
@@ -146,7 +148,7 @@ def test_tta_export_averages_the_model_over_small_shifts(tiny_data, tmp_path):
     import onnx
     from scipy import ndimage
 
-    from digitrec.evaluate import load_keras
+    from digitrec.saved_models import load_keras
     from digitrec.export import run_exported
     from digitrec.models import TTA_SHIFTS
     from digitrec.train import resolve_config, train
@@ -206,6 +208,19 @@ def test_export_cli_writes_the_file(plain_run, tiny_data, tmp_path, capsys):
     assert main(["export", str(tmp_path / "none"), "--rejection-rate", "0.1"]) == 2
     with pytest.raises(DigitrecError, match="rejection rate"):
         export_model_quietly(plain_run, "onnx", out, tiny_data, rejection_rate=1.5)
+
+
+def test_export_and_model_loading_do_not_import_evaluation():
+    # Keras itself imports scikit-learn when it loads (keras.src.wrappers), so only our imports
+    # can be checked: neither digitrec.evaluate nor its scikit-learn and matplotlib.
+    code = (
+        "import sys\n"
+        "import digitrec.export, digitrec.saved_models\n"
+        "print(sorted({'digitrec.evaluate', 'sklearn', 'matplotlib'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_training_command_spells_out_settings_a_run_predates():

@@ -23,7 +23,7 @@ from digitrec.calibration import REJECTION_RATE, apply_temperature, calibrate, r
 from digitrec.config import TrainConfig
 from digitrec.data import Dataset, as_model_input, load_dataset, split_validation
 from digitrec.errors import DigitrecError, ModelError
-from digitrec.evaluate import load_keras, predict_keras
+from digitrec.saved_models import load_keras, predict_keras
 from digitrec.files import atomic_directory, atomic_path, read_json
 from digitrec.synthesis import user_style_inputs
 
