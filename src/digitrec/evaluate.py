@@ -126,7 +126,9 @@ def evaluate(
     say(f"loading the model {source}")
     classify, run_dir = load_classifier(source, tta)
     run = read_json(run_dir / "run.json") if run_dir and (run_dir / "run.json").exists() else {}
-    data = load_dataset(dataset or run.get("config", {}).get("dataset", "mnist"), data_dir)
+    dataset = dataset or run.get("config", {}).get("dataset", "mnist")
+    say(f"loading the {dataset} data")
+    data = load_dataset(dataset, data_dir)
     history = None
     if run_dir and (run_dir / "metrics.json").exists():
         history = read_json(run_dir / "metrics.json").get("history")
