@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,17 +28,35 @@ def test_every_subcommand_has_help(command, capsys):
     assert f"usage: digitrec {command}" in capsys.readouterr().out
 
 
-def test_public_api_names_resolve_and_import_lazily():
-    code = (
-        "import sys, digitrec\n"
-        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
-        "missing = [n for n in digitrec.__all__ if not hasattr(digitrec, n)]\n"
-        "assert not missing, missing\n"
-        "print('ok')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """``python -c CODE`` in a new process, its output captured as text."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def modules_loaded_by(statement: str, watched: list[str]) -> list[str]:
+    """Which of the ``watched`` modules a new Python process has loaded after ``statement``."""
+    loaded = f"[m for m in {watched!r} if m in sys.modules]"
+    result = run_python(f"import json, sys\n{statement}\nprint(json.dumps({loaded}))")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    return json.loads(result.stdout)
+
+
+def test_public_api_imports_lazily():
+    assert modules_loaded_by("import digitrec", ["tensorflow", "keras"]) == []
+
+
+def test_public_api_names_resolve():
+    import digitrec
+
+    assert [name for name in digitrec.__all__ if not hasattr(digitrec, name)] == []
+
+
+def test_export_and_model_loading_do_not_import_evaluation():
+    # Keras itself imports scikit-learn when it loads (keras.src.wrappers), so only our imports
+    # can be checked: neither digitrec.evaluate nor its scikit-learn and matplotlib.
+    statement = "import digitrec.export, digitrec.saved_models"
+    watched = ["digitrec.evaluate", "sklearn", "matplotlib"]
+    assert modules_loaded_by(statement, watched) == []
 
 
 def test_a_command_whose_extra_is_missing_names_the_extra_to_install():
@@ -47,7 +66,7 @@ def test_a_command_whose_extra_is_missing_names_the_extra_to_install():
         "from digitrec.cli import main\n"
         "sys.exit(main(['train', '--epochs', '1']))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_python(code)
     assert result.returncode == 2
     assert "pip install 'digitrec[train]'" in result.stderr and "Traceback" not in result.stderr
 
@@ -108,7 +127,7 @@ def test_quiet_mode_filters_only_the_noise_written_while_tensorflow_loads(tmp_pa
         "import numpy\n"
         "hasattr(numpy, 'object')  # the FutureWarning tf2onnx triggers\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_python(code)
     assert result.returncode == 0
     assert result.stderr.splitlines() == [
         "W0000 00:00:1795905490.940392    6642 port.cc:99] a real warning",
