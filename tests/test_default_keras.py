@@ -4,20 +4,16 @@ to fine-tune (training mode starts from the model's own behaviour)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fresh_python import SRC, run_importing_none_of
 
 from digitrec.assets import default_keras_path
 from digitrec.data import as_model_input
 from digitrec.recognizer import Recognizer
-
-SRC = Path(__file__).resolve().parent.parent / "src"
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +24,10 @@ def keras_model():
 
 
 def test_the_keras_file_is_found_in_the_package_without_importing_tensorflow():
-    code = (
-        "import sys, zipfile\n"
-        "from digitrec.assets import default_keras_path\n"
-        "path = default_keras_path()\n"
-        "print(path)\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
-        "assert not heavy, heavy\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stderr
-    path = Path(result.stdout.strip())
+    code = "from digitrec.assets import default_keras_path\nprint(default_keras_path())"
+    result = run_importing_none_of(("tensorflow", "keras"), code)
+    assert result.returncode == 0, result.stderr.decode()
+    path = Path(result.stdout.decode().strip())
     assert path == SRC / "digitrec" / "assets" / "default.keras"
     assert {"config.json", "model.weights.h5"} <= set(zipfile.ZipFile(path).namelist())
     assert path.stat().st_size < 1_000_000
