@@ -147,8 +147,9 @@ def test_several_folders_are_combined_in_order(tmp_path):
     assert data.files == first + second
     assert data.labels.tolist() == [1, 1, 4, 4, 4, 9]
     assert [skip.path.name for skip in data.skipped] == ["bad.png"]
-    alone = read_image_folders([tmp_path / "friend"])
+    alone = read_image_folders(tmp_path / "friend")  # one folder may be given as it is
     assert np.array_equal(data.images[3:], alone.images)
+    assert alone.files == second
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -71,8 +71,10 @@ class ImageFolderData:
         return f"{len(self)} images ({counts}){skipped}"
 
 
-def read_image_folders(folders: Sequence[str | Path]) -> ImageFolderData:
+def read_image_folders(folders: str | Path | Sequence[str | Path]) -> ImageFolderData:
     """Read one or more class folders into one dataset (files in path order within each)."""
+    if isinstance(folders, str | Path):
+        folders = [folders]
     if not folders:
         raise DataError("no image folder given")
     layouts = [class_files(Path(folder)) for folder in folders]  # every layout checked first

@@ -74,8 +74,8 @@ def collection_folder(text: str) -> Path:
     if folder.exists() and not folder.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
     existing = next(path for path in (folder, *folder.parents) if path.exists())
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"cannot write in {existing}")
+    if not os.access(existing, os.R_OK | os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot read and write in {existing}")
     others = [entry.name for entry in folder.iterdir()] if folder.is_dir() else []
     others = [name for name in others if name not in CLASS_NAMES and not name.startswith(".")]
     if others:
