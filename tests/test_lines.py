@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_tiny_dataset
 from synthetic import font_digit
 
 from digitrec.errors import DigitrecError, ImageError, ModelError
@@ -76,6 +78,14 @@ def test_prepare_line_stretches_faint_ink_to_full_contrast_but_not_noise():
     assert prepare_line(faint).image.max() == pytest.approx(1.0)
     noise = np.random.default_rng(0).integers(120, 136, (40, 80)).astype(np.uint8)
     assert prepare_line(noise).image.max() < 0.5
+
+
+def test_prepare_line_flattens_uneven_light():
+    paper = np.linspace(250, 110, 160)[None, :].repeat(40, axis=0)  # light fading to the right
+    paper[10:30, 130:135] -= 90  # a stroke where the paper is darkest
+    image = prepare_line(paper.astype(np.uint8)).image
+    assert image[8:24, 105:107].min() == pytest.approx(1.0)
+    assert image[:, :100].max() < 0.1
 
 
 def test_prepare_line_rejects_what_is_no_line_crop():
@@ -172,45 +182,58 @@ def test_line_settings_refuse_an_unknown_head_and_empty_runs():
         tiny_settings(epochs=0).check()
 
 
-@pytest.fixture
-def tiny_run(tmp_path: Path, tiny_registered: Path) -> Path:
-    """A line recognizer trained for two epochs of three steps on the tiny dataset."""
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """A line recognizer trained for two epochs of three steps on a tiny random dataset
+    (registered while the module's tests run): the run directory and the data directory."""
+    from digitrec.data import DATASETS
     from digitrec.reading.line_training import train_line_model
 
-    settings = tiny_settings(dataset="tiny", val_size=20)
-    return train_line_model(settings, tmp_path / "run", tiny_registered, strip_lines, False)
+    root = tmp_path_factory.mktemp("lines")
+    info, _ = write_tiny_dataset(root / "tiny")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(DATASETS, info.name, info)
+        settings = tiny_settings(dataset="tiny", val_size=20)
+        yield (
+            train_line_model(settings, root / "run", root / "tiny", strip_lines, False),
+            root / "tiny",
+        )
 
 
-def test_training_leaves_the_best_epochs_model_and_its_metrics(tiny_run: Path):
-    metrics = json.loads((tiny_run / "metrics.json").read_text())
+def test_training_leaves_the_best_epochs_model_and_its_metrics(tiny_run):
+    run, _ = tiny_run
+    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and len(metrics["history"]["val_exact"]) == 2
     assert metrics["val_exact"] == max(metrics["history"]["val_exact"])
     assert metrics["best_epoch"] == 1 + metrics["history"]["val_exact"].index(metrics["val_exact"])
-    assert json.loads((tiny_run / "run.json").read_text())["settings"]["dataset"] == "tiny"
-    assert (tiny_run / "model.keras").is_file()
-    assert not list((tiny_run / "checkpoints").glob("*.keras"))
+    assert json.loads((run / "run.json").read_text())["settings"]["dataset"] == "tiny"
+    assert (run / "model.keras").is_file()
+    assert not list((run / "checkpoints").glob("*.keras"))
 
 
 def test_training_resumes_an_interrupted_run_from_its_last_epoch(tmp_path, tiny_registered):
-    from digitrec.reading.line_training import train_line_model
+    from digitrec.reading.line_training import epoch_seed, train_line_model
 
-    calls = []
+    seeds = []
 
-    def failing_second_epoch(*args, **kwargs):
-        calls.append(args[3])
-        if len(calls) == 3:  # validation lines, epoch 1, then epoch 2
+    def killed_in_the_second_epoch(*args, **kwargs):
+        seeds.append(args[3])
+        if args[3] == epoch_seed(0, 1) and len(seeds) == 3:  # validation, epoch 1, epoch 2
             raise RuntimeError("killed")
         return strip_lines(*args, **kwargs)
 
     settings = tiny_settings(dataset="tiny", val_size=20)
     run = tmp_path / "run"
     with pytest.raises(Exception, match="killed"):
-        train_line_model(settings, run, tiny_registered, failing_second_epoch, False)
+        train_line_model(settings, run, tiny_registered, killed_in_the_second_epoch, False)
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 1 and (run / state["checkpoint"]).is_file()
-    train_line_model(settings, run, tiny_registered, strip_lines, False)
+    seeds.clear()
+    train_line_model(settings, run, tiny_registered, killed_in_the_second_epoch, False)
+    assert seeds[1:] == [epoch_seed(0, 1)]  # after the validation lines: the second epoch only
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["epochs"] == 2 and len(metrics["history"]["loss"]) == 2
+    assert metrics["epochs"] == 2
+    assert metrics["history"]["loss"][0] == state["history"]["loss"][0]
 
 
 def test_training_refuses_a_run_directory_with_other_settings(tmp_path, tiny_registered):
@@ -218,7 +241,7 @@ def test_training_refuses_a_run_directory_with_other_settings(tmp_path, tiny_reg
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "run.json").write_text(json.dumps({"settings": tiny_settings(seed=5).to_dict()}))
+    (run / "run.json").write_text(json.dumps({"settings": asdict(tiny_settings(seed=5))}))
     settings = tiny_settings(dataset="tiny", val_size=20)
     with pytest.raises(DigitrecError, match="other settings"):
         train_line_model(settings, run, tiny_registered, strip_lines, False)
@@ -227,18 +250,19 @@ def test_training_refuses_a_run_directory_with_other_settings(tmp_path, tiny_reg
 # --- export and reading --------------------------------------------------------------------------
 
 
-def test_export_matches_keras_and_the_reader_reads_lines(tiny_run, tiny_registered):
+def test_export_matches_keras_and_the_reader_reads_lines(tiny_run, tmp_path):
     from digitrec.reading.line_export import export_line_model
     from digitrec.reading.line_model import batch_arrays, prepared
     from digitrec.reading.lines import LineReader
 
-    out = export_line_model(tiny_run, data_dir=tiny_registered, source=strip_lines)
+    run, data_dir = tiny_run
+    out = export_line_model(run, tmp_path / "line.onnx", data_dir, strip_lines)
     reader = LineReader.load(out)
     assert (reader.alphabet, reader.height, reader.stride) == ("0123456789", HEIGHT, STRIDE)
     assert reader.metadata["parity"]["max_difference"] <= 1e-4
     samples = list(strip_lines(FONT_DIGITS, np.arange(10), 5, seed=9))
     x, _ = batch_arrays(list(prepared(samples)))
-    model = keras.saving.load_model(tiny_run / "model.keras")
+    model = keras.saving.load_model(run / "model.keras")
     assert np.abs(reader.posteriors(x) - np.asarray(model(x))).max() <= 1e-4
     for sample, reading in zip(samples, reader.read_lines([s.image for s in samples]), strict=True):
         assert len(reading.digits) == len(reading.text)
@@ -247,13 +271,14 @@ def test_export_matches_keras_and_the_reader_reads_lines(tiny_run, tiny_register
             assert 0 <= x0 < x1 <= sample.image.shape[1] and 0 <= y0 < y1 <= sample.image.shape[0]
 
 
-def test_export_failing_its_parity_check_leaves_no_file(tiny_run, tiny_registered, monkeypatch):
+def test_export_failing_its_parity_check_leaves_no_file(tiny_run, tmp_path, monkeypatch):
     from digitrec.reading import line_export
 
+    run, data_dir = tiny_run
     monkeypatch.setattr(line_export, "PARITY_TOLERANCE", -1.0)
     with pytest.raises(ModelError, match="failed its check"):
-        line_export.export_line_model(tiny_run, data_dir=tiny_registered, source=strip_lines)
-    assert [p.name for p in tiny_run.iterdir() if "onnx" in p.name] == []
+        line_export.export_line_model(run, tmp_path / "line.onnx", data_dir, strip_lines)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_line_reader_refuses_a_model_without_line_metadata(tmp_path):

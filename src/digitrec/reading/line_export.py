@@ -9,6 +9,7 @@ run's validation lines is measured through ``LineReader`` and stored in the meta
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,12 @@ def export_line_model(
     if not (run_dir / "model.keras").is_file() or not (run_dir / "run.json").is_file():
         raise ModelError(f"{run_dir}: not a complete line training run (no model.keras)")
     run = read_json(run_dir / "run.json")
-    settings = LineTrainSettings.from_dict(run["settings"])
+    try:
+        settings = LineTrainSettings(**run["settings"])
+    except (KeyError, TypeError) as exc:
+        raise ModelError(
+            f"{run_dir}/run.json: not a line training run's settings ({exc})"
+        ) from None
     model = keras.saving.load_model(run_dir / "model.keras")
     data = load_dataset(settings.dataset, data_dir, progress=False)
     _, _, x_val, y_val = split_validation(data.train_images, data.train_labels, settings.val_size)
@@ -80,7 +86,7 @@ def export_line_model(
             val_lines=len(samples),
             parity={"lines": len(parity_inputs), "max_difference": difference},
             training_run=str(run_dir),
-            training_settings=settings.to_dict(),
+            training_settings=asdict(settings),
             trained=run.get("created"),
             parameters=int(model.count_params()),
             digitrec_version=__version__,

@@ -1,4 +1,4 @@
-"""Training the CTC line recognizer into a run directory, and exporting it to ONNX, verified.
+"""Training the CTC line recognizer into a run directory (``line_export`` exports it).
 
 Training lines are made from MNIST's training split (the first 55,000 images), fresh every
 epoch from a seed of its own; validation lines from the validation split (the last 5,000
@@ -12,6 +12,7 @@ epoch) and ``metrics.json``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ def _check_run_dir(run_dir: Path, settings: LineTrainSettings) -> None:
         raise DigitrecError(f"{run_dir} holds a complete run; choose another directory")
     if (run_dir / "run.json").exists():
         recorded = read_json(run_dir / "run.json").get("settings")
-        if recorded != settings.to_dict():
+        if recorded != asdict(settings):
             raise DigitrecError(
                 f"{run_dir} holds a run with other settings ({recorded}); resume it with those "
                 "settings or choose another directory"
@@ -110,9 +111,9 @@ def _check_run_dir(run_dir: Path, settings: LineTrainSettings) -> None:
 def _start_or_resume(run_dir: Path, settings: LineTrainSettings, data: Dataset) -> dict[str, Any]:
     """The run's state: the saved one, or a new one (``run.json`` written for a new run)."""
     if not (run_dir / "run.json").exists():
-        record = run_record(TrainConfig(seed=settings.seed, val_size=settings.val_size), data)
+        record = run_record(TrainConfig(), data)
         del record["config"]  # the line settings replace the digit classifier's
-        write_json(run_dir / "run.json", {"settings": settings.to_dict(), **record})
+        write_json(run_dir / "run.json", {"settings": asdict(settings), **record})
     if (run_dir / STATE_FILE).exists():
         return read_json(run_dir / STATE_FILE)
     return {"epoch": 0, "checkpoint": None, "history": {}}
@@ -139,19 +140,19 @@ def training_dataset(
     settings: LineTrainSettings,
     first_epoch: int,
 ) -> Any:
-    """Endless batches of training lines, epoch after epoch from ``first_epoch``, each epoch's
-    lines drawn from a seed of its own (``epoch_seed``)."""
+    """The batches of training lines from ``first_epoch`` to the last, each epoch's lines drawn
+    from a seed of its own (``epoch_seed``). The source is asked for a batch more than an epoch
+    needs, as lines too narrow for their text are skipped (a lazy source such as
+    ``line_samples`` makes only the lines taken)."""
     import tensorflow as tf
 
-    def generate() -> Any:
-        epoch = first_epoch
-        while True:
+    def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for epoch in range(first_epoch, settings.epochs):
             seed = epoch_seed(settings.seed, epoch)
-            count = settings.steps_per_epoch * settings.batch_size
+            count = (settings.steps_per_epoch + 1) * settings.batch_size
             samples = source(images, labels, count, seed, style="train")
             epoch_batches = batches(samples, settings.batch_size, np.random.default_rng(seed))
             yield from take(epoch_batches, settings.steps_per_epoch)
-            epoch += 1
 
     signature = (
         tf.TensorSpec((None, HEIGHT, None, 1), tf.float32),
@@ -223,7 +224,7 @@ class LineCheckpoint(EpochCheckpoint):
                 best_checkpoint=name, best_epoch=epoch + 1, best_exact=logs["val_exact"]
             )
         if self.verbose:
-            print(f"epoch {epoch + 1}: {logs['val_exact']:.2%} of validation lines read exactly")
+            print(f"\nepoch {epoch + 1}: {logs['val_exact']:.2%} of validation lines read exactly")
         super().on_epoch_end(epoch, logs)
         if previous and previous != self.state["best_checkpoint"]:
             (self.run_dir / previous).unlink(missing_ok=True)

@@ -27,6 +27,7 @@ ALPHABET = "0123456789"
 BLANK = len(ALPHABET)  # the CTC blank is the class after the digits
 HEIGHT = 32  # line crops are scaled to this height (model pixels)
 STRIDE = 4  # model pixels per frame along the width
+BACKGROUND_SIDE = 11  # model pixels: wider than strokes, narrower than shadows and light
 MIN_CONTRAST = 0.15  # a crop fainter than this is stretched no more than this much
 MAX_WIDTH = 8192  # model pixels: about 300 digits, far more than a line holds
 INK_LEVEL = 0.5  # a model pixel at least this bright is ink, for the digits' boxes
@@ -70,15 +71,6 @@ class LineReading:
     text: str
     digits: list[LineDigit] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "digits": [
-                {"label": d.label, "confidence": d.confidence, "box": list(d.box)}
-                for d in self.digits
-            ],
-        }
-
 
 # --- preprocessing -------------------------------------------------------------------------------
 
@@ -97,19 +89,21 @@ def prepare_line(gray: np.ndarray, height: int = HEIGHT, stride: int = STRIDE) -
             f"a line crop of {gray.shape[1]}x{gray.shape[0]} pixels is {width} pixels wide at "
             f"height {height}, over the limit of {MAX_WIDTH}: crop one line of digits"
         )
-    scaled = cv2.resize(gray.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    resampling = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR  # area: anti-aliased
+    scaled = cv2.resize(gray.astype(np.float32), (width, height), interpolation=resampling)
     image = np.zeros((height, -(-width // stride) * stride), np.float32)
     image[:, :width] = white_ink(scaled)
     return PreparedLine(image, scale, gray.shape)
 
 
 def white_ink(gray: np.ndarray) -> np.ndarray:
-    """Ink white on a black background, stretched from the background (the median, as ink is
-    the minority of a line crop) to the ink's brightest percentile."""
+    """Ink white on a black background: the polarity from the median (the background, as ink
+    is the minority of a line crop), uneven light flattened by subtracting a morphological
+    opening wider than the strokes, then stretched to the ink's brightest percentile."""
     ink = 1 - gray if np.median(gray) > 0.5 else gray
-    background = float(np.median(ink))
-    top = float(np.percentile(ink, 99))
-    return np.clip((ink - background) / max(top - background, MIN_CONTRAST), 0, 1)
+    kernel = np.ones((BACKGROUND_SIDE, BACKGROUND_SIDE), np.uint8)
+    flat = ink - cv2.morphologyEx(ink, cv2.MORPH_OPEN, kernel)
+    return np.clip(flat / max(float(np.percentile(flat, 99)), MIN_CONTRAST), 0, 1)
 
 
 def pad_batch(images: Sequence[np.ndarray]) -> np.ndarray:
