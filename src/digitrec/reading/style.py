@@ -109,8 +109,11 @@ TEST = PageStyle(
 )
 
 
-def page_style(style: str) -> PageStyle:
-    """The ranges of a named style: "train" and "validation" share TRAIN; "test" is TEST."""
+def page_style(style: str | PageStyle) -> PageStyle:
+    """The ranges of a named style ("train" and "validation" share TRAIN; "test" is TEST), or
+    the given ranges."""
+    if isinstance(style, PageStyle):
+        return style
     if style not in STYLES:
         raise DigitrecError(f"unknown style {style!r}: expected one of {', '.join(STYLES)}")
     return TEST if style == "test" else TRAIN
