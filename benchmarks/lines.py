@@ -12,7 +12,10 @@ never for choosing). For each layout, over `--pages` pages:
 - others/page: found lines matching no written line (printed labels, stamps, scribbles...);
 - ms/page: the median time of `find_lines` on one page.
 
-    python benchmarks/lines.py [--pages 200] [--split validation|test] [--seed 0]
+`--plain` leaves out distractors (specks, stamps, scribbles, printed words) and form labels, to
+tell the finding of written lines from the printed matter it also finds.
+
+    python benchmarks/lines.py [--pages 200] [--split validation|test] [--seed 0] [--plain]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -31,6 +35,7 @@ from digitrec.config import TrainConfig
 from digitrec.data import load_dataset, split_validation
 from digitrec.reading.detect import find_lines
 from digitrec.reading.pages import page_sample
+from digitrec.reading.style import PageStyle, page_style
 
 LAYOUTS = ("multiline", "comb", "photo", "touching", "gaps")
 
@@ -57,7 +62,7 @@ def matched(truth: list, found: list) -> int:
     return count
 
 
-def measure(layout: str, images, labels, pages: int, seed: int, style: str) -> list:
+def measure(layout: str, images, labels, pages: int, seed: int, style: PageStyle) -> list:
     """One table row: the layout's figures over ``pages`` generated pages."""
     counts = exact = lines = found_lines = extra = 0
     times = []
@@ -91,6 +96,9 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=200, help="pages per layout")
     parser.add_argument("--split", choices=("validation", "test"), default="validation")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--plain", action="store_true", help="pages without distractors and form labels"
+    )
     args = parser.parse_args()
 
     data = load_dataset("mnist", progress=False)
@@ -100,14 +108,15 @@ def main() -> None:
         _, _, images, labels = split_validation(
             data.train_images, data.train_labels, TrainConfig.val_size
         )
-    rows = [
-        measure(layout, images, labels, args.pages, args.seed, args.split) for layout in LAYOUTS
-    ]
+    style = page_style(args.split)
+    if args.plain:
+        printed = replace(style.print, distractor_probability=0.0, field_label_probability=0.0)
+        style = replace(style, print=printed)
+    rows = [measure(layout, images, labels, args.pages, args.seed, style) for layout in LAYOUTS]
     header = ["layout", "pages", "count right", "exact", "lines found", "others/page", "ms/page"]
     table = markdown_table(header, rows)
-    print(
-        f"Line finding on generated {args.split} pages (seed {args.seed}); {machine()}.\n\n{table}"
-    )
+    pages = f"{args.split} pages{' without distractors or labels' if args.plain else ''}"
+    print(f"Line finding on generated {pages} (seed {args.seed}); {machine()}.\n\n{table}")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ class DetectSettings:
     noise_margin: float = 6.0  # ... and this many noise deviations
     cliff: float = 0.03  # a background changing this much per pixel...
     cliff_length: float = 0.15  # ... over this fraction of the image's side is the page's edge
+    desk_contrast: float = 0.1  # beyond it, what is this much darker than the page is desk
     max_skew: float = 15.0  # degrees either way
     skew_side: int = 400  # the skew is measured on a copy at most this long, pixels...
     skew_evidence: float = 1.2  # ... and taken if its rows are this much sharper than level
@@ -45,6 +46,7 @@ class DetectSettings:
     rule: float = 2.0  # second pass: a horizontal rule is a run this many heights long
     upright_rule: float = 2.5  # ... and a vertical rule one this many heights high
     box_side: float = 0.7  # a vertical run this high that touches a rule is a box's side
+    tilt: float = 10.0  # rules are found up to this many degrees off the horizontal/vertical
     speck: float = 0.25  # a piece lower and narrower than this is a speck
     tallest: float = 3.0  # a piece higher than this is no writing (a scribble, a frame)
     overlap: float = 0.4  # pieces overlapping vertically by this fraction of the lower one...
@@ -74,11 +76,15 @@ def find_lines(image: np.ndarray, settings: DetectSettings = DetectSettings()) -
         return []
     turn = _Turn(ink.shape, _skew(ink, settings))
     ink, height = _without_rules(turn.upright(ink), settings)
-    boxes = _lines(_pieces(ink, height, settings), height, settings)
+    labels, pieces = _pieces(ink, height, settings)
+    lines = sorted(_lines(pieces, height, settings), key=lambda group: _union(pieces, group)[1::-1])
     margin = settings.margin * height
     return [
-        LineBox(turn.box_back(box, scale, gray.shape), turn.crop(gray, box, margin, scale))
-        for box in sorted(boxes, key=lambda b: (b[1], b[0]))
+        LineBox(
+            turn.box_back(_points(labels, pieces, group), scale, gray.shape),
+            turn.crop(gray, _union(pieces, group), margin, scale),
+        )
+        for group in lines
     ]
 
 
@@ -99,9 +105,27 @@ def _ink(gray: np.ndarray, settings: DetectSettings) -> np.ndarray:
     pieces, count = ndimage.label(darker > level + rise / 2, np.ones((3, 3)))
     keep = np.zeros(count + 1, bool)
     keep[pieces[darker > strong]] = True
-    keep[pieces[_cliffs(paper, settings.cliff, settings.cliff_length)]] = False
+    cliffs = _cliffs(paper, settings.cliff, settings.cliff_length)
+    keep[pieces[cliffs | _desk(paper, cliffs, settings.desk_contrast)]] = False
     keep[0] = False
     return keep[pieces]
+
+
+def _desk(paper: np.ndarray, cliffs: np.ndarray, contrast: float) -> np.ndarray:
+    """Around a photographed page, what lies beyond its edge (bool): the parts that the
+    ``cliffs`` cut off from the brightest large part, darker than it by ``contrast``."""
+    if not cliffs.any():
+        return np.zeros(paper.shape, bool)
+    parts, count = ndimage.label(~cliffs)
+    index = np.arange(1, count + 1)
+    sizes = ndimage.sum_labels(np.ones(paper.shape), parts, index)
+    levels = ndimage.median(paper, parts, index)
+    large = sizes >= 0.05 * paper.size
+    if not large.any():
+        return np.zeros(paper.shape, bool)
+    page = np.max(np.where(large, levels, -1.0))
+    beyond = np.concatenate([[False], levels < page - contrast])
+    return beyond[parts]
 
 
 def _cliffs(paper: np.ndarray, steepness: float, length: float) -> np.ndarray:
@@ -159,20 +183,13 @@ class _Turn:
         )
         return turned > 0
 
-    def box_back(self, box: Box, scale: float, shape: tuple[int, ...]) -> Box:
-        """An upright box as the box around it in the original image (``scale`` times the work
-        image), within the image."""
-        x0, y0, x1, y1 = box
-        corners = np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-        back = (corners @ self.inverse[:, :2].T + self.inverse[:, 2]) * scale
+    def box_back(self, points: np.ndarray, scale: float, shape: tuple[int, ...]) -> Box:
+        """The box, in the original image (``scale`` times the work image), around the upright
+        pixels at ``points`` (x, y): as tight as the ink, whatever the skew."""
+        back = (points @ self.inverse[:, :2].T + self.inverse[:, 2] + 0.5) * scale
+        (x0, y0), (x1, y1) = np.floor(back.min(axis=0)), np.ceil(back.max(axis=0))
         rows, cols = shape[:2]
-        left, top = (max(0, int(np.floor(v))) for v in back.min(axis=0))
-        return (
-            left,
-            top,
-            min(cols, int(np.ceil(back[:, 0].max()))),
-            min(rows, int(np.ceil(back[:, 1].max()))),
-        )
+        return (max(0, int(x0)), max(0, int(y0)), min(cols, int(x1)), min(rows, int(y1)))
 
     def crop(self, gray: np.ndarray, box: Box, margin: float, scale: float) -> np.ndarray:
         """The upright box, ``margin`` work pixels wider on each side, cut from the original
@@ -203,9 +220,17 @@ def _without_rules(mask: np.ndarray, settings: DetectSettings) -> tuple[np.ndarr
         | _runs(ink, 1, round(rows * settings.page_rule))
     )
     height = _writing_height(ink)
-    across = _runs(ink, round(settings.rule * height), 1)
-    upright = _runs(ink, 1, round(settings.upright_rule * height))
-    sides = _touching(_runs(ink, 1, round(settings.box_side * height)), _grown(across))
+    across = _runs(ink, round(settings.rule * height), 1) | _straight(
+        ink, settings.rule * height, False, settings.tilt
+    )
+    upright = _runs(ink, 1, round(settings.upright_rule * height)) | _straight(
+        ink, settings.upright_rule * height, True, settings.tilt
+    )
+    sides = _touching(
+        _runs(ink, 1, round(settings.box_side * height))
+        | _straight(ink, settings.box_side * height, True, settings.tilt),
+        _grown(across),
+    )
     return (ink & ~_grown(across | upright | sides)).astype(bool), height
 
 
@@ -214,6 +239,21 @@ def _runs(ink: np.ndarray, across: int, upright: int) -> np.ndarray:
     return cv2.morphologyEx(
         ink, cv2.MORPH_OPEN, np.ones((max(upright, 1), max(across, 1)), np.uint8)
     )
+
+
+def _straight(ink: np.ndarray, length: float, upright: bool, tilt: float) -> np.ndarray:
+    """The ink on straight segments at least ``length`` long within ``tilt`` degrees of the
+    horizontal (or the vertical if ``upright``): rules left a little tilted by the perspective
+    of a photo, which the runs of ``_runs`` miss (0/1 uint8)."""
+    found = cv2.HoughLinesP(
+        ink, 1, np.pi / 180, max(2, round(0.8 * length)), minLineLength=length, maxLineGap=2
+    )
+    rules = np.zeros_like(ink)
+    for x0, y0, x1, y1 in np.reshape([] if found is None else found, (-1, 4)):
+        angle = np.degrees(np.arctan2(abs(y1 - y0), abs(x1 - x0)))
+        if (angle >= 90 - tilt) if upright else (angle <= tilt):
+            cv2.line(rules, (int(x0), int(y0)), (int(x1), int(y1)), 1, 3)
+    return rules & ink
 
 
 def _grown(mask: np.ndarray) -> np.ndarray:
@@ -242,18 +282,24 @@ def _writing_height(ink: np.ndarray) -> float:
     return float(heights[order][half])
 
 
-def _pieces(mask: np.ndarray, height: float, settings: DetectSettings) -> list[Box]:
-    """The boxes of the connected pieces of ink that may be writing: not specks, not taller
-    than writing, not frames (a piece around another one of a digit's size: a box left whole
-    because it is tilted)."""
-    _, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    pieces = [
-        (int(x), int(y), int(x + w), int(y + h))
-        for x, y, w, h, _ in stats[1:]
+def _pieces(
+    mask: np.ndarray, height: float, settings: DetectSettings
+) -> tuple[np.ndarray, dict[int, Box]]:
+    """The connected pieces of ink (labels) and the boxes of those that may be writing: not
+    specks, not taller than writing, not frames (a piece around another one of a digit's
+    size: a box left whole because it is tilted)."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    pieces = {
+        label: (int(x), int(y), int(x + w), int(y + h))
+        for label, (x, y, w, h, _) in enumerate(stats[1:], start=1)
         if max(w, h) >= settings.speck * height and h <= settings.tallest * height
-    ]
-    inner = [p for p in pieces if p[3] - p[1] >= settings.shortest * height]
-    return [p for p in pieces if not any(_holds(p, q) for q in inner if q != p)]
+    }
+    inner = [p for p in pieces.values() if p[3] - p[1] >= settings.shortest * height]
+    return labels, {
+        label: box
+        for label, box in pieces.items()
+        if not any(_holds(box, other) for other in inner if other != box)
+    }
 
 
 def _holds(outer: Box, inner: Box) -> bool:
@@ -266,17 +312,18 @@ def _holds(outer: Box, inner: Box) -> bool:
     )
 
 
-def _lines(pieces: list[Box], height: float, settings: DetectSettings) -> list[Box]:
-    """Pieces joined into lines: chains of neighbours overlapping vertically, close across."""
-    parent = list(range(len(pieces)))
+def _lines(pieces: dict[int, Box], height: float, settings: DetectSettings) -> list[list[int]]:
+    """Pieces joined into lines (their labels): chains of neighbours that overlap vertically
+    and lie close across; lines lower than ``shortest`` heights are dropped."""
+    parent = {label: label for label in pieces}
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+    def root(label: int) -> int:
+        while parent[label] != label:
+            parent[label] = parent[parent[label]]
+            label = parent[label]
+        return label
 
-    order = sorted(range(len(pieces)), key=lambda i: pieces[i][0])
+    order = sorted(pieces, key=lambda label: pieces[label][0])
     for n, i in enumerate(order):
         a = pieces[i]
         for j in order[n + 1 :]:
@@ -286,11 +333,32 @@ def _lines(pieces: list[Box], height: float, settings: DetectSettings) -> list[B
             overlap = min(a[3], b[3]) - max(a[1], b[1])
             if overlap >= settings.overlap * min(a[3] - a[1], b[3] - b[1]):
                 parent[root(j)] = root(i)
-    groups: dict[int, list[Box]] = {}
-    for i, piece in enumerate(pieces):
-        groups.setdefault(root(i), []).append(piece)
-    lines = [
-        (min(b[0] for b in g), min(b[1] for b in g), max(b[2] for b in g), max(b[3] for b in g))
-        for g in groups.values()
+    groups: dict[int, list[int]] = {}
+    for label in pieces:
+        groups.setdefault(root(label), []).append(label)
+    return [
+        group
+        for group in groups.values()
+        if _union(pieces, group)[3] - _union(pieces, group)[1] >= settings.shortest * height
     ]
-    return [line for line in lines if line[3] - line[1] >= settings.shortest * height]
+
+
+def _union(pieces: dict[int, Box], group: list[int]) -> Box:
+    """The box around the pieces of a group."""
+    boxes = [pieces[label] for label in group]
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+
+
+def _points(labels: np.ndarray, pieces: dict[int, Box], group: list[int]) -> np.ndarray:
+    """The (x, y) coordinates of the pixels of a group's pieces, float32 (N, 2)."""
+    found = []
+    for label in group:
+        x0, y0, x1, y1 = pieces[label]
+        rows, cols = np.nonzero(labels[y0:y1, x0:x1] == label)
+        found.append(np.stack([cols + x0, rows + y0], axis=1))
+    return np.concatenate(found).astype(np.float32)
