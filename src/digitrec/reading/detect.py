@@ -38,21 +38,24 @@ class DetectSettings:
     noise_margin: float = 6.0  # ... and this many noise deviations
     cliff: float = 0.03  # a background changing this much per pixel...
     cliff_length: float = 0.15  # ... over this fraction of the image's side is the page's edge
-    desk_contrast: float = 0.1  # beyond it, what is this much darker than the page is desk
+    desk_edge: float = 0.5  # a dark surround whose boundary is this much page edge is desk
     max_skew: float = 15.0  # degrees either way
     skew_side: int = 400  # the skew is measured on a copy at most this long, pixels...
     skew_evidence: float = 1.2  # ... and taken if its rows are this much sharper than level
-    page_rule: float = 0.25  # first pass: a rule is a run this fraction of the page side
+    page_rule: float = 0.25  # first pass: a rule is a run this fraction of the page side...
+    page_rule_thickness: float = 0.02  # ... and thinner than this fraction of it
     rule: float = 2.0  # second pass: a horizontal rule is a run this many heights long
     upright_rule: float = 2.5  # ... and a vertical rule one this many heights high
     box_side: float = 0.7  # a vertical run this high that touches a rule is a box's side
     tilt: float = 10.0  # rules are found up to this many degrees off the horizontal/vertical
+    rule_thickness: float = 0.25  # and are thinner than this
     speck: float = 0.25  # a piece lower and narrower than this is a speck
     tallest: float = 3.0  # a piece higher than this is no writing (a scribble, a frame)
     overlap: float = 0.4  # pieces overlapping vertically by this fraction of the lower one...
     gap: float = 1.5  # ... and this far apart horizontally are on one line
     shortest: float = 0.4  # a line lower than this is a dash, a dot or a rule's remnant
     margin: float = 0.15  # the crop around a line's box
+    smallest: int = 10  # writing is at least this high in the work image, pixels
 
 
 @dataclass
@@ -71,12 +74,14 @@ def find_lines(image: np.ndarray, settings: DetectSettings = DetectSettings()) -
     gray = array_to_gray(image)
     scale = max(1.0, max(gray.shape) / settings.work_side)
     work = cv2.resize(gray, None, fx=1 / scale, fy=1 / scale, interpolation=cv2.INTER_AREA)
-    ink = _ink(work, settings)
+    ink, beyond = _ink(work, settings)
+    ink &= ~beyond
     if not ink.any():
         return []
     turn = _Turn(ink.shape, _skew(ink, settings))
     ink, height = _without_rules(turn.upright(ink), settings)
-    labels, pieces = _pieces(ink, height, settings)
+    beyond = _grown(turn.upright(beyond).astype(np.uint8)) > 0
+    labels, pieces = _pieces(ink, beyond, height, settings)
     lines = sorted(_lines(pieces, height, settings), key=lambda group: _union(pieces, group)[1::-1])
     margin = settings.margin * height
     return [
@@ -88,15 +93,12 @@ def find_lines(image: np.ndarray, settings: DetectSettings = DetectSettings()) -
     ]
 
 
-def _ink(gray: np.ndarray, settings: DetectSettings) -> np.ndarray:
-    """The dark ink on the page (bool): darker than the paper around it by a threshold well
-    above the noise, faint pixels joined to clear ones included; not along the page's edge."""
-    side = max(settings.ink_window, round(max(gray.shape) * settings.ink_window_fraction)) | 1
+def _ink(gray: np.ndarray, settings: DetectSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The dark ink (bool): darker than the paper around it by a threshold well above the
+    noise, faint pixels joined to clear ones included. And, on a photo, the page's edge and
+    the desk beyond it (bool), where ink is the desk's grain, not writing."""
     smooth = cv2.GaussianBlur(gray, (0, 0), 1.0)
-    # Replicated edges keep a strip of desk along the border from being taken for a stroke.
-    padded = cv2.copyMakeBorder(smooth, side, side, side, side, cv2.BORDER_REPLICATE)
-    kernel = np.ones((side, side), np.uint8)  # square: fast (separable), wide enough
-    paper = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, kernel)[side:-side, side:-side]
+    paper = _paper(smooth, _window(gray.shape, settings))
     darker = paper - smooth  # on bare paper: the noise's rise to its local maximum
     level = float(np.median(darker))
     noise = 1.4826 * float(np.median(np.abs(darker - level)))
@@ -105,27 +107,39 @@ def _ink(gray: np.ndarray, settings: DetectSettings) -> np.ndarray:
     pieces, count = ndimage.label(darker > level + rise / 2, np.ones((3, 3)))
     keep = np.zeros(count + 1, bool)
     keep[pieces[darker > strong]] = True
-    cliffs = _cliffs(paper, settings.cliff, settings.cliff_length)
-    keep[pieces[cliffs | _desk(paper, cliffs, settings.desk_contrast)]] = False
     keep[0] = False
-    return keep[pieces]
+    cliffs = _cliffs(paper, settings.cliff, settings.cliff_length)
+    return keep[pieces], cliffs | _desk(paper, cliffs, settings.desk_edge)
 
 
-def _desk(paper: np.ndarray, cliffs: np.ndarray, contrast: float) -> np.ndarray:
-    """Around a photographed page, what lies beyond its edge (bool): the parts that the
-    ``cliffs`` cut off from the brightest large part, darker than it by ``contrast``."""
-    if not cliffs.any():
-        return np.zeros(paper.shape, bool)
-    parts, count = ndimage.label(~cliffs)
-    index = np.arange(1, count + 1)
-    sizes = ndimage.sum_labels(np.ones(paper.shape), parts, index)
-    levels = ndimage.median(paper, parts, index)
-    large = sizes >= 0.05 * paper.size
-    if not large.any():
-        return np.zeros(paper.shape, bool)
-    page = np.max(np.where(large, levels, -1.0))
-    beyond = np.concatenate([[False], levels < page - contrast])
-    return beyond[parts]
+def _window(shape: tuple[int, int], settings: DetectSettings) -> int:
+    """The side of the window the paper's brightness is taken over: wider than any stroke."""
+    return max(settings.ink_window, round(max(shape) * settings.ink_window_fraction)) | 1
+
+
+def _paper(smooth: np.ndarray, side: int) -> np.ndarray:
+    """The paper's brightness without the ink: a grey closing over ``side`` pixels."""
+    # Replicated edges keep a strip of desk along the border from being taken for a stroke.
+    padded = cv2.copyMakeBorder(smooth, side, side, side, side, cv2.BORDER_REPLICATE)
+    kernel = np.ones((side, side), np.uint8)  # square: fast (separable), wide enough
+    return cv2.morphologyEx(padded, cv2.MORPH_CLOSE, kernel)[side:-side, side:-side]
+
+
+def _desk(paper: np.ndarray, cliffs: np.ndarray, sharp: float) -> np.ndarray:
+    """Around a photographed page, the desk (bool): the dark side of the paper's brightness
+    (split by Otsu's threshold) where it reaches the image's border and its boundary is mostly
+    a sharp edge (``sharp``: the fraction on ``cliffs``); a shadow's boundary is soft."""
+    levels = np.round(np.clip(paper, 0, 1) * 255).astype(np.uint8)
+    _, dark = cv2.threshold(levels, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    count, parts = cv2.connectedComponents(dark, connectivity=4)
+    border = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
+    edge = (dark - cv2.erode(dark, np.ones((3, 3), np.uint8))) > 0
+    edge[[0, -1], :] = edge[:, [0, -1]] = False  # the image's border is no boundary
+    on_cliff = ndimage.mean(cliffs, parts * edge, np.arange(count)) if count > 1 else [0.0]
+    desk = np.zeros(count, bool)
+    for part in border[border > 0]:
+        desk[part] = np.nan_to_num(on_cliff[part]) >= sharp
+    return desk[parts]
 
 
 def _cliffs(paper: np.ndarray, steepness: float, length: float) -> np.ndarray:
@@ -212,26 +226,32 @@ class _Turn:
 
 
 def _without_rules(mask: np.ndarray, settings: DetectSettings) -> tuple[np.ndarray, float]:
-    """The ink without printed rules, and the height of the writing measured on it."""
+    """The ink without printed rules, and the height of the writing measured on it. Rules are
+    thin: thick straight strokes (a marker's, a scribble's) stay."""
     rows, cols = mask.shape
     ink = mask.astype(np.uint8)
-    ink &= ~_grown(
-        _runs(ink, round(cols * settings.page_rule), 1)
-        | _runs(ink, 1, round(rows * settings.page_rule))
-    )
-    height = _writing_height(ink)
-    across = _runs(ink, round(settings.rule * height), 1) | _straight(
-        ink, settings.rule * height, False, settings.tilt
-    )
-    upright = _runs(ink, 1, round(settings.upright_rule * height)) | _straight(
-        ink, settings.upright_rule * height, True, settings.tilt
-    )
-    sides = _touching(
-        _runs(ink, 1, round(settings.box_side * height))
-        | _straight(ink, settings.box_side * height, True, settings.tilt),
-        _grown(across),
-    )
+    thin = _thin(ink, settings.page_rule_thickness * max(rows, cols))
+    length = settings.page_rule * max(rows, cols)
+    ink &= ~_grown(_rule(thin, length, False, 0) | _rule(thin, length, True, 0))
+    height = max(float(settings.smallest), _writing_height(ink))
+    thin = _thin(ink, settings.rule_thickness * height)
+    across = _rule(thin, settings.rule * height, False, settings.tilt)
+    upright = _rule(thin, settings.upright_rule * height, True, settings.tilt)
+    sides = _touching(_rule(thin, settings.box_side * height, True, settings.tilt), _grown(across))
     return (ink & ~_grown(across | upright | sides)).astype(bool), height
+
+
+def _thin(ink: np.ndarray, thickness: float) -> np.ndarray:
+    """The ink where no square ``thickness`` wide (at least 3 pixels) fits: thin strokes."""
+    square = np.ones((max(3, round(thickness)),) * 2, np.uint8)
+    return ink & ~cv2.morphologyEx(ink, cv2.MORPH_OPEN, square)
+
+
+def _rule(thin: np.ndarray, length: float, upright: bool, tilt: float) -> np.ndarray:
+    """The ink on straight lines at least ``length`` long, horizontal (vertical if
+    ``upright``): exact runs, and with ``tilt`` segments up to that many degrees off."""
+    runs = _runs(thin, 1, round(length)) if upright else _runs(thin, round(length), 1)
+    return runs | _straight(thin, length, upright, tilt) if tilt else runs
 
 
 def _runs(ink: np.ndarray, across: int, upright: int) -> np.ndarray:
@@ -283,16 +303,20 @@ def _writing_height(ink: np.ndarray) -> float:
 
 
 def _pieces(
-    mask: np.ndarray, height: float, settings: DetectSettings
+    mask: np.ndarray, beyond: np.ndarray, height: float, settings: DetectSettings
 ) -> tuple[np.ndarray, dict[int, Box]]:
     """The connected pieces of ink (labels) and the boxes of those that may be writing: not
-    specks, not taller than writing, not frames (a piece around another one of a digit's
-    size: a box left whole because it is tilted)."""
+    specks, not taller than writing, not beyond the page, not frames (a piece around another
+    one of a digit's size: a box left whole because it is tilted)."""
     _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    outside = set(np.unique(labels[beyond]).tolist())
     pieces = {
         label: (int(x), int(y), int(x + w), int(y + h))
         for label, (x, y, w, h, _) in enumerate(stats[1:], start=1)
-        if max(w, h) >= settings.speck * height and h <= settings.tallest * height
+        if max(w, h) >= settings.speck * height
+        and min(w, h) >= 2  # a sliver a pixel thin is what is left of a rule
+        and h <= settings.tallest * height
+        and label not in outside
     }
     inner = [p for p in pieces.values() if p[3] - p[1] >= settings.shortest * height]
     return labels, {
