@@ -127,18 +127,21 @@ def _paper(smooth: np.ndarray, side: int) -> np.ndarray:
 
 def _desk(paper: np.ndarray, cliffs: np.ndarray, sharp: float) -> np.ndarray:
     """Around a photographed page, the desk (bool): the dark side of the paper's brightness
-    (split by Otsu's threshold) where it reaches the image's border and its boundary is mostly
-    a sharp edge (``sharp``: the fraction on ``cliffs``); a shadow's boundary is soft."""
+    (split by Otsu's threshold) where it reaches the image's border, covers less than half of
+    the image (the page is the larger) and is bounded mostly by a sharp edge (``sharp``: the
+    fraction of its boundary on ``cliffs``); a shadow's boundary is soft."""
     levels = np.round(np.clip(paper, 0, 1) * 255).astype(np.uint8)
     _, dark = cv2.threshold(levels, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     count, parts = cv2.connectedComponents(dark, connectivity=4)
-    border = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
     edge = (dark - cv2.erode(dark, np.ones((3, 3), np.uint8))) > 0
     edge[[0, -1], :] = edge[:, [0, -1]] = False  # the image's border is no boundary
-    on_cliff = ndimage.mean(cliffs, parts * edge, np.arange(count)) if count > 1 else [0.0]
-    desk = np.zeros(count, bool)
-    for part in border[border > 0]:
-        desk[part] = np.nan_to_num(on_cliff[part]) >= sharp
+    on_cliff = np.bincount(parts[edge], weights=cliffs[edge], minlength=count)
+    boundary = np.bincount(parts[edge], minlength=count)
+    sizes = np.bincount(parts.ravel(), minlength=count)
+    border = np.zeros(count, bool)
+    border[np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]])] = True
+    desk = border & (sizes < parts.size / 2) & (on_cliff >= sharp * np.maximum(boundary, 1))
+    desk[0] = False
     return desk[parts]
 
 
