@@ -14,18 +14,25 @@ from digitrec.imaging import LUMA
 from digitrec.reading.style import Camera, Colour
 from digitrec.synthesis import _disk, jpeg
 
+DESK_HUES = ((1.25, 0.95, 0.7), (1.0, 1.0, 1.0), (0.9, 1.05, 0.95), (0.85, 0.95, 1.2))
 Layer = tuple[np.ndarray, Colour]  # ink (H, W) in 0..1 and its colour
 
 
-def compose(paper: Colour, layers: list[Layer]) -> np.ndarray:
-    """Inks on paper: each absorbs the light its colour does not reflect, where it lies."""
+def compose(paper: Colour, layers: list[Layer], colour: bool) -> np.ndarray:
+    """Inks on paper: each absorbs the light its colour does not reflect, where it lies.
+    (H, W, 3) RGB if ``colour``, else (H, W, 1) grey."""
     shape = layers[0][0].shape
-    image = np.empty((*shape, 3), np.float32)
-    image[:] = paper
-    for ink, colour in layers:
-        absorbed = 1 - np.asarray(colour, np.float32)
-        image *= 1 - ink[..., None] * absorbed
+    image = np.empty((*shape, 3 if colour else 1), np.float32)
+    image[:] = tone(paper, colour)
+    for ink, ink_colour in layers:
+        image *= 1 - ink[..., None] * (1 - tone(ink_colour, colour))
     return image
+
+
+def tone(rgb: Colour | np.ndarray, colour: bool) -> np.ndarray:
+    """An RGB colour as it is in the image: itself, or its grey level."""
+    rgb = np.asarray(rgb, np.float32)
+    return rgb if colour else rgb[None] @ LUMA
 
 
 def paper_colour(camera: Camera, rng: np.random.Generator, colour: bool) -> Colour:
@@ -61,18 +68,22 @@ def on_desk(
     homography = cv2.getPerspectiveTransform(corners, placed.astype(np.float32))
     size = (out_cols, out_rows)
     warped = cv2.warpPerspective(page, homography, size, flags=cv2.INTER_AREA)
+    warped = warped.reshape(out_rows, out_cols, page.shape[2])
     cover = cv2.warpPerspective(np.ones((rows, cols), np.float32), homography, size)[..., None]
-    return cover * warped + (1 - cover) * _desk((out_rows, out_cols), camera, rng), homography
+    desk = _desk((out_rows, out_cols), camera, rng, page.shape[2] == 3)
+    return cover * warped + (1 - cover) * desk, homography
 
 
-def _desk(shape: tuple[int, int], camera: Camera, rng: np.random.Generator) -> np.ndarray:
+def _desk(
+    shape: tuple[int, int], camera: Camera, rng: np.random.Generator, colour: bool
+) -> np.ndarray:
     """A darker surface with a soft grain: wood, cloth or a table top."""
-    level = rng.uniform(*camera.desk)
-    colour = np.clip(level * (1 + rng.uniform(-0.4, 0.4, 3)), 0, 1).astype(np.float32)
+    hue = np.asarray(DESK_HUES[rng.integers(len(DESK_HUES))], np.float32)
+    level = tone(np.clip(rng.uniform(*camera.desk) * hue, 0, 1), colour)
     cells = (8, 24) if rng.random() < 0.5 else (24, 8)
     grain = rng.normal(0, 1, cells).astype(np.float32)
     grain = cv2.resize(grain, shape[::-1], interpolation=cv2.INTER_CUBIC)
-    return colour * (1 + 0.12 * grain[..., None])
+    return level * (1 + 0.12 * grain[..., None])
 
 
 def light(image: np.ndarray, camera: Camera, rng: np.random.Generator) -> np.ndarray:
@@ -111,14 +122,12 @@ def _blob_shadow(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.n
 
 
 def capture(
-    image: np.ndarray,
-    camera: Camera,
-    rng: np.random.Generator,
-    scale: float,
-    colour: bool,
+    image: np.ndarray, camera: Camera, rng: np.random.Generator, scale: float
 ) -> np.ndarray:
-    """The camera's picture of the scene: blurred (``scale``: the writing's height over 40 px),
-    noisy, 8-bit grey (or RGB if ``colour``), maybe JPEG-compressed."""
+    """The camera's picture of the scene (H, W, 1 or 3): blurred (``scale``: the writing's
+    height over 40 px), noisy, 8-bit grey (H, W) or RGB (H, W, 3), maybe JPEG-compressed."""
+    if image.shape[2] == 1:
+        image = image[..., 0]
     radius = rng.uniform(*camera.blur_radius) * scale
     if radius >= 0.3:
         if camera.blur == "gaussian":
@@ -126,12 +135,9 @@ def capture(
         else:
             disk = _disk(max(radius, 1.0)).astype(np.float32)
             image = cv2.filter2D(image, -1, disk / disk.sum())
-    if not colour:
-        image = image @ LUMA
     image = image + rng.normal(0, rng.uniform(*camera.noise), image.shape).astype(np.float32)
     picture = Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
     if rng.random() < camera.jpeg_probability:
-        picture = jpeg(
-            picture, int(rng.integers(camera.jpeg_quality[0], camera.jpeg_quality[1] + 1))
-        )
+        quality = int(rng.integers(camera.jpeg_quality[0], camera.jpeg_quality[1] + 1))
+        picture = jpeg(picture, quality)
     return np.asarray(picture)

@@ -161,13 +161,15 @@ def touching(digits: Digits, style: PageStyle, rng: np.random.Generator) -> Pict
 
 
 def comb(digits: Digits, style: PageStyle, rng: np.random.Generator) -> Picture:
-    """One or two comb fields of a printed form, a digit per box, with printed labels."""
+    """One or two comb fields of a printed form, a digit per box, most with a printed label."""
     h = rng.uniform(*PAGE_HEIGHT)
     entries = [
         _number(digits, style, rng, h, (4, 10), field="comb") for _ in range(rng.integers(1, 3))
     ]
     sheet = _page(entries, style, rng, spacing=(1.5, 2.5))
     for _, pieces in sheet.lines:
+        if rng.random() >= style.print.field_label_probability:
+            continue
         ink = label(style.print, h, rng)
         x0, y0 = min(p.box[0] for p in pieces), min(p.box[1] for p in pieces)
         left, top = x0 - ink.shape[1] - round(0.8 * h), y0

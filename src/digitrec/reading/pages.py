@@ -49,18 +49,18 @@ class PageSample:
 
 
 def line_samples(
-    digits: np.ndarray, labels: np.ndarray, count: int, seed: int, style: str = "train"
+    digits: np.ndarray, labels: np.ndarray, count: int, seed: int, style: str | PageStyle = "train"
 ) -> Iterator[LineSample]:
     """``count`` lines of 1 to 12 digits drawn from ``digits`` (uint8 (N, 28, 28)) and their
     ``labels``: varied gaps (wide to overlapping), sizes, slant, slope and pens, in form fields
-    or on ruled paper, under uneven light, blurred, noisy, maybe JPEG-compressed."""
+    or on ruled paper, under uneven light, blurred, noisy, maybe JPEG-compressed. ``style``
+    names the ranges ("train", "validation", "test") or gives them. Bad arguments raise at once,
+    not at the first sample."""
     if count < 0:
         raise DigitrecError(f"count must be 0 or more, not {count}")
-    source = Digits(digits, labels)
-    ranges = page_style(style)
+    source, ranges = Digits(digits, labels), page_style(style)
     rng = np.random.default_rng(seed)
-    for _ in range(count):
-        yield _line_sample(source, ranges, rng)
+    return (_line_sample(source, ranges, rng) for _ in range(count))
 
 
 def _line_sample(source: Digits, style: PageStyle, rng: np.random.Generator) -> LineSample:
@@ -75,7 +75,7 @@ def _line_sample(source: Digits, style: PageStyle, rng: np.random.Generator) -> 
     label = None
     if rng.random() < style.print.label_probability:
         label = layouts.label(style.print, written.height, rng)
-    margins = rng.uniform(0.15, 0.5, 4) * height
+    margins = rng.uniform(0.1, 0.35, 4) * height
     left = round(margins[0] + (label.shape[1] + 0.4 * height if label is not None else 0))
     top = round(margins[1])
     rows = top + written.ink.shape[0] + round(margins[3])
@@ -91,7 +91,11 @@ def _line_sample(source: Digits, style: PageStyle, rng: np.random.Generator) -> 
 
 
 def page_sample(
-    layout: str, digits: np.ndarray, labels: np.ndarray, seed: int, style: str = "train"
+    layout: str,
+    digits: np.ndarray,
+    labels: np.ndarray,
+    seed: int,
+    style: str | PageStyle = "train",
 ) -> PageSample:
     """A page of ``layout`` (one of ``LAYOUTS``) written with ``digits`` and ``labels``."""
     if layout not in layouts.LAYOUTS:

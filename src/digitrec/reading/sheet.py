@@ -99,12 +99,12 @@ class Sheet:
             (self.stamps, _pick(self.style.print.stamp_colours, rng)),
             (self.hand, camera.faded(self.ink_colour, cam, rng)),
         ]
-        image = camera.compose(camera.paper_colour(cam, rng, colour), layers)
+        image = camera.compose(camera.paper_colour(cam, rng, colour), layers, colour)
         homography = None
         if photo:
             image, homography = camera.on_desk(image, cam, rng)
         image = camera.light(image, cam, rng)
-        picture = camera.capture(image, cam, rng, self.height / 40, colour)
+        picture = camera.capture(image, cam, rng, self.height / 40)
         truths = [
             self._truth(text, pieces, homography, picture.shape) for text, pieces in self.lines
         ]

@@ -61,6 +61,7 @@ class Print:
     # squared paper, table.
     contexts: tuple[float, ...] = (0.3, 0.15, 0.1, 0.1, 0.15, 0.1, 0.1)
     label_probability: float = 0.1  # a printed word left of a line sample's number
+    field_label_probability: float = 0.8  # a comb field on a page has a printed label by it
     distractor_probability: float = 0.5  # a digit page has distractors
     stamp_colours: tuple[Colour, ...] = ((0.2, 0.3, 0.75), (0.75, 0.2, 0.25))
 
@@ -109,8 +110,11 @@ TEST = PageStyle(
 )
 
 
-def page_style(style: str) -> PageStyle:
-    """The ranges of a named style: "train" and "validation" share TRAIN; "test" is TEST."""
+def page_style(style: str | PageStyle) -> PageStyle:
+    """The ranges of a named style ("train" and "validation" share TRAIN; "test" is TEST), or
+    the given ranges."""
+    if isinstance(style, PageStyle):
+        return style
     if style not in STYLES:
         raise DigitrecError(f"unknown style {style!r}: expected one of {', '.join(STYLES)}")
     return TEST if style == "test" else TRAIN

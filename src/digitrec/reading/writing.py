@@ -7,6 +7,7 @@ can be recomputed after the page is warped (a photo).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import cv2
@@ -27,7 +28,7 @@ class Piece:
     left: int
     top: int
 
-    @property
+    @functools.cached_property
     def box(self) -> Box:
         return ink_box(self.ink, self.left, self.top)
 
