@@ -175,6 +175,16 @@ def test_a_tiny_line_model_lowers_its_ctc_loss_in_a_few_steps():
     assert model.evaluate(x, y, verbose=0) < 0.5 * before
 
 
+def test_ctc_loss_of_a_line_without_digits_is_that_of_all_blanks():
+    from digitrec.reading.line_model import LineCTCLoss, encode_targets
+
+    frames = np.full((2, 6, BLANK + 1), 0.01, np.float32)
+    frames[..., BLANK] = 0.9
+    targets = encode_targets(["", ""], [6, 6])
+    assert targets.tolist() == [[0, 6, 0], [0, 6, 0]]
+    assert float(LineCTCLoss()(targets, frames)) == pytest.approx(-6 * np.log(0.9), rel=1e-4)
+
+
 def test_line_settings_refuse_an_unknown_head_and_empty_runs():
     with pytest.raises(DigitrecError, match="unknown head"):
         tiny_settings(head="transformer").check()

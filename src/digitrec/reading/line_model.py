@@ -136,8 +136,9 @@ class LineCTCLoss(keras.losses.Loss):
 
 
 def encode_targets(texts: list[str], frames: list[int]) -> np.ndarray:
-    """Rows of [label count, frame count, labels..., 0 padding] as float32 (``LineCTCLoss``)."""
-    rows = np.zeros((len(texts), 2 + max(len(t) for t in texts)), np.float32)
+    """Rows of [label count, frame count, labels..., 0 padding] as float32 (``LineCTCLoss``);
+    at least one label column, even when no line has a digit (CTC needs one)."""
+    rows = np.zeros((len(texts), 2 + max([1, *map(len, texts)])), np.float32)
     for row, text, count in zip(rows, texts, frames, strict=True):
         row[:2] = len(text), count
         row[2 : 2 + len(text)] = [ALPHABET.index(c) for c in text]
@@ -151,10 +152,10 @@ def min_frames(text: str) -> int:
 
 def prepared(samples: Iterable[LineSample]) -> Iterator[tuple[PreparedLine, str]]:
     """Samples preprocessed as the reader does; lines too narrow for their text are skipped
-    (CTC cannot align them), and so are lines without digits."""
+    (CTC cannot align them). A line without digits (text "") teaches the model all blanks."""
     for sample in samples:
         line = prepare_line(sample.image)
-        if sample.text and line.image.shape[1] // STRIDE >= min_frames(sample.text):
+        if line.image.shape[1] // STRIDE >= min_frames(sample.text):
             yield line, sample.text
 
 
