@@ -1,5 +1,6 @@
 """The web service against hostile or broken requests: Host names (DNS rebinding), security
-headers, errors as JSON, broken bodies and wrong content types, and fuzzing from the schema."""
+headers, errors as JSON, broken bodies and wrong content types, and fuzzing from the schema
+(corrections too, where they are collected)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 from serve_support import PNG, RECOGNIZE, default_recognizer, drawn_ones, local_client, png_bytes
 
 from digitrec.serve.app import STATIC_DIR, ServeSettings, create_app
+
+CORRECTIONS = "/api/v1/corrections"
 
 
 @pytest.fixture(scope="module")
@@ -172,14 +175,14 @@ def png_strategy() -> st.SearchStrategy[bytes]:
 schemathesis.openapi.media_type("image/png", png_strategy(), aliases=["image/jpeg"])
 
 
-def test_fuzzed_requests_from_the_openapi_schema_never_get_a_5xx():
-    """Requests that fit the schema and requests that break it, for every operation."""
-    hosts = ("testserver",)  # the Host header of schemathesis's requests
-    app = create_app(default_recognizer(), ServeSettings(allowed_hosts=hosts))
+def fuzzed_statuses(app, paths: tuple[str, ...] | None = None) -> set[tuple[str, int]]:
+    """Send requests that fit the schema and requests that break it, for every operation (or
+    those on ``paths``); fail on a 5xx. The (path, status) pairs answered."""
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     cases = st.one_of(
         operation.ok().as_strategy(mode)
         for operation in schema.get_all_operations()
+        if paths is None or operation.ok().path in paths
         for mode in schemathesis.GenerationMode
     )
     statuses = set()
@@ -194,4 +197,19 @@ def test_fuzzed_requests_from_the_openapi_schema_never_get_a_5xx():
         assert response.status_code < 500, f"{case.method} {case.path}: {response.text}"
 
     no_server_error()
+    return statuses
+
+
+HOSTS = ("testserver",)  # the Host header of schemathesis's requests
+
+
+def test_fuzzed_requests_from_the_openapi_schema_never_get_a_5xx():
+    app = create_app(default_recognizer(), ServeSettings(allowed_hosts=HOSTS))
+    statuses = fuzzed_statuses(app)
     assert (RECOGNIZE, 200) in statuses, statuses  # images were read, not all refused
+
+
+def test_fuzzed_corrections_never_get_a_5xx_where_they_are_collected(tmp_path):
+    collecting = ServeSettings(allowed_hosts=HOSTS, collect_dir=str(tmp_path))
+    statuses = fuzzed_statuses(create_app(default_recognizer(), collecting), (CORRECTIONS,))
+    assert (CORRECTIONS, 422) in statuses, statuses  # reached the reading, not all refused

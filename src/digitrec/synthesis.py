@@ -52,6 +52,13 @@ def user_digit_image(
     digit28: np.ndarray, rng: np.random.Generator, style: Style = Style()
 ) -> Image.Image:
     """One MNIST digit (uint8 28×28) as a user's 8-bit grey image of it."""
+    return user_digit_render(digit28, rng, style)[0]
+
+
+def user_digit_render(
+    digit28: np.ndarray, rng: np.random.Generator, style: Style = Style()
+) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """``user_digit_image`` with the digit's ink box (x0, y0, x1, y1; exclusive ends)."""
     ink = render_ink(digit28, rng.uniform(*style.scale), rng, style)
     height, width = ink.shape
     canvas = np.zeros(
@@ -60,7 +67,7 @@ def user_digit_image(
     top = rng.integers(0, canvas.shape[0] - height + 1)
     left = rng.integers(0, canvas.shape[1] - width + 1)
     canvas[top : top + height, left : left + width] = ink
-    return photograph(canvas, rng, style)
+    return photograph(canvas, rng, style), ink_box(ink, left, top)
 
 
 def digit_string_image(
@@ -130,10 +137,10 @@ def photograph(ink: np.ndarray, rng: np.random.Generator, style: Style) -> Image
 
 
 def jpeg(image: Image.Image, quality: int) -> Image.Image:
-    """The image after a JPEG round trip at ``quality``."""
+    """The image (grey or RGB) after a JPEG round trip at ``quality``."""
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("L")
+    return Image.open(io.BytesIO(buffer.getvalue())).convert(image.mode)
 
 
 def ink_box(ink: np.ndarray, left: int, top: int) -> tuple[int, int, int, int]:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 
+from digitrec.data import DATASETS
 from digitrec.serve.settings import LOCAL_HOSTS, MEGABYTE, ServerOptions, ServeSettings
 
 
@@ -59,6 +62,28 @@ def host_patterns(text: str) -> tuple[str, ...]:
                 f"{pattern!r} is not a host name, '*.domain' or '*' (give names without ports)"
             )
     return patterns
+
+
+CLASS_NAMES = DATASETS["mnist"].class_names  # as digitrec.image_folders, without its imports
+
+
+def collection_folder(text: str) -> Path:
+    """An argparse type: a folder to store corrections in, as class folders: one that does not
+    exist yet (in a folder it may be created in), or holds only class folders."""
+    folder = Path(text).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not os.access(existing, os.R_OK | os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot read and write in {existing}")
+    others = [entry.name for entry in folder.iterdir()] if folder.is_dir() else []
+    others = [name for name in others if name not in CLASS_NAMES and not name.startswith(".")]
+    if others:
+        raise argparse.ArgumentTypeError(
+            f"{text} holds {others[0]!r}, which is not a class folder: give a new or empty "
+            f"folder, or one holding only the class folders {', '.join(CLASS_NAMES)}"
+        )
+    return folder
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -114,6 +139,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "S",
             "seconds a connection may stay idle, or take to send a request's headers",
         ),
+        (
+            "--collect-max-files",
+            whole_number(1),
+            settings.collect_max_files,
+            "N",
+            "the most files the collection of corrections may hold; beyond, 507",
+        ),
+        (
+            "--collect-max-mb",
+            positive_number,
+            settings.collect_max_bytes / MEGABYTE,
+            "MB",
+            "the most the collection of corrections may hold; beyond, 507",
+        ),
     ]
     for flag, kind, default, metavar, text in numbers:
         add(
@@ -132,6 +171,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated host names the service answers to (Host header; others get 400, "
         f"against DNS rebinding): names, '*.domain' or '*' for any (default: "
         f"{', '.join(LOCAL_HOSTS)} and --host)",
+    )
+    add(
+        "--collect",
+        type=collection_folder,
+        metavar="DIR",
+        help="store users' corrections (POST /api/v1/corrections, and a control on the page) "
+        "in DIR as class folders 0/ ... 9/ of 28x28 images, for digitrec train --images DIR "
+        "(default: corrections are not collected)",
     )
     add(
         "--log-level",
@@ -161,6 +208,9 @@ def run(args: argparse.Namespace) -> int:
         queued_reads=args.queued_reads,
         body_timeout=args.body_timeout,
         allowed_hosts=args.allowed_hosts or (*LOCAL_HOSTS, host_name(args.host)),
+        collect_dir=str(args.collect) if args.collect else None,
+        collect_max_files=args.collect_max_files,
+        collect_max_bytes=max(1, round(args.collect_max_mb * MEGABYTE)),
     )
     server = ServerOptions(
         host=args.host,
@@ -173,6 +223,9 @@ def run(args: argparse.Namespace) -> int:
     recognizer = load_recognizer(settings)
     url = f"http://{host_name(args.host)}:{args.port}/"
     print(f"digitrec serve: {url}  (API docs at /docs)", flush=True)
+    if args.collect:
+        args.collect.mkdir(parents=True, exist_ok=True)
+        print(f"digitrec serve: collecting corrections in {args.collect}", flush=True)
     if args.workers == 1:
         uvicorn.run(create_app(recognizer, settings), **server.uvicorn_options())
     else:

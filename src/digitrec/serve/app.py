@@ -8,10 +8,10 @@ loop keeps answering and memory stays bounded.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, FastAPI, Query, Request
@@ -19,16 +19,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 
 from digitrec import __version__
 from digitrec.errors import ImageError
-from digitrec.imaging import MAX_PIXELS, load_image
+from digitrec.imaging import MAX_PIXELS
 from digitrec.recognizer import Recognizer
 from digitrec.serve.capacity import ReadCapacity, Saturated
+from digitrec.serve.corrections import DIGITS_FIELD, Collection, store_correction
 from digitrec.serve.middleware import (
     PAGE_POLICY,
     SECURITY_HEADERS,
@@ -37,9 +38,11 @@ from digitrec.serve.middleware import (
     SecurityHeaders,
 )
 from digitrec.serve.schemas import (
+    CorrectionReceipt,
     ErrorBody,
     ModelCard,
     Recognition,
+    ServiceConfig,
     Status,
     error_response,
     model_card_of,
@@ -50,6 +53,8 @@ from digitrec.serve.settings import ServeSettings
 STATIC_DIR = Path(__file__).parent / "static"
 IMAGE_FIELD = "image"
 RETRY_AFTER_S = 1  # what a refused client is told to wait: reads take milliseconds
+T = TypeVar("T")
+Single = Annotated[bool, Query(description="read the image as exactly one digit")]
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -62,6 +67,38 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "model": ErrorBody,
         "description": "the model is not loaded yet, or the worker is busy (see Retry-After)",
     },
+}
+
+CORRECTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **{code: ERROR_RESPONSES[code] for code in (400, 408, 413, 415)},
+    404: {"model": ErrorBody, "description": "corrections are not collected by this service"},
+    422: {
+        "model": ErrorBody,
+        "description": "the image cannot be read, the digits are not digits, or the image has "
+        "another number of digits than the correction gives",
+    },
+    503: {"model": ErrorBody, "description": "the worker is busy (see Retry-After)"},
+    507: {"model": ErrorBody, "description": "the collection is full"},
+}
+
+CORRECTION_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": f"the image as field '{IMAGE_FIELD}' and the digits it shows as field "
+        f"'{DIGITS_FIELD}'",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        IMAGE_FIELD: {"type": "string", "format": "binary"},
+                        DIGITS_FIELD: {"type": "string", "pattern": "^[0-9]+$", "example": "4096"},
+                    },
+                    "required": [IMAGE_FIELD, DIGITS_FIELD],
+                }
+            }
+        },
+    }
 }
 
 RECOGNIZE_BODY = {
@@ -83,20 +120,19 @@ RECOGNIZE_BODY = {
 }
 
 
+def media_type_of(request: Request) -> str:
+    """The request's Content-Type without its parameters, lowercase ("" if none)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 async def image_bytes(request: Request) -> bytes:
     """The uploaded image: multipart field ``image``, or the raw body sent as ``image/*``."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media_type = media_type_of(request)
     if media_type.startswith("image/"):
         data = await request.body()
     elif media_type == "multipart/form-data":
         async with request.form(max_files=1, max_fields=10) as form:
-            upload = form.get(IMAGE_FIELD)
-            if not isinstance(upload, UploadFile):
-                raise HTTPException(422, f"the form has no file field '{IMAGE_FIELD}'")
-            part_type = (upload.content_type or "application/octet-stream").lower()
-            if not part_type.startswith(("image/", "application/octet-stream")):
-                raise HTTPException(415, f"the '{IMAGE_FIELD}' file is {part_type}, not an image")
-            data = await upload.read()
+            data = await form_image(form)
     else:
         raise HTTPException(
             415,
@@ -108,12 +144,51 @@ async def image_bytes(request: Request) -> bytes:
     return data
 
 
+async def form_image(form: FormData) -> bytes:
+    """The bytes of the form's file field ``image``; 422 if it has none, 415 if not an image."""
+    upload = form.get(IMAGE_FIELD)
+    if not isinstance(upload, UploadFile):
+        raise HTTPException(422, f"the form has no file field '{IMAGE_FIELD}'")
+    part_type = (upload.content_type or "application/octet-stream").lower()
+    if not part_type.startswith(("image/", "application/octet-stream")):
+        raise HTTPException(415, f"the '{IMAGE_FIELD}' file is {part_type}, not an image")
+    return await upload.read()
+
+
+async def correction_form(request: Request) -> tuple[bytes, str]:
+    """The image and the digits it shows, from a multipart form."""
+    media_type = media_type_of(request)
+    if media_type != "multipart/form-data":
+        raise HTTPException(
+            415,
+            f"send multipart/form-data with the image as field '{IMAGE_FIELD}' and the digits "
+            f"it shows as field '{DIGITS_FIELD}', not {media_type or 'no Content-Type'}",
+        )
+    async with request.form(max_files=1, max_fields=10) as form:
+        data = await form_image(form)
+        digits = form.get(DIGITS_FIELD)
+    if not isinstance(digits, str):
+        raise HTTPException(
+            422, f"the form has no text field '{DIGITS_FIELD}' (the digits the image shows)"
+        )
+    return data, digits
+
+
+async def within(seconds: float, body: Awaitable[T]) -> T:
+    """``body`` (reading a request's body) if it arrives within ``seconds``, else 408."""
+    try:
+        with anyio.fail_after(seconds):
+            return await body
+    except TimeoutError:
+        raise HTTPException(408, f"the body took over {seconds:g} s to arrive") from None
+
+
 def recognize_bytes(
     recognizer: Recognizer, data: bytes, max_pixels: int | None, single: bool, top_k: int
 ) -> dict[str, Any]:
     """Decode, read and describe one image; CPU-bound, so it runs in a worker thread."""
-    image = load_image(data, max_pixels=max_pixels or MAX_PIXELS)
-    return recognition_of(recognizer.read(image, single=single, top_k=top_k))
+    reading = recognizer.read(data, single=single, top_k=top_k, max_pixels=max_pixels or MAX_PIXELS)
+    return recognition_of(reading)
 
 
 async def get_recognizer(request: Request) -> Recognizer:
@@ -187,6 +262,7 @@ def create_app(
     """The service; loads ``settings.model`` at start-up unless a ready ``recognizer`` is given."""
     settings = settings or ServeSettings()
     capacity = ReadCapacity(settings.concurrent_reads, settings.queued_reads)
+    collection = Collection.of(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -217,20 +293,40 @@ def create_app(
     async def recognize(
         request: Request,
         recognizer: Annotated[Recognizer, Depends(get_recognizer)],
-        single: Annotated[bool, Query(description="read the image as exactly one digit")] = False,
+        single: Single = False,
         top_k: Annotated[int, Query(ge=1, le=10, description="labels listed per digit")] = 3,
     ) -> dict[str, Any]:
         with capacity.admit():
-            try:
-                with anyio.fail_after(settings.body_timeout):
-                    data = await image_bytes(request)
-            except TimeoutError:
-                raise HTTPException(
-                    408, f"the body took over {settings.body_timeout:g} s to arrive"
-                ) from None
+            data = await within(settings.body_timeout, image_bytes(request))
             return await capacity.run(
                 recognize_bytes, recognizer, data, settings.max_pixels, single, top_k
             )
+
+    @app.post(
+        "/api/v1/corrections",
+        status_code=201,
+        response_model=CorrectionReceipt,
+        responses=CORRECTION_RESPONSES,
+        openapi_extra=CORRECTION_BODY,
+        summary="Store the digits an image really shows, to train on (digitrec serve --collect)",
+    )
+    async def correct(
+        request: Request,
+        single: Single = False,
+    ) -> dict[str, Any]:
+        if collection is None:
+            raise HTTPException(
+                404, "this service does not collect corrections (digitrec serve --collect DIR)"
+            )
+        with capacity.admit():
+            data, digits = await within(settings.body_timeout, correction_form(request))
+            return await capacity.run(
+                store_correction, collection, data, digits, settings.max_pixels, single
+            )
+
+    @app.get("/api/v1/config", response_model=ServiceConfig, summary="What this service does")
+    async def config() -> ServiceConfig:
+        return ServiceConfig(corrections=collection is not None)
 
     @app.get("/api/v1/model", response_model=ModelCard, responses={503: ERROR_RESPONSES[503]})
     async def model_card(

@@ -48,12 +48,17 @@ Recognition = create_model(
 )
 
 
-def png_base64(image: np.ndarray) -> str:
-    """A [0, 1] grayscale image as a base64 PNG string, ready for a data: URL."""
+def png_bytes(image: np.ndarray) -> bytes:
+    """A [0, 1] grayscale image as an 8-bit PNG file's bytes."""
     pixels = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
+
+
+def png_base64(image: np.ndarray) -> str:
+    """A [0, 1] grayscale image as a base64 PNG string, ready for a data: URL."""
+    return base64.b64encode(png_bytes(image)).decode("ascii")
 
 
 def recognition_of(reading: Reading) -> dict[str, Any]:
@@ -97,6 +102,34 @@ def model_card_of(recognizer: Recognizer) -> ModelCard:
         calibration=metadata.get("calibration", {}),
         input=metadata.get("input", {}),
         training=metadata.get("training_config", {}),
+    )
+
+
+class StoredDigit(BaseModel):
+    label: str = Field(description="the corrected digit: the class folder it is stored in")
+    file: str = Field(description="the file written, relative to the collection's folder")
+    box: tuple[int, int, int, int] = Field(description="x0, y0, x1, y1 in the image's pixels")
+
+
+class CollectionUsage(BaseModel):
+    files: int = Field(description="files the collection holds now")
+    bytes: int = Field(description="bytes the collection holds now")
+    max_files: int = Field(description="the most files it may hold")
+    max_bytes: int = Field(description="the most bytes it may hold")
+
+
+class CorrectionReceipt(BaseModel):
+    """What a correction stored: each digit's normalized 28×28 image, in its label's folder."""
+
+    stored: list[StoredDigit] = Field(description="each digit stored, left to right")
+    collection: CollectionUsage
+
+
+class ServiceConfig(BaseModel):
+    """What this service does beyond reading images."""
+
+    corrections: bool = Field(
+        description="whether POST /api/v1/corrections stores corrections (digitrec serve --collect)"
     )
 
 

@@ -18,7 +18,8 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """The model to serve, the request limits, and ONNX Runtime threads per worker process."""
+    """The model to serve, the request limits, ONNX Runtime threads per worker process, and
+    where and how much to collect users' corrections."""
 
     model: str = "default"
     max_body_bytes: int = 10 * MEGABYTE
@@ -28,6 +29,9 @@ class ServeSettings:
     queued_reads: int = 16  # requests more that may wait for a read; beyond them, 503
     body_timeout: float = 60.0  # seconds for a request's body to arrive, else 408
     allowed_hosts: tuple[str, ...] = LOCAL_HOSTS  # Host header values answered ('*': any)
+    collect_dir: str | None = None  # where users' corrections are stored; None: not collected
+    collect_max_files: int = 10_000  # the most files the collection may hold, else 507
+    collect_max_bytes: int = 20 * MEGABYTE  # ... and the most bytes
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

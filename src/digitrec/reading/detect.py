@@ -1,0 +1,391 @@
+"""Finding the text lines of a page, classically: no model, no TensorFlow.
+
+1. Ink: pixels darker than the paper around them (a black-hat transform: a grey closing wider
+   than any stroke leaves the paper, its shadows and the desk), by a threshold above the noise,
+   with hysteresis. On a copy at most ``work_side`` long. Pieces of ink along a sharp edge of
+   that background are the desk showing around a photographed page, and are dropped.
+2. Skew: the angle (within ``max_skew``) at which the rows of ink are sharpest (the variance
+   of the horizontal projection); the ink is turned upright by it.
+3. Printed rules are removed: ink in long thin horizontal or vertical runs (a morphological
+   opening with a long line), first runs long against the page (ruled paper, tables), then
+   runs long against the writing's height, measured on what is left (boxes, combs, underlines).
+4. Pieces (connected components) that are specks or far taller than writing are dropped; the
+   others are joined into lines: neighbours that overlap vertically and lie close across.
+5. Lines are returned top to bottom, each with its box in the image and an upright crop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from digitrec.imaging import array_to_gray
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """The proportions line finding relies on; lengths are in writing heights unless stated."""
+
+    work_side: int = 1200  # the ink is found on a copy at most this long, pixels
+    ink_window: int = 15  # ink is darker than the paper within this window, pixels...
+    ink_window_fraction: float = 0.08  # ... or within this fraction of the longer side
+    contrast: float = 0.08  # ink is at least this much darker than its paper (0..1 scale)...
+    noise_margin: float = 6.0  # ... and this many noise deviations
+    cliff: float = 0.03  # a background changing this much per pixel...
+    cliff_length: float = 0.15  # ... over this fraction of the image's side is the page's edge
+    desk_edge: float = 0.5  # a dark surround whose boundary is this much page edge is desk
+    max_skew: float = 15.0  # degrees either way
+    skew_side: int = 400  # the skew is measured on a copy at most this long, pixels...
+    skew_evidence: float = 1.2  # ... and taken if its rows are this much sharper than level
+    page_rule: float = 0.25  # first pass: a rule is a run this fraction of the page side...
+    page_rule_thickness: float = 0.02  # ... and thinner than this fraction of it
+    rule: float = 2.0  # second pass: a horizontal rule is a run this many heights long
+    upright_rule: float = 2.5  # ... and a vertical rule one this many heights high
+    box_side: float = 0.7  # a vertical run this high that touches a rule is a box's side
+    tilt: float = 10.0  # rules are found up to this many degrees off the horizontal/vertical
+    rule_thickness: float = 0.25  # and are thinner than this
+    speck: float = 0.25  # a piece lower and narrower than this is a speck
+    tallest: float = 3.0  # a piece higher than this is no writing (a scribble, a frame)
+    overlap: float = 0.4  # pieces overlapping vertically by this fraction of the lower one...
+    gap: float = 1.5  # ... and this far apart horizontally are on one line
+    shortest: float = 0.4  # a line lower than this is a dash, a dot or a rule's remnant
+    margin: float = 0.15  # the crop around a line's box
+    smallest: int = 10  # writing is at least this high in the work image, pixels
+
+
+@dataclass
+class LineBox:
+    """A text line found on a page: its box (x0, y0, x1, y1; exclusive ends) in the image's
+    pixels, and the line cut out upright (the page's skew undone) with a margin: uint8 grey,
+    dark ink on light paper."""
+
+    box: Box
+    crop: np.ndarray
+
+
+def find_lines(image: np.ndarray, settings: DetectSettings = DetectSettings()) -> list[LineBox]:
+    """The text lines of a page image (grey or colour array, see ``array_to_gray``), top to
+    bottom. A page without ink has none."""
+    gray = array_to_gray(image)
+    scale = max(1.0, max(gray.shape) / settings.work_side)
+    work = cv2.resize(gray, None, fx=1 / scale, fy=1 / scale, interpolation=cv2.INTER_AREA)
+    ink, beyond = _ink(work, settings)
+    ink &= ~beyond
+    if not ink.any():
+        return []
+    turn = _Turn(ink.shape, _skew(ink, settings))
+    ink, height = _without_rules(turn.upright(ink), settings)
+    beyond = _grown(turn.upright(beyond).astype(np.uint8)) > 0
+    labels, pieces = _pieces(ink, beyond, height, settings)
+    lines = sorted(_lines(pieces, height, settings), key=lambda group: _union(pieces, group)[1::-1])
+    margin = settings.margin * height
+    return [
+        LineBox(
+            turn.box_back(_points(labels, pieces, group), scale, gray.shape),
+            turn.crop(gray, _union(pieces, group), margin, scale),
+        )
+        for group in lines
+    ]
+
+
+def _ink(gray: np.ndarray, settings: DetectSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The dark ink (bool): darker than the paper around it by a threshold well above the
+    noise, faint pixels joined to clear ones included. And, on a photo, the page's edge and
+    the desk beyond it (bool), where ink is the desk's grain, not writing."""
+    smooth = cv2.GaussianBlur(gray, (0, 0), 1.0)
+    paper = _paper(smooth, _window(gray.shape, settings))
+    darker = paper - smooth  # on bare paper: the noise's rise to its local maximum
+    level = float(np.median(darker))
+    noise = 1.4826 * float(np.median(np.abs(darker - level)))
+    rise = max(settings.contrast, settings.noise_margin * noise)
+    strong = level + rise
+    pieces, count = ndimage.label(darker > level + rise / 2, np.ones((3, 3)))
+    keep = np.zeros(count + 1, bool)
+    keep[pieces[darker > strong]] = True
+    keep[0] = False
+    cliffs = _cliffs(paper, settings.cliff, settings.cliff_length)
+    return keep[pieces], cliffs | _desk(paper, cliffs, settings.desk_edge)
+
+
+def _window(shape: tuple[int, int], settings: DetectSettings) -> int:
+    """The side of the window the paper's brightness is taken over: wider than any stroke."""
+    return max(settings.ink_window, round(max(shape) * settings.ink_window_fraction)) | 1
+
+
+def _paper(smooth: np.ndarray, side: int) -> np.ndarray:
+    """The paper's brightness without the ink: a grey closing over ``side`` pixels."""
+    # Replicated edges keep a strip of desk along the border from being taken for a stroke.
+    padded = cv2.copyMakeBorder(smooth, side, side, side, side, cv2.BORDER_REPLICATE)
+    kernel = np.ones((side, side), np.uint8)  # square: fast (separable), wide enough
+    return cv2.morphologyEx(padded, cv2.MORPH_CLOSE, kernel)[side:-side, side:-side]
+
+
+def _desk(paper: np.ndarray, cliffs: np.ndarray, sharp: float) -> np.ndarray:
+    """Around a photographed page, the desk (bool): the dark side of the paper's brightness
+    (split by Otsu's threshold) where it reaches the image's border, covers less than half of
+    the image (the page is the larger) and is bounded mostly by a sharp edge (``sharp``: the
+    fraction of its boundary on ``cliffs``); a shadow's boundary is soft."""
+    levels = np.round(np.clip(paper, 0, 1) * 255).astype(np.uint8)
+    _, dark = cv2.threshold(levels, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    count, parts = cv2.connectedComponents(dark, connectivity=4)
+    edge = (dark - cv2.erode(dark, np.ones((3, 3), np.uint8))) > 0
+    edge[[0, -1], :] = edge[:, [0, -1]] = False  # the image's border is no boundary
+    on_cliff = np.bincount(parts[edge], weights=cliffs[edge], minlength=count)
+    boundary = np.bincount(parts[edge], minlength=count)
+    sizes = np.bincount(parts.ravel(), minlength=count)
+    border = np.zeros(count, bool)
+    border[np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]])] = True
+    desk = border & (sizes < parts.size / 2) & (on_cliff >= sharp * np.maximum(boundary, 1))
+    desk[0] = False
+    return desk[parts]
+
+
+def _cliffs(paper: np.ndarray, steepness: float, length: float) -> np.ndarray:
+    """Where the paper's brightness drops sharply (more than ``steepness`` per pixel) along a
+    stretch ``length`` of the image's side or longer: the edge of a photographed page against
+    the desk. Shadows and uneven light change slowly; a blot of ink is short."""
+    dx = cv2.Sobel(paper, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+    dy = cv2.Sobel(paper, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
+    steep = (np.hypot(dx, dy) > steepness).astype(np.uint8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(steep, connectivity=8)
+    sides = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+    long = sides >= length * max(paper.shape)
+    long[0] = False
+    return cv2.dilate(long[labels].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+
+
+def _skew(ink: np.ndarray, settings: DetectSettings) -> float:
+    """The angle (degrees, counter-clockwise) that makes the rows of ink horizontal: the one
+    whose horizontal projection varies most, tried every half degree; 0 unless another is
+    clearly better (a few short numbers say little about the page's skew)."""
+    factor = min(1.0, settings.skew_side / max(ink.shape))
+    small = cv2.resize(
+        ink.astype(np.float32), None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA
+    )
+    rows, cols = small.shape
+    diagonal = int(np.ceil(np.hypot(rows, cols)))
+    angles = np.arange(-settings.max_skew, settings.max_skew + 0.25, 0.5)
+    scores = []
+    for angle in angles:
+        matrix = cv2.getRotationMatrix2D((cols / 2, rows / 2), float(angle), 1.0)
+        matrix[:, 2] += ((diagonal - cols) / 2, (diagonal - rows) / 2)
+        turned = cv2.warpAffine(small, matrix, (diagonal, diagonal), flags=cv2.INTER_LINEAR)
+        scores.append(float(np.var(turned.sum(axis=1))))
+    best = int(np.argmax(scores))
+    level = scores[int(np.argmin(np.abs(angles)))]
+    return float(angles[best]) if scores[best] > settings.skew_evidence * level else 0.0
+
+
+class _Turn:
+    """The rotation of the work image (``shape``) by ``angle`` degrees onto an upright canvas
+    large enough to hold it, and back."""
+
+    def __init__(self, shape: tuple[int, int], angle: float):
+        rows, cols = shape
+        cos, sin = abs(np.cos(np.radians(angle))), abs(np.sin(np.radians(angle)))
+        self.size = (int(np.ceil(cols * cos + rows * sin)), int(np.ceil(cols * sin + rows * cos)))
+        self.matrix = cv2.getRotationMatrix2D((cols / 2, rows / 2), angle, 1.0)
+        self.matrix[:, 2] += ((self.size[0] - cols) / 2, (self.size[1] - rows) / 2)
+        self.inverse = cv2.invertAffineTransform(self.matrix)
+
+    def upright(self, mask: np.ndarray) -> np.ndarray:
+        """The mask turned upright (nearest pixel, nothing outside)."""
+        turned = cv2.warpAffine(
+            mask.astype(np.uint8), self.matrix, self.size, flags=cv2.INTER_NEAREST
+        )
+        return turned > 0
+
+    def box_back(self, points: np.ndarray, scale: float, shape: tuple[int, ...]) -> Box:
+        """The box, in the original image (``scale`` times the work image), around the upright
+        pixels at ``points`` (x, y): as tight as the ink, whatever the skew."""
+        back = (points @ self.inverse[:, :2].T + self.inverse[:, 2] + 0.5) * scale
+        (x0, y0), (x1, y1) = np.floor(back.min(axis=0)), np.ceil(back.max(axis=0))
+        rows, cols = shape[:2]
+        return (max(0, int(x0)), max(0, int(y0)), min(cols, int(x1)), min(rows, int(y1)))
+
+    def crop(self, gray: np.ndarray, box: Box, margin: float, scale: float) -> np.ndarray:
+        """The upright box, ``margin`` work pixels wider on each side, cut from the original
+        grey image at its own resolution (uint8); paper white beyond its edges."""
+        x0, y0, x1, y1 = box[0] - margin, box[1] - margin, box[2] + margin, box[3] + margin
+        size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+        # crop pixel (u, v) -> upright (x0 + u / scale, y0 + v / scale) -> work -> original
+        to_upright = np.float64([[1 / scale, 0, x0], [0, 1 / scale, y0], [0, 0, 1]])
+        to_work = np.vstack([self.inverse, [0, 0, 1]])
+        to_original = np.diag([scale, scale, 1.0]) @ to_work @ to_upright
+        part = cv2.warpAffine(
+            gray,
+            to_original[:2],
+            size,
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=1.0,
+        )
+        return np.round(np.clip(part, 0, 1) * 255).astype(np.uint8)
+
+
+def _without_rules(mask: np.ndarray, settings: DetectSettings) -> tuple[np.ndarray, float]:
+    """The ink without printed rules, and the height of the writing measured on it. Rules are
+    thin: thick straight strokes (a marker's, a scribble's) stay."""
+    rows, cols = mask.shape
+    ink = mask.astype(np.uint8)
+    thin = _thin(ink, settings.page_rule_thickness * max(rows, cols))
+    length = settings.page_rule * max(rows, cols)
+    ink &= ~_grown(_rule(thin, length, False, 0) | _rule(thin, length, True, 0))
+    height = max(float(settings.smallest), _writing_height(ink))
+    thin = _thin(ink, settings.rule_thickness * height)
+    across = _rule(thin, settings.rule * height, False, settings.tilt)
+    upright = _rule(thin, settings.upright_rule * height, True, settings.tilt)
+    sides = _touching(_rule(thin, settings.box_side * height, True, settings.tilt), _grown(across))
+    return (ink & ~_grown(across | upright | sides)).astype(bool), height
+
+
+def _thin(ink: np.ndarray, thickness: float) -> np.ndarray:
+    """The ink where no square ``thickness`` wide (at least 3 pixels) fits: thin strokes."""
+    square = np.ones((max(3, round(thickness)),) * 2, np.uint8)
+    return ink & ~cv2.morphologyEx(ink, cv2.MORPH_OPEN, square)
+
+
+def _rule(thin: np.ndarray, length: float, upright: bool, tilt: float) -> np.ndarray:
+    """The ink on straight lines at least ``length`` long, horizontal (vertical if
+    ``upright``): exact runs, and with ``tilt`` segments up to that many degrees off."""
+    runs = _runs(thin, 1, round(length)) if upright else _runs(thin, round(length), 1)
+    return runs | _straight(thin, length, upright, tilt) if tilt else runs
+
+
+def _runs(ink: np.ndarray, across: int, upright: int) -> np.ndarray:
+    """The ink in straight runs ``across`` long and ``upright`` high (0/1 uint8)."""
+    return cv2.morphologyEx(
+        ink, cv2.MORPH_OPEN, np.ones((max(upright, 1), max(across, 1)), np.uint8)
+    )
+
+
+def _straight(ink: np.ndarray, length: float, upright: bool, tilt: float) -> np.ndarray:
+    """The ink on straight segments at least ``length`` long within ``tilt`` degrees of the
+    horizontal (or the vertical if ``upright``): rules left a little tilted by the perspective
+    of a photo, which the runs of ``_runs`` miss (0/1 uint8)."""
+    found = cv2.HoughLinesP(
+        ink, 1, np.pi / 180, max(2, round(0.8 * length)), minLineLength=length, maxLineGap=2
+    )
+    rules = np.zeros_like(ink)
+    for x0, y0, x1, y1 in np.reshape([] if found is None else found, (-1, 4)):
+        angle = np.degrees(np.arctan2(abs(y1 - y0), abs(x1 - x0)))
+        if (angle >= 90 - tilt) if upright else (angle <= tilt):
+            cv2.line(rules, (int(x0), int(y0)), (int(x1), int(y1)), 1, 3)
+    return rules & ink
+
+
+def _grown(mask: np.ndarray) -> np.ndarray:
+    """The mask grown by a pixel, so that the anti-aliased edges of a rule go with it."""
+    return cv2.dilate(mask, np.ones((3, 3), np.uint8))
+
+
+def _touching(pieces: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """The connected pieces of a mask that touch another mask (0/1 uint8): a box's sides."""
+    count, labels = cv2.connectedComponents(pieces, connectivity=8)
+    keep = np.zeros(count, np.uint8)
+    keep[labels[other > 0]] = 1
+    keep[0] = 0
+    return keep[labels]
+
+
+def _writing_height(ink: np.ndarray) -> float:
+    """The height of the pieces of ink that hold half the ink (a median weighted by area):
+    about a digit's height, whatever the number of specks and dots."""
+    _, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    if len(stats) < 2:
+        return 1.0
+    heights, areas = stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_AREA]
+    order = np.argsort(heights)
+    half = np.searchsorted(np.cumsum(areas[order]), areas.sum() / 2)
+    return float(heights[order][half])
+
+
+def _pieces(
+    mask: np.ndarray, beyond: np.ndarray, height: float, settings: DetectSettings
+) -> tuple[np.ndarray, dict[int, Box]]:
+    """The connected pieces of ink (labels) and the boxes of those that may be writing: not
+    specks, not taller than writing, not beyond the page, not frames (a piece around another
+    one of a digit's size: a box left whole because it is tilted)."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    outside = set(np.unique(labels[beyond]).tolist())
+    pieces = {
+        label: (int(x), int(y), int(x + w), int(y + h))
+        for label, (x, y, w, h, _) in enumerate(stats[1:], start=1)
+        if max(w, h) >= settings.speck * height
+        and min(w, h) >= 2  # a sliver a pixel thin is what is left of a rule
+        and h <= settings.tallest * height
+        and label not in outside
+    }
+    inner = [p for p in pieces.values() if p[3] - p[1] >= settings.shortest * height]
+    return labels, {
+        label: box
+        for label, box in pieces.items()
+        if not any(_holds(box, other) for other in inner if other != box)
+    }
+
+
+def _holds(outer: Box, inner: Box) -> bool:
+    """Whether ``inner`` lies within ``outer``."""
+    return (
+        outer[0] <= inner[0]
+        and outer[1] <= inner[1]
+        and inner[2] <= outer[2]
+        and inner[3] <= outer[3]
+    )
+
+
+def _lines(pieces: dict[int, Box], height: float, settings: DetectSettings) -> list[list[int]]:
+    """Pieces joined into lines (their labels): chains of neighbours that overlap vertically
+    and lie close across; lines lower than ``shortest`` heights are dropped."""
+    parent = {label: label for label in pieces}
+
+    def root(label: int) -> int:
+        while parent[label] != label:
+            parent[label] = parent[parent[label]]
+            label = parent[label]
+        return label
+
+    order = sorted(pieces, key=lambda label: pieces[label][0])
+    for n, i in enumerate(order):
+        a = pieces[i]
+        for j in order[n + 1 :]:
+            b = pieces[j]
+            if b[0] - a[2] > settings.gap * height:
+                break
+            overlap = min(a[3], b[3]) - max(a[1], b[1])
+            if overlap >= settings.overlap * min(a[3] - a[1], b[3] - b[1]):
+                parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
+    for label in pieces:
+        groups.setdefault(root(label), []).append(label)
+    return [
+        group
+        for group in groups.values()
+        if _union(pieces, group)[3] - _union(pieces, group)[1] >= settings.shortest * height
+    ]
+
+
+def _union(pieces: dict[int, Box], group: list[int]) -> Box:
+    """The box around the pieces of a group."""
+    boxes = [pieces[label] for label in group]
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+
+
+def _points(labels: np.ndarray, pieces: dict[int, Box], group: list[int]) -> np.ndarray:
+    """The (x, y) coordinates of the pixels of a group's pieces, float32 (N, 2)."""
+    found = []
+    for label in group:
+        x0, y0, x1, y1 = pieces[label]
+        rows, cols = np.nonzero(labels[y0:y1, x0:x1] == label)
+        found.append(np.stack([cols + x0, rows + y0], axis=1))
+    return np.concatenate(found).astype(np.float32)

@@ -1,0 +1,107 @@
+"""Synthetic text lines and pages of handwritten numbers with their ground truth.
+
+Made from MNIST digits: the caller passes the images and labels of one split, the training
+split for training data, the validation split (the last 5,000 training images) for choosing
+settings, the test split for test figures. Every variation is drawn from the ranges of a style
+(``digitrec.reading.style``; "train" and "validation" share one, "test" differs in declared
+parameters) with ``numpy.random.default_rng(seed)``: the same arguments give the same image.
+
+- ``line_samples``: text lines cropped with a small margin, for training a line recognizer.
+- ``page_sample``: a whole page of one layout (see ``LAYOUTS``), with each line's truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from digitrec.errors import DigitrecError
+from digitrec.reading import layouts
+from digitrec.reading.layouts import Digits
+from digitrec.reading.printing import FIELDS
+from digitrec.reading.sheet import LineTruth, Sheet
+from digitrec.reading.style import PageStyle, page_style
+from digitrec.reading.writing import Box, write_number
+
+LAYOUTS = tuple(layouts.LAYOUTS)
+
+
+@dataclass
+class LineSample:
+    """One line of handwritten digits: the grey image (uint8, dark ink on light paper), its
+    text, and each digit's ink box (x0, y0, x1, y1; exclusive ends) in the image."""
+
+    image: np.ndarray
+    text: str
+    boxes: list[Box]
+
+
+@dataclass
+class PageSample:
+    """A generated page: uint8 grey (H, W) or RGB (H, W, 3); its text, lines joined by "\\n"
+    top to bottom ("" for a page without digits); and the truth of each line."""
+
+    image: np.ndarray
+    text: str
+    lines: list[LineTruth]
+
+
+def line_samples(
+    digits: np.ndarray, labels: np.ndarray, count: int, seed: int, style: str | PageStyle = "train"
+) -> Iterator[LineSample]:
+    """``count`` lines of 1 to 12 digits drawn from ``digits`` (uint8 (N, 28, 28)) and their
+    ``labels``: varied gaps (wide to overlapping), sizes, slant, slope and pens, in form fields
+    or on ruled paper, under uneven light, blurred, noisy, maybe JPEG-compressed. ``style``
+    names the ranges ("train", "validation", "test") or gives them. Bad arguments raise at once,
+    not at the first sample."""
+    if count < 0:
+        raise DigitrecError(f"count must be 0 or more, not {count}")
+    source, ranges = Digits(digits, labels), page_style(style)
+    rng = np.random.default_rng(seed)
+    return (_line_sample(source, ranges, rng) for _ in range(count))
+
+
+def _line_sample(source: Digits, style: PageStyle, rng: np.random.Generator) -> LineSample:
+    """One line sample: a number in its field, on a sheet just larger than it."""
+    hand = style.hand
+    height = rng.uniform(*hand.line_height)
+    images, text = source.draw(int(rng.integers(hand.digits[0], hand.digits[1] + 1)), rng)
+    weights = np.asarray(style.print.contexts) / sum(style.print.contexts)
+    kind = FIELDS[rng.choice(len(FIELDS), p=weights)]
+    pitch = rng.uniform(1.05, 1.5) * height if kind == "comb" else None
+    written = write_number(images, height, rng, hand, pitch=pitch)
+    label = None
+    if rng.random() < style.print.label_probability:
+        label = layouts.label(style.print, written.height, rng)
+    margins = rng.uniform(0.1, 0.35, 4) * height
+    left = round(margins[0] + (label.shape[1] + 0.4 * height if label is not None else 0))
+    top = round(margins[1])
+    rows = top + written.ink.shape[0] + round(margins[3])
+    cols = left + written.ink.shape[1] + round(margins[2])
+    sheet = Sheet((rows, cols), written.height, style, rng)
+    sheet.write(written, left, top, text)
+    sheet.field(kind, written, left, top, pitch)
+    if label is not None:
+        bottom = min(rows, top + written.ink.shape[0]) - label.shape[0]
+        sheet.paste(sheet.text, label, round(margins[0]), max(0, bottom))
+    image, (truth,) = sheet.picture()
+    return LineSample(image, truth.text, truth.digit_boxes)
+
+
+def page_sample(
+    layout: str,
+    digits: np.ndarray,
+    labels: np.ndarray,
+    seed: int,
+    style: str | PageStyle = "train",
+) -> PageSample:
+    """A page of ``layout`` (one of ``LAYOUTS``) written with ``digits`` and ``labels``."""
+    if layout not in layouts.LAYOUTS:
+        raise DigitrecError(f"unknown layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    ranges = page_style(style)
+    image, lines = layouts.LAYOUTS[layout](
+        Digits(digits, labels), ranges, np.random.default_rng(seed)
+    )
+    return PageSample(image, "\n".join(line.text for line in lines), lines)

@@ -1,0 +1,120 @@
+"""The ranges every variation of a generated line or page is drawn from, and the two styles.
+
+``TRAIN`` and ``TEST`` differ in their parameters, not only in their seeds, so that a figure
+measured on test pages is never measured on the very style the models were trained on:
+
+- printed text (form labels, distractor words, the "letters" pages) is set in disjoint font
+  families (train: DejaVu and GNU FreeFont; test: Liberation) and drawn from disjoint word lists;
+- printed rules and boxes have disjoint colours (train: black, greys and blues; test: the red,
+  green and brown "drop-out" colours of forms) and a thicker sub-range of widths in test;
+- pens: test reaches thicker markers than train and not its finest pens;
+- shadows: straight-edged in train (an object's edge), round soft blobs in test;
+- blur: Gaussian in train, a defocus disk in test.
+
+"validation" is the train style: validation pages differ from training ones by their digits
+(the caller passes the validation split, the last 5,000 training images) and seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from digitrec.errors import DigitrecError
+
+Range = tuple[float, float]
+Colour = tuple[float, float, float]
+STYLES = ("train", "validation", "test")
+TRAIN_WORDS = (
+    "Name Date Phone Total Amount Code No. Ref Ab Class Score Page Room Signature Item Qty"
+)
+TEST_WORDS = "Nom Datum Tel. Sum Value Key Nr. Memo Bc Group Grade Sheet Desk Sign Part Count"
+
+
+@dataclass(frozen=True)
+class Hand:
+    """How numbers are written; sizes are in units of the digit height unless stated."""
+
+    digits: tuple[int, int] = (1, 12)  # digits in a line sample's number
+    line_height: Range = (28.0, 64.0)  # digit ink height of a line sample, in pixels
+    size_jitter: float = 0.15  # digits of one number vary this much in size, either way
+    max_rotation: float = 8.0  # degrees, each digit
+    slant: Range = (-0.35, 0.35)  # shear of a number's digits (x shift per unit of height)
+    pen: Range = (-0.35, 0.8)  # stroke radius change in MNIST pixels: fine pen .. marker
+    max_slope: float = 4.0  # degrees of the baseline
+    # Gaps between the ink of neighbours, in digit heights, one range drawn per number:
+    gaps: tuple[Range, ...] = ((0.25, 0.8), (0.05, 0.3), (-0.05, 0.05), (-0.18, -0.03))
+    ink_colours: tuple[Colour, ...] = ((0.05, 0.05, 0.08), (0.1, 0.15, 0.55), (0.15, 0.2, 0.4))
+
+
+@dataclass(frozen=True)
+class Print:
+    """Printed matter: form rules and boxes, text set in fonts, and distractors."""
+
+    fonts: tuple[str, ...] = ("DejaVu", "Free")  # font file name prefixes
+    words: tuple[str, ...] = tuple(TRAIN_WORDS.split())
+    rule_colours: tuple[Colour, ...] = (
+        (0.1, 0.1, 0.1), (0.45, 0.45, 0.45), (0.65, 0.65, 0.68), (0.35, 0.5, 0.8),
+        (0.6, 0.75, 0.9),
+    )  # fmt: skip
+    rule_width: tuple[int, int] = (1, 2)  # pixels at a digit height of 40 px
+    # Weights of the form contexts around a number: none, comb, box, underline, ruled paper,
+    # squared paper, table.
+    contexts: tuple[float, ...] = (0.3, 0.15, 0.1, 0.1, 0.15, 0.1, 0.1)
+    label_probability: float = 0.1  # a printed word left of a line sample's number
+    field_label_probability: float = 0.8  # a comb field on a page has a printed label by it
+    distractor_probability: float = 0.5  # a digit page has distractors
+    stamp_colours: tuple[Colour, ...] = ((0.2, 0.3, 0.75), (0.75, 0.2, 0.25))
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Paper, light and camera: what a scan or a photo does to the page."""
+
+    paper: Range = (0.8, 1.0)  # brightness of the paper
+    fade: Range = (0.0, 0.45)  # ink and print lighter by this fraction: low contrast
+    gradient: Range = (0.0, 0.45)  # brightness loss across the image
+    shadow_probability: float = 0.4
+    shadow: str = "edge"  # "edge": a straight soft edge; "blob": round soft patches
+    shadow_depth: Range = (0.15, 0.5)
+    blur: str = "gaussian"  # "gaussian" or "defocus" (a disk)
+    blur_radius: Range = (0.0, 1.2)  # pixels at a digit height of 40 px
+    noise: Range = (0.0, 0.05)
+    jpeg_probability: float = 0.5
+    jpeg_quality: tuple[int, int] = (35, 95)
+    rotation: float = 15.0  # photo: degrees of the page either way
+    perspective: float = 0.05  # photo: corner displacement, in page sides
+    desk: Range = (0.1, 0.55)  # photo: brightness of the desk around the page
+    colour_probability: float = 0.5  # photo: an RGB image (coloured ink, paper and desk)
+
+
+@dataclass(frozen=True)
+class PageStyle:
+    """Everything a generated line or page varies, as ranges drawn from uniformly."""
+
+    hand: Hand = Hand()
+    print: Print = Print()
+    camera: Camera = Camera()
+
+
+TRAIN = PageStyle()
+TEST = PageStyle(
+    hand=Hand(pen=(-0.2, 1.1)),
+    print=Print(
+        fonts=("Liberation",),
+        words=tuple(TEST_WORDS.split()),
+        rule_colours=((0.85, 0.25, 0.25), (0.3, 0.65, 0.35), (0.6, 0.45, 0.25), (0.9, 0.5, 0.3)),
+        rule_width=(2, 3),
+        stamp_colours=((0.55, 0.2, 0.6), (0.2, 0.55, 0.3)),
+    ),
+    camera=Camera(shadow="blob", blur="defocus"),
+)
+
+
+def page_style(style: str | PageStyle) -> PageStyle:
+    """The ranges of a named style ("train" and "validation" share TRAIN; "test" is TEST), or
+    the given ranges."""
+    if isinstance(style, PageStyle):
+        return style
+    if style not in STYLES:
+        raise DigitrecError(f"unknown style {style!r}: expected one of {', '.join(STYLES)}")
+    return TEST if style == "test" else TRAIN
