@@ -93,6 +93,16 @@ def find_lines(image: np.ndarray, settings: DetectSettings = DetectSettings()) -
     ]
 
 
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1; exclusive ends)."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+    return width * height / (area - width * height)
+
+
 def _ink(gray: np.ndarray, settings: DetectSettings) -> tuple[np.ndarray, np.ndarray]:
     """The dark ink (bool): darker than the paper around it by a threshold well above the
     noise, faint pixels joined to clear ones included. And, on a photo, the page's edge and
