@@ -70,12 +70,11 @@ def measure(layout: str, images, labels, pages: int, seed: int, style: PageStyle
             found_lines + hits,
             extra + len(found) - hits,
         )
+    shares = (counts / pages, exact / pages, found_lines / lines)
     return [
         layout,
         pages,
-        f"{counts / pages:.1%}",
-        f"{exact / pages:.1%}",
-        f"{found_lines / lines:.1%}",
+        *(f"{share:.1%}" for share in shares),
         f"{extra / pages:.2f}",
         f"{median(times) * 1e3:.0f}",
     ]

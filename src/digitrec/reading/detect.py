@@ -95,12 +95,13 @@ def find_lines(image: np.ndarray, settings: DetectSettings = DetectSettings()) -
 
 def iou(a: Box, b: Box) -> float:
     """Intersection over union of two boxes (x0, y0, x1, y1; exclusive ends)."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
-    return width * height / (area - width * height)
+    common = _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+    return common / (_area(a) + _area(b) - common) if common else 0.0
+
+
+def _area(box: Box) -> int:
+    """The area of a box; 0 if it is empty."""
+    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
 
 
 def _ink(gray: np.ndarray, settings: DetectSettings) -> tuple[np.ndarray, np.ndarray]:
