@@ -3,6 +3,8 @@ bottom, through rules, comb boxes, a photographed page's desk and a skewed scan.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 
 import cv2
@@ -95,3 +97,16 @@ def test_a_colour_photo_is_read_like_its_grey():
 def test_an_array_that_is_no_image_is_a_clear_error():
     with pytest.raises(ImageError, match="unsupported array shape"):
         find_lines(np.zeros(10))
+
+
+def test_finding_lines_never_imports_tensorflow():
+    script = (
+        "import sys, numpy as np\n"
+        "from digitrec.reading import find_lines\n"
+        "find_lines(np.full((64, 64), 255, np.uint8))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.stderr
