@@ -120,7 +120,10 @@ def _ink(gray: np.ndarray, settings: DetectSettings) -> tuple[np.ndarray, np.nda
     keep[pieces[darker > strong]] = True
     keep[0] = False
     cliffs = _cliffs(paper, settings.cliff, settings.cliff_length)
-    return keep[pieces], cliffs | _desk(paper, cliffs, settings.desk_edge)
+    beyond = cliffs | _desk(paper, cliffs, settings.desk_edge)
+    if cliffs.any():  # a photographed page: what reaches the image's border is the desk's
+        beyond[[0, -1], :] = beyond[:, [0, -1]] = True
+    return keep[pieces], beyond
 
 
 def _window(shape: tuple[int, int], settings: DetectSettings) -> int:
@@ -137,10 +140,17 @@ def _paper(smooth: np.ndarray, side: int) -> np.ndarray:
 
 
 def _desk(paper: np.ndarray, cliffs: np.ndarray, sharp: float) -> np.ndarray:
-    """Around a photographed page, the desk (bool): the dark side of the paper's brightness
-    (split by Otsu's threshold) where it reaches the image's border, covers less than half of
-    the image (the page is the larger) and is bounded mostly by a sharp edge (``sharp``: the
-    fraction of its boundary on ``cliffs``); a shadow's boundary is soft."""
+    """Around a photographed page, the desk (bool). Where the page's edge (``cliffs``) closes
+    around a large part of the image, all outside it. Otherwise the dark side of the paper's
+    brightness (split by Otsu's threshold) where it reaches the image's border, covers less
+    than half of the image (the page is the larger) and is bounded mostly by a sharp edge
+    (``sharp``: the fraction of its boundary on ``cliffs``); a shadow's boundary is soft."""
+    count, parts = cv2.connectedComponents((~cliffs).astype(np.uint8), connectivity=4)
+    sizes = np.bincount(parts.ravel(), minlength=count)
+    closed = sizes * ~_at_border(parts, count)
+    closed[0] = 0
+    if closed.max() >= 0.2 * parts.size:
+        return (parts != np.argmax(closed)) & ~cliffs
     levels = np.round(np.clip(paper, 0, 1) * 255).astype(np.uint8)
     _, dark = cv2.threshold(levels, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     count, parts = cv2.connectedComponents(dark, connectivity=4)
@@ -149,11 +159,17 @@ def _desk(paper: np.ndarray, cliffs: np.ndarray, sharp: float) -> np.ndarray:
     on_cliff = np.bincount(parts[edge], weights=cliffs[edge], minlength=count)
     boundary = np.bincount(parts[edge], minlength=count)
     sizes = np.bincount(parts.ravel(), minlength=count)
-    border = np.zeros(count, bool)
-    border[np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]])] = True
-    desk = border & (sizes < parts.size / 2) & (on_cliff >= sharp * np.maximum(boundary, 1))
+    desk = _at_border(parts, count) & (sizes < parts.size / 2)
+    desk &= on_cliff >= sharp * np.maximum(boundary, 1)
     desk[0] = False
     return desk[parts]
+
+
+def _at_border(parts: np.ndarray, count: int) -> np.ndarray:
+    """Which of ``count`` labelled parts reach the image's border (bool per label)."""
+    border = np.zeros(count, bool)
+    border[np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]])] = True
+    return border
 
 
 def _cliffs(paper: np.ndarray, steepness: float, length: float) -> np.ndarray:
