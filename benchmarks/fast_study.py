@@ -65,7 +65,7 @@ def shuffled_images(images, labels, config, num_classes, verbose=False) -> Any:
 
     from digitrec.data import as_model_input
 
-    return (
+    dataset = (
         tf.data.Dataset.from_tensor_slices(
             (as_model_input(images), keras.utils.to_categorical(labels, num_classes))
         )
@@ -73,6 +73,7 @@ def shuffled_images(images, labels, config, num_classes, verbose=False) -> Any:
         .batch(config.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
+    return dataset, []  # as train.training_dataset: no random sources for EpochSeeds to set
 
 
 VARIANTS = [

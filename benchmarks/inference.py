@@ -7,7 +7,7 @@ For each run directory (its `model.keras`, and its `model.onnx`, exported if mis
   classify (`Recognizer.read` for ONNX; the same normalization then `model.predict` for Keras);
 - batch throughput: images/s on 1,000 already-normalized 28x28 inputs in one call.
 
-Each figure is the median over `--repeats` repetitions. Targets (issue 5): ONNX single-image
+Each figure is the median over `--repeats` repetitions. Targets: ONNX single-image
 latency >= 5x lower than Keras, >= 20,000 images/s for lenet5, `digitrec predict` under 1 s.
 Without run directories a LeNet-5 is trained for one epoch (speed does not depend on accuracy).
 

@@ -89,8 +89,8 @@ def summarize(name: str, run_dirs: list[Path], perturb: bool, data: Dataset) -> 
     run: no spread) and worst test accuracy."""
     import keras
 
-    from digitrec.evaluate import load_classifier
     from digitrec.models import multiply_accumulates
+    from digitrec.saved_models import load_classifier
 
     metrics = [read_json(d / "metrics.json") for d in run_dirs]
     accuracies = [m["test_accuracy"] for m in metrics]

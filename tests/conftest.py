@@ -14,6 +14,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from digitrec.data import DATA_DIR_ENV, DataFile, DatasetInfo
 
+MNIST_FIXTURES = {"mnist", "mnist_dir"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``mnist`` every test that reads the real MNIST through its fixtures (directly or
+    through another fixture), so ``-m "not mnist"`` selects exactly the tests that need no MNIST."""
+    for item in items:
+        if MNIST_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.mnist)
+
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):

@@ -9,10 +9,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
+
+from digitrec.serve.settings import ServerOptions
 
 
 def free_port() -> int:
@@ -37,11 +40,13 @@ def wait_until_ready(url: str, timeout: float = 30.0, process: subprocess.Popen 
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` on uvicorn in a thread on a free loopback port; yield its base URL, then
-    shut it down and check that it stopped."""
+def serving(app: FastAPI, **options: Any) -> Iterator[str]:
+    """Run ``app`` on uvicorn in a thread on a free loopback port, as ``digitrec serve`` does
+    (``options``: other ``ServerOptions``); yield its base URL, then shut it down and check
+    that it stopped."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server_options = ServerOptions(host="127.0.0.1", port=port, log_level="warning", **options)
+    config = uvicorn.Config(app, **server_options.uvicorn_options())
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

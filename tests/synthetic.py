@@ -1,4 +1,4 @@
-"""Images made from 28×28 digits the way people's own images look, for the tests of issue 4.
+"""Images made from 28×28 digits the way people's own images look, to test how well they are read.
 
 The rendering of user-style digits and strings lives in the package (``digitrec.synthesis``,
 also used by the export to choose the rejection threshold on validation digits); this module

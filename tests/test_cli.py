@@ -1,7 +1,9 @@
-"""The command line as a whole: version, help for every subcommand."""
+"""The command line as a whole: version, help for every subcommand, TensorFlow kept quiet."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
@@ -26,17 +28,35 @@ def test_every_subcommand_has_help(command, capsys):
     assert f"usage: digitrec {command}" in capsys.readouterr().out
 
 
-def test_public_api_names_resolve_and_import_lazily():
-    code = (
-        "import sys, digitrec\n"
-        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
-        "missing = [n for n in digitrec.__all__ if not hasattr(digitrec, n)]\n"
-        "assert not missing, missing\n"
-        "print('ok')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """``python -c CODE`` in a new process, its output captured as text."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def modules_loaded_by(statement: str, watched: list[str]) -> list[str]:
+    """Which of the ``watched`` modules a new Python process has loaded after ``statement``."""
+    loaded = f"[m for m in {watched!r} if m in sys.modules]"
+    result = run_python(f"import json, sys\n{statement}\nprint(json.dumps({loaded}))")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    return json.loads(result.stdout)
+
+
+def test_public_api_imports_lazily():
+    assert modules_loaded_by("import digitrec", ["tensorflow", "keras"]) == []
+
+
+def test_public_api_names_resolve():
+    import digitrec
+
+    assert [name for name in digitrec.__all__ if not hasattr(digitrec, name)] == []
+
+
+def test_export_and_model_loading_do_not_import_evaluation():
+    # Keras itself imports scikit-learn when it loads (keras.src.wrappers), so only our imports
+    # can be checked: neither digitrec.evaluate nor its scikit-learn and matplotlib.
+    statement = "import digitrec.export, digitrec.saved_models"
+    watched = ["digitrec.evaluate", "sklearn", "matplotlib"]
+    assert modules_loaded_by(statement, watched) == []
 
 
 def test_a_command_whose_extra_is_missing_names_the_extra_to_install():
@@ -46,6 +66,76 @@ def test_a_command_whose_extra_is_missing_names_the_extra_to_install():
         "from digitrec.cli import main\n"
         "sys.exit(main(['train', '--epochs', '1']))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_python(code)
     assert result.returncode == 2
     assert "pip install 'digitrec[train]'" in result.stderr and "Traceback" not in result.stderr
+
+
+# What TensorFlow 2.21 prints on its own: absl's warning and the oneDNN notice while it loads
+# (twice), an E0000 line from tf.data during training; NumPy's FutureWarning through tf2onnx
+# (tests/test_export.py covers that one).
+TENSORFLOW_NOISE = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+    "E0000 ",
+)
+
+
+def run_digitrec(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """``digitrec ARGS`` in a new process, with TensorFlow's logging as a user has it: no log
+    level set, and oneDNN announced whatever this machine's CPU (its notice is the test's
+    witness)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    command = [sys.executable, "-m", "digitrec", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def test_tensorflow_log_lines_are_hidden_unless_verbose(tmp_path):
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")  # TensorFlow loads, then the model fails
+    quiet = run_digitrec("evaluate", str(broken))
+    verbose = run_digitrec("--verbose", "evaluate", str(broken))
+    for result in (quiet, verbose):
+        assert result.returncode == 2
+        assert "digitrec evaluate: error:" in result.stderr and "cannot load model" in result.stderr
+    assert not [line for line in TENSORFLOW_NOISE if line in quiet.stderr], quiet.stderr
+    assert TENSORFLOW_NOISE[0] in verbose.stderr and TENSORFLOW_NOISE[1] in verbose.stderr
+
+
+@pytest.mark.slow
+def test_tune_prints_no_tensorflow_log_lines(mnist_dir, tmp_path):
+    result = run_digitrec(
+        *("tune", "--trials", "1", "--subset", "300", "--epochs", "1", "--quiet"),
+        *("--out", str(tmp_path / "study"), "--data-dir", str(mnist_dir)),
+    )
+    assert result.returncode == 0, result.stderr
+    assert not [line for line in TENSORFLOW_NOISE if line in result.stderr], result.stderr
+
+
+def test_quiet_mode_filters_only_the_noise_written_while_tensorflow_loads(tmp_path):
+    code = (
+        "import os, sys\n"
+        "import digitrec.quiet as quiet\n"
+        "quiet.quiet_tensorflow()\n"
+        "with quiet.filtered_stderr():\n"
+        "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are "
+        "written to STDERR\\n')\n"
+        "    os.write(2, b'I0000 00:00:1795905490.940392    6642 port.cc:153] oneDNN notice\\n')\n"
+        "    os.write(2, b'W0000 00:00:1795905490.940392    6642 port.cc:99] a real warning\\n')\n"
+        "    print('a line of our own', file=sys.stderr)\n"
+        "import numpy\n"
+        "hasattr(numpy, 'object')  # the FutureWarning tf2onnx triggers\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [
+        "W0000 00:00:1795905490.940392    6642 port.cc:99] a real warning",
+        "a line of our own",
+    ]
+
+
+def test_verbose_is_documented_in_help(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    assert "--verbose" in capsys.readouterr().out

@@ -104,7 +104,8 @@ def test_offline_cache_miss_names_the_variable_and_files(tmp_path):
     message = str(caught.value)
     assert DATA_DIR_ENV in message
     assert all(f.name + ".gz" in message for f in info.files.values())
-    assert not any(cache_dir(info.name).glob("*")) if cache_dir(info.name).exists() else True
+    assert "http://127.0.0.1:9/unreachable/" in message  # a download was tried and failed
+    assert list(cache_dir(info.name).rglob("*")) == []  # and left nothing in the cache
 
 
 def test_download_verifies_and_moves_a_bad_copy_aside(tmp_path):

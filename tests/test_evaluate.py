@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -48,19 +49,58 @@ def test_report_has_valid_figures_and_the_metrics(tiny_run, tmp_path):
             image.verify()
         assert f"]({name})" in report
     stored = json.loads((run_dir / "metrics.json").read_text())
-    assert result["test_accuracy"] == pytest.approx(stored["test_accuracy"])
-    assert f"{result['test_accuracy']:.4%}" in report
+    assert result["accuracy"] == pytest.approx(stored["test_accuracy"])
+    assert f"{result['accuracy']:.4%}" in report
 
 
-def test_cli_json_prints_one_object_with_the_accuracy(tiny_run, capsys):
+def keras_accuracy(source, data_dir, tta=False):
+    """The accuracy of a Keras model on the tiny test set, counted here from its predictions."""
+    from digitrec.data import load_dataset
+    from digitrec.saved_models import load_keras, predict_keras
+
+    model, _ = load_keras(source, tta)
+    data = load_dataset("tiny", data_dir, download=False, progress=False)
+    predicted = predict_keras(model, data.test_images).argmax(axis=1)
+    return float(np.mean(predicted == data.test_labels))
+
+
+def test_cli_json_prints_one_object_with_one_accuracy_and_progress_on_stderr(tiny_run, capsys):
     from digitrec.cli import main
 
     run_dir, data_dir = tiny_run
     assert main(["evaluate", str(run_dir), "--json", "--data-dir", str(data_dir)]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    stored = json.loads((run_dir / "metrics.json").read_text())
-    assert printed["accuracy"] == pytest.approx(stored["test_accuracy"])
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert printed["accuracy"] == pytest.approx(keras_accuracy(run_dir, data_dir))
+    assert "test_accuracy" not in printed
     assert len(printed["confusion_matrix"]) == 10
+    assert "classifying the 20 test images" in captured.err and "\x1b" not in captured.err
+
+
+def test_training_metrics_keep_their_schema(tiny_run):
+    run_dir, data_dir = tiny_run
+    stored = json.loads((run_dir / "metrics.json").read_text())
+    assert stored["test_accuracy"] == pytest.approx(keras_accuracy(run_dir, data_dir))
+    assert "accuracy" not in stored
+
+
+def test_a_model_file_gets_a_report_only_where_asked(tiny_run, tmp_path, monkeypatch, capsys):
+    from digitrec.cli import main
+
+    run_dir, data_dir = tiny_run
+    model = tmp_path / "models" / "copy.keras"
+    model.parent.mkdir()
+    model.write_bytes((run_dir / "model.keras").read_bytes())
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    result = evaluate(model, "tiny", data_dir)
+    assert "report" not in result
+    assert result["accuracy"] == pytest.approx(keras_accuracy(model, data_dir))
+    assert main(["evaluate", str(model), "--dataset", "tiny", "--data-dir", str(data_dir)]) == 0
+    assert "report          none written (--out DIR writes one)" in capsys.readouterr().out
+    assert list((tmp_path / "work").iterdir()) == [] and os.listdir(model.parent) == ["copy.keras"]
+    result = evaluate(model, "tiny", data_dir, out=tmp_path / "asked")
+    assert result["report"] == str(tmp_path / "asked" / "report.md")
 
 
 def test_unreadable_model_file_is_a_model_error(tmp_path):
@@ -100,6 +140,6 @@ def test_tta_report_goes_beside_the_run_and_needs_a_keras_model(tiny_run):
     run_dir, data_dir = tiny_run
     result = evaluate(run_dir, data_dir=data_dir, tta=True)
     assert result["report"] == str(run_dir / "tta" / "report.md")
-    assert 0 <= result["test_accuracy"] <= 1
+    assert result["accuracy"] == pytest.approx(keras_accuracy(run_dir, data_dir, tta=True))
     with pytest.raises(ModelError, match="test-time augmentation needs a Keras model"):
         evaluate("default", tta=True)

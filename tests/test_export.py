@@ -1,9 +1,15 @@
 """Export: ONNX, LiteRT and SavedModel round trips for a plain model and an ensemble, the parity
-check, the ONNX metadata and model card, atomic output, and the CLI."""
+check, the ONNX metadata and model card, atomic output, what an export may replace (nothing of
+the user's), and the CLI."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +19,7 @@ from conftest import write_tiny_dataset
 from digitrec.cli import main
 from digitrec.data import DATASETS, as_model_input, load_dataset
 from digitrec.errors import DigitrecError, ModelError
-
-FORMATS = ("onnx", "litert", "saved_model")
+from digitrec.export_output import FORMATS, is_digitrec_output
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +36,11 @@ def tiny_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def plain_run(tiny_data, tmp_path_factory) -> Path:
-    """A run directory of LeNet-5 trained for one epoch by ``train``."""
+    """A run directory of LeNet-5 trained for one epoch by ``train``, with a validation split of
+    100 images: quick to calibrate, so quick to export to ONNX."""
     from digitrec.train import resolve_config, train
 
-    config = resolve_config("lenet5", dataset="tiny", epochs=1)
+    config = resolve_config("lenet5", dataset="tiny", epochs=1, val_size=100)
     return train(config, tmp_path_factory.mktemp("runs") / "plain", tiny_data, verbose=False)
 
 
@@ -71,7 +77,7 @@ def ensemble_file(tiny_data, tmp_path_factory) -> Path:
 
 def keras_probs(source: Path, tiny_data: Path) -> tuple[np.ndarray, np.ndarray]:
     """Keras's probabilities for the tiny test images, and those inputs."""
-    from digitrec.evaluate import load_keras
+    from digitrec.saved_models import load_keras
 
     model, _ = load_keras(source)
     images = as_model_input(load_dataset("tiny", tiny_data, download=False).test_images)
@@ -96,6 +102,7 @@ def test_export_round_trip_matches_keras(
     assert np.abs(actual - expected).max() <= 1e-5
     assert (actual.argmax(axis=1) == expected.argmax(axis=1)).all()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    assert is_digitrec_output(out, format)
 
 
 def export_model_quietly(source, format, out, tiny_data, **kwargs) -> Path:
@@ -142,19 +149,16 @@ def test_onnx_metadata_describes_model_input_run_and_calibration(plain_run, tiny
     assert f"{props['test_accuracy']:.4%}" in card
 
 
-def test_tta_export_averages_the_model_over_small_shifts(tiny_data, tmp_path):
+def test_tta_export_averages_the_model_over_small_shifts(plain_run, tiny_data, tmp_path):
     import onnx
     from scipy import ndimage
 
-    from digitrec.evaluate import load_keras
     from digitrec.export import run_exported
     from digitrec.models import TTA_SHIFTS
-    from digitrec.train import resolve_config, train
+    from digitrec.saved_models import load_keras
 
-    config = resolve_config("lenet5", dataset="tiny", epochs=1, val_size=100)
-    run_dir = train(config, tmp_path / "run", tiny_data, verbose=False)
-    out = export_model_quietly(run_dir, "onnx", tmp_path / "tta.onnx", tiny_data, tta=True)
-    model, _ = load_keras(run_dir)
+    out = export_model_quietly(plain_run, "onnx", tmp_path / "tta.onnx", tiny_data, tta=True)
+    model, _ = load_keras(plain_run)
     images = as_model_input(load_dataset("tiny", tiny_data, download=False).test_images)
     shifted = [ndimage.shift(images, (0, dy, dx, 0), order=0) for dy, dx in TTA_SHIFTS]
     expected = np.mean([model.predict(x, verbose=0) for x in shifted], axis=0)
@@ -198,14 +202,169 @@ def test_unknown_format_and_missing_model_are_clear_errors(tmp_path):
         export_model(tmp_path / "nothing.keras", "onnx")
 
 
-def test_export_cli_writes_the_file(plain_run, tiny_data, tmp_path, capsys):
+def test_the_packaged_model_cannot_be_exported_again():
+    from digitrec.export import export_model
+
+    with pytest.raises(
+        ModelError, match=r"needs a Keras model.*packaged model is already exported"
+    ):
+        export_model("default", "onnx")
+
+
+def user_folder(path: Path) -> tuple[Path, dict[str, bytes | None]]:
+    """A folder of someone's own files, and a snapshot of it to compare with later."""
+    (path / "sub").mkdir(parents=True)
+    (path / "notes.txt").write_text("mine")
+    (path / "sub" / "data.csv").write_text("1,2\n")
+    return path, snapshot(path)
+
+
+def snapshot(path: Path) -> dict[str, bytes | None]:
+    return {
+        str(p.relative_to(path)): p.read_bytes() if p.is_file() else None
+        for p in sorted(path.rglob("*"))
+    }
+
+
+def test_a_users_folder_survives_saved_model_export_untouched(
+    plain_run, tiny_data, tmp_path, monkeypatch, capsys
+):
+    folder, before = user_folder(tmp_path / "mine")
+    export = ["export", str(plain_run), "--format", "saved_model", "--data-dir", str(tiny_data)]
+    assert main([*export, "--out", str(folder)]) == 2
+    assert "mine already exists; choose another --out" in capsys.readouterr().err
+    assert main([*export, "--out", str(folder), "--force"]) == 2
+    assert "is not a digitrec saved_model export; not replacing it" in capsys.readouterr().err
+    monkeypatch.chdir(folder)
+    for force in ([], ["--force"]):
+        assert main([*export, "--out", ".", *force]) == 2
+        assert "is the working folder" in capsys.readouterr().err
+    assert snapshot(folder) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+@pytest.mark.parametrize("format", ["onnx", "litert"])
+def test_a_single_file_export_to_a_folder_goes_inside_it(
+    format, plain_run, tiny_data, tmp_path, monkeypatch
+):
+    folder, before = user_folder(tmp_path / "mine")
+    monkeypatch.chdir(folder)
+    out = export_model_quietly(plain_run, format, ".", tiny_data)
+    assert out == folder / f"model{FORMATS[format]}" and is_digitrec_output(out, format)
+    written = {out.name} | ({"model.card.md"} if format == "onnx" else set())
+    assert set(snapshot(folder)) == set(before) | written
+    assert {k: v for k, v in snapshot(folder).items() if k in before} == before
+
+
+def test_force_replaces_a_previous_export_and_nothing_else(plain_run, tiny_data, tmp_path):
+    import keras
+
+    out = tmp_path / "sm"
+    export_model_quietly(plain_run, "saved_model", out, tiny_data)
+    (out / "extra.txt").write_text("added to our export")
+    with pytest.raises(ModelError, match="already exists; choose another --out"):
+        export_model_quietly(plain_run, "saved_model", out, tiny_data)
+    assert (out / "extra.txt").exists()
+    export_model_quietly(plain_run, "saved_model", out, tiny_data, force=True)
+    assert is_digitrec_output(out, "saved_model") and not (out / "extra.txt").exists()
+
+    foreign = tmp_path / "foreign"  # a SavedModel, but exported by someone else
+    keras.saving.load_model(plain_run / "model.keras").export(str(foreign), verbose=False)
+    before = snapshot(foreign)
+    with pytest.raises(ModelError, match="is not a digitrec saved_model export"):
+        export_model_quietly(plain_run, "saved_model", foreign, tiny_data, force=True)
+    assert snapshot(foreign) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign", "sm"]
+
+
+def test_force_replaces_only_a_single_file_export_of_ours(plain_run, tiny_data, tmp_path):
+    import onnx
+
+    out = export_model_quietly(plain_run, "onnx", tmp_path / "m.onnx", tiny_data)
+    first = out.stat().st_ino
+    with pytest.raises(ModelError, match=r"m\.onnx already exists"):
+        export_model_quietly(plain_run, "onnx", out, tiny_data)
+    assert export_model_quietly(plain_run, "onnx", out, tiny_data, force=True) == out
+    assert out.stat().st_ino != first and is_digitrec_output(out, "onnx")
+
+    other = tmp_path / "other.onnx"  # a valid ONNX file from another producer
+    graph = onnx.helper.make_graph([], "empty", [], [])
+    onnx.save(onnx.helper.make_model(graph, producer_name="someone"), str(other))
+    card = tmp_path / "third.card.md"  # our model's name, but the user's notes
+    card.write_text("my notes on the third model\n")
+    for target, refused in ((other, other), (tmp_path / "third.onnx", card)):
+        before = refused.read_bytes()
+        with pytest.raises(
+            ModelError, match=re.escape(f"{refused.name} exists and is not a digitrec")
+        ):
+            export_model_quietly(plain_run, "onnx", target, tiny_data, force=True)
+        assert refused.read_bytes() == before
+    assert not (tmp_path / "third.onnx").exists()
+
+
+@pytest.mark.parametrize("format", ["litert", "saved_model"])
+def test_an_export_clears_what_a_killed_export_left(format, plain_run, tiny_data, tmp_path):
+    out = tmp_path / f"model{FORMATS[format]}"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], text=True, capture_output=True
+    ).stdout.strip()
+    left = tmp_path / f".{out.name}.tmp-{dead}@{socket.gethostname()}-abcd1234{FORMATS[format]}"
+    left.mkdir() if format == "saved_model" else left.write_bytes(b"half an export")
+    live = tmp_path / f".{out.name}.tmp-{os.getpid()}@{socket.gethostname()}-live"
+    live.write_bytes(b"another export still running")
+    export_model_quietly(plain_run, format, out, tiny_data)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, live.name])
+
+
+def test_export_cli_writes_the_file_and_shows_its_steps(plain_run, tiny_data, tmp_path, capsys):
     out = tmp_path / "cli.onnx"
     status = main(["export", str(plain_run), "--out", str(out), "--data-dir", str(tiny_data)])
     assert status == 0 and out.is_file() and (tmp_path / "cli.card.md").is_file()
-    assert f"exported {out}" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert f"exported {out}" in captured.out
+    assert "checking the export against Keras on 40 test images" in captured.err
+    assert "calibrating on the validation split" in captured.err and "\x1b" not in captured.err
     assert main(["export", str(tmp_path / "none"), "--rejection-rate", "0.1"]) == 2
     with pytest.raises(DigitrecError, match="rejection rate"):
         export_model_quietly(plain_run, "onnx", out, tiny_data, rejection_rate=1.5)
+
+
+def test_export_cli_offers_every_format():
+    from digitrec.cli import build_parser
+
+    parser = build_parser()
+    for format in FORMATS:
+        assert parser.parse_args(["export", "RUN", "--format", format]).format == format
+    with pytest.raises(SystemExit):
+        parser.parse_args(["export", "RUN", "--format", "tfjs"])
+
+
+def test_export_prints_no_tensorflow_or_library_noise(plain_run, tmp_path):
+    code = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from conftest import write_tiny_dataset\n"
+        "from digitrec.data import DATASETS\n"
+        "from digitrec.cli import main\n"
+        "os.environ.pop('TF_CPP_MIN_LOG_LEVEL')  # as a user has it (conftest sets it)\n"
+        "DATASETS['tiny'] = write_tiny_dataset(Path(sys.argv[2]), n_train=5100, n_test=40)[0]\n"
+        "sys.exit(main(sys.argv[3:]))\n"
+    )
+    out = tmp_path / "quiet.onnx"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["TF_ENABLE_ONEDNN_OPTS"] = "1"  # so that TensorFlow has its notice to print
+    tests = Path(__file__).parent
+    args = ["export", str(plain_run), "--out", str(out), "--data-dir", str(tmp_path / "tiny")]
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tests), str(tmp_path / "tiny"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines and all(line.startswith("[") and " s] " in line for line in lines), lines
 
 
 def test_training_command_spells_out_settings_a_run_predates():

@@ -1,9 +1,14 @@
 """``digitrec predict``: the table, the JSON lines, --single, folders, per-file errors with the
-exit status, --save-normalized, and a bad model."""
+exit status (malformed and special files too), --save-normalized, --max-pixels, bad models and
+run directories, and the progress bar (on a terminal only)."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import struct
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +16,8 @@ import pytest
 from PIL import Image
 from synthetic import Style, digit_string_image, font_digit
 
-from digitrec.cli import main
+from digitrec import decoding
+from digitrec.cli import main, predict
 from digitrec.recognizer import Recognizer
 
 
@@ -133,3 +139,87 @@ def test_bad_model_or_empty_folder_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(tmp_path / "empty")]) == 2
     assert "no image files found" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(20)
+def test_malformed_files_and_special_files_get_their_errors_and_the_others_are_read(
+    tmp_path, capsys, monkeypatch
+):
+    good = write_digits(tmp_path / "good.png", [2, 4])
+    (tmp_path / "header.bmp").write_bytes(b"BM" + bytes(12) + struct.pack("<I", 40) + bytes(40))
+    (tmp_path / "signature.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    (tmp_path / "large.png").write_bytes(good.read_bytes() + bytes(2000))
+    monkeypatch.setattr(decoding, "MAX_FILE_BYTES", good.stat().st_size + 1000)  # under large
+    names = ["header.bmp", "signature.png", "large.png", "good.png"]
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.png")
+        names.append("pipe.png")
+    assert main(["predict", *(str(tmp_path / name) for name in names), "--json"]) == 1
+    errors = {Path(line["file"]).name: line["error"] for line in json_lines(capsys)}
+    assert errors.pop("good.png") is None
+    assert errors.pop("header.bmp").startswith("truncated or corrupt BMP image: ")
+    assert errors.pop("signature.png").endswith("corrupt PNG image: unreadable header")
+    limit = good.stat().st_size + 1000
+    assert errors.pop("large.png").endswith(f"over the size limit of {limit:,} bytes")
+    assert all("is a named pipe (FIFO)" in error for error in errors.values())
+
+
+def test_max_pixels_sets_the_largest_image_read(tmp_path, capsys):
+    image = write_digits(tmp_path / "digits.png", [1, 2])
+    pixels = Image.open(image).width * Image.open(image).height
+    assert main(["predict", str(image), "--json", "--max-pixels", str(pixels)]) == 0
+    assert main(["predict", str(image), "--json", "--max-pixels", str(pixels - 1)]) == 1
+    good, refused = json_lines(capsys)
+    assert good["error"] is None and len(good["digits"]) == 2
+    assert f"over the limit of {pixels - 1:,} pixels" in refused["error"]
+    assert main(["predict", str(image), "--max-pixels", "0"]) == 2
+    assert "--max-pixels must be positive" in capsys.readouterr().err
+
+
+def test_a_run_directory_is_read_with_its_onnx_model_and_a_keras_one_says_how_to_export(
+    tmp_path, capsys
+):
+    image = write_digits(tmp_path / "x.png", [7])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"")
+    assert main(["predict", str(image), "--model", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("digitrec predict: error: ")
+    assert f"digitrec export {run} --format onnx" in err
+    default = resources.files("digitrec") / "assets" / "default.onnx"
+    (run / "model.onnx").write_bytes(default.read_bytes())
+    assert main(["predict", str(image), "--model", str(run), "--json"]) == 0
+    (line,) = json_lines(capsys)
+    assert line["text"] == Recognizer.load("default").read(image).text
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_shown_on_a_terminal_for_many_files(tmp_path, capsys, monkeypatch):
+    for k in range(3):
+        write_digits(tmp_path / f"{k}.png", [k])
+    monkeypatch.setattr(predict, "PROGRESS_FROM", 3)
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["predict", str(tmp_path), "--json"]) == 0
+    assert "3/3" in terminal.getvalue() and "image/s" in terminal.getvalue()
+    assert len(json_lines(capsys)) == 3  # each line whole, none mixed with the bar
+
+
+def test_no_progress_codes_when_stderr_is_not_a_terminal_or_files_are_few(
+    tmp_path, capsys, monkeypatch
+):
+    for k in range(3):
+        write_digits(tmp_path / f"{k}.png", [k])
+    monkeypatch.setattr(predict, "PROGRESS_FROM", 3)
+    assert main(["predict", str(tmp_path)]) == 0  # captured: not a terminal
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(predict, "PROGRESS_FROM", 4)
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["predict", str(tmp_path)]) == 0
+    assert terminal.getvalue() == ""

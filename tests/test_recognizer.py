@@ -1,17 +1,22 @@
-"""The recognizer: loading (default, bad files), calibrated batch prediction, reading images,
-rejection, no TensorFlow on the inference path, and issue 4's targets with the default model."""
+"""The recognizer: loading (default, bad files, run directories, Keras models), calibrated batch
+prediction, reading images (the pixel limit, the memory a large one takes), rejection, no
+TensorFlow on the inference path, and the default model's reading targets."""
 
 from __future__ import annotations
 
 import io
+import os
+import re
 import subprocess
 import sys
+import zipfile
 from dataclasses import replace
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from synthetic import (
     Style,
     blank_page,
@@ -23,7 +28,7 @@ from synthetic import (
 )
 
 from digitrec.calibration import apply_temperature
-from digitrec.errors import ModelError
+from digitrec.errors import ImageError, ModelError
 from digitrec.recognizer import Recognizer
 
 DEFAULT_BYTES = (resources.files("digitrec") / "assets" / "default.onnx").read_bytes()
@@ -113,10 +118,10 @@ def test_ink_shaped_like_no_digit_is_rejected_whatever_the_model_says(recognizer
     from digitrec import imaging
     from digitrec import recognizer as module
 
-    def implausible(gray, single=False):
-        return [replace(crop, plausible=False) for crop in imaging.find_digits(gray, single)]
+    def implausible(*args):
+        return [replace(crop, plausible=False) for crop in imaging.image_digits(*args)]
 
-    monkeypatch.setattr(module, "find_digits", implausible)
+    monkeypatch.setattr(module, "image_digits", implausible)
     reading = recognizer.read(row_of([4, 2]))
     assert reading.text == "??" and all(
         d.label is None and d.confidence > 0 for d in reading.digits
@@ -143,6 +148,50 @@ def test_read_many_classifies_every_digit_in_one_call(recognizer):
     readings = counting.read_many([row_of([1, 2]), row_of([3, 4, 5]), Image.new("L", (9, 9), 255)])
     assert calls == [5]
     assert [len(r.digits) for r in readings] == [2, 3, 0]
+
+
+def test_the_pixel_limit_is_the_callers_in_both_directions(recognizer):
+    image = row_of([1, 2])
+    pixels = image.width * image.height
+    for source in (png(image), image, np.asarray(image)):
+        with pytest.raises(ImageError, match=f"over the limit of {pixels - 1:,} pixels"):
+            recognizer.read(source, max_pixels=pixels - 1)
+        with pytest.raises(ImageError, match="over the limit"):
+            recognizer.read_many([source], max_pixels=pixels - 1)
+        assert len(recognizer.read(source, max_pixels=pixels).digits) == 2
+    large = png(Image.new("L", (6400, 6400), 255))  # 40,960,000 pixels
+    with pytest.raises(ImageError, match="over the limit of 40,000,000 pixels"):
+        recognizer.read(large)
+    assert recognizer.read(large, max_pixels=41_000_000).digits == []
+
+
+def test_a_large_image_is_read_within_a_bounded_memory(tmp_path):
+    pytest.importorskip("resource")  # to measure the peak memory
+    large, small = tmp_path / "large.png", tmp_path / "small.png"
+    image = Image.new("RGBA", (6320, 6320), (255, 255, 255, 0))  # 160 MB decoded, 0.2 MB as PNG
+    draw = ImageDraw.Draw(image)
+    draw.line([(1000, 2000), (2500, 2000), (1500, 4500)], fill=(0, 0, 0, 255), width=120)
+    draw.line([(4000, 2000), (4000, 4500)], fill=(0, 0, 0, 255), width=120)
+    image.save(large)
+    del image, draw
+    Image.new("L", (50, 50), 255).save(small)
+    script = f"""
+import resource, sys
+from digitrec.recognizer import Recognizer
+recognizer = Recognizer.load("default")
+recognizer.read({str(small)!r})  # the libraries' own first-use allocations
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+text = recognizer.read({str(large)!r}).text
+extra = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(text, extra * (1 if sys.platform == "darwin" else 1024))  # ru_maxrss is in KiB on Linux
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    text, extra = result.stdout.split()
+    assert text == "71"
+    assert int(extra) <= 300 * 2**20, f"reading took {int(extra) / 2**20:.0f} MB more at its peak"
 
 
 def test_thread_count_is_configurable():
@@ -185,6 +234,66 @@ def test_missing_model_file_and_wrong_input_shape_are_model_errors(tmp_path):
         Recognizer.load(path)
 
 
+def keras_file(path):
+    """A file laid out as Keras saves a model (.keras): a ZIP of its config, metadata and weights."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", '{"keras_version": "3.0.0"}')
+        archive.writestr("config.json", '{"class_name": "Sequential"}')
+        archive.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n")
+    return path
+
+
+def test_a_run_directory_is_read_through_its_exported_model(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(DEFAULT_BYTES)
+    keras_file(tmp_path / "model.keras")
+    loaded = Recognizer.load(tmp_path)
+    assert loaded.source == str(tmp_path / "model.onnx")
+    assert loaded.metadata == Recognizer.load("default").metadata
+
+
+def test_a_keras_model_or_a_run_not_yet_exported_says_how_to_export_it(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    keras_file(run / "model.keras")
+    (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    expected = {
+        run: f"a training run with no exported model yet; export it first: digitrec export {run}",
+        run / "model.keras": f"a Keras model (.keras), not an ONNX model; export it as ONNX first: "
+        f"digitrec export {run / 'model.keras'} --format onnx",
+        tmp_path / "model.h5": f"a Keras model (HDF5), not an ONNX model; export it as ONNX first: "
+        f"digitrec export {tmp_path / 'model.h5'} --format onnx",
+    }
+    for source, message in expected.items():
+        with pytest.raises(ModelError, match=re.escape(message)):
+            Recognizer.load(source)
+
+
+def test_a_saved_model_or_a_folder_without_a_model_is_a_clear_model_error(tmp_path):
+    saved = tmp_path / "saved_model"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"\x08\x01")
+    with pytest.raises(ModelError, match="a TensorFlow SavedModel, which digitrec cannot read"):
+        Recognizer.load(saved)
+    with pytest.raises(ModelError, match=r"a directory with no model\.onnx"):
+        Recognizer.load(tmp_path)
+    other_zip = tmp_path / "other.onnx"
+    with zipfile.ZipFile(other_zip, "w") as archive:
+        archive.writestr("notes.txt", "not a model")
+    with pytest.raises(ModelError, match="not a valid ONNX model"):
+        Recognizer.load(other_zip)
+
+
+@pytest.mark.timeout(10)
+def test_a_model_path_that_is_no_regular_file_is_refused_unread(tmp_path):
+    special = [Path("/dev/zero")] if Path("/dev/zero").exists() else []
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.onnx")
+        special.append(tmp_path / "pipe.onnx")
+    for path in special:
+        with pytest.raises(ModelError, match="not a regular file"):
+            Recognizer.load(path)
+
+
 def test_inference_path_never_imports_tensorflow_or_keras(tmp_path):
     image = tmp_path / "digits.png"
     row_of([6, 9]).save(image)
@@ -204,7 +313,7 @@ assert not heavy, heavy
     assert result.returncode == 0, result.stderr
 
 
-# --- issue 4's targets, on user-style images made from MNIST test digits -------------------------
+# --- reading targets, on user-style images made from MNIST test digits ---------------------------
 
 
 @pytest.mark.mnist

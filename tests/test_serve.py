@@ -1,54 +1,27 @@
-"""The web service: every endpoint, every error, the body limit, start-up, fuzzing and the CLI."""
+"""The web service's API: every endpoint and its errors, the reading's one definition and the
+model card. Hosts, security headers and broken requests are in test_serve_hardening.py, limits
+in test_serve_limits.py, the command in test_serve_cli.py."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import getpass
 import io
 import json
-import os
-import signal
+import re
 import socket
-import subprocess
-import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass, field, fields
 
-import httpx
 import numpy as np
 import pytest
-import schemathesis
-from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from live_server import free_port, serving, wait_until_ready
-from PIL import Image, ImageDraw
+from PIL import Image
+from pydantic import create_model
+from serve_support import PNG, RECOGNIZE, default_recognizer, drawn_ones, local_client, png_bytes
 
 from digitrec.cli import main
-from digitrec.recognizer import Recognizer
+from digitrec.recognizer import Digit, Reading, Recognizer
 from digitrec.serve.app import STATIC_DIR, ServeSettings, create_app
-
-RECOGNIZE = "/api/v1/recognize"
-
-
-def png_bytes(image: Image.Image | np.ndarray) -> bytes:
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def drawn_ones(count: int = 1, size: int = 120) -> bytes:
-    """Dark strokes on white, as the drawing page sends them: ``count`` upright ones in a row."""
-    image = Image.new("L", (size * count, size), 255)
-    draw = ImageDraw.Draw(image)
-    for i in range(count):
-        x = i * size + size // 2
-        draw.line([(x, size // 6), (x, size - size // 6)], fill=0, width=size // 10)
-    return png_bytes(image)
+from digitrec.serve.schemas import api_fields
 
 
 def mnist_as_drawn(digits: np.ndarray, scale: int = 4) -> bytes:
@@ -60,17 +33,17 @@ def mnist_as_drawn(digits: np.ndarray, scale: int = 4) -> bytes:
 
 @pytest.fixture(scope="module")
 def recognizer() -> Recognizer:
-    return Recognizer.load("default", threads=1)
+    return default_recognizer()
 
 
 @pytest.fixture(scope="module")
 def client(recognizer: Recognizer):
-    with TestClient(create_app(recognizer)) as client:
+    with local_client(create_app(recognizer)) as client:
         yield client
 
 
-def small_limits_client(recognizer: Recognizer, **limits) -> TestClient:
-    return TestClient(create_app(recognizer, ServeSettings(**limits)))
+def small_limits_client(recognizer: Recognizer, **limits):
+    return local_client(create_app(recognizer, ServeSettings(**limits)))
 
 
 # --- recognition -------------------------------------------------------------------------------
@@ -95,7 +68,7 @@ def test_recognize_answers_the_reading_of_the_recognizer_plus_normalized_images(
 
 def test_recognize_accepts_the_raw_body_with_an_image_content_type(client):
     image = drawn_ones(1)
-    raw = client.post(RECOGNIZE, content=image, headers={"content-type": "image/png"})
+    raw = client.post(RECOGNIZE, content=image, headers=PNG)
     form = client.post(RECOGNIZE, files={"image": ("one.png", image, "image/png")})
     assert raw.status_code == 200, raw.text
     assert raw.json() == form.json()
@@ -104,13 +77,9 @@ def test_recognize_accepts_the_raw_body_with_an_image_content_type(client):
 def test_recognize_reads_mnist_digits_and_numbers_drawn_as_dark_ink_on_white(client, mnist):
     labels, images = mnist.test_labels, mnist.test_images
     picks = [int(np.flatnonzero(labels == d)[0]) for d in (3, 8, 5)]
-    single = client.post(
-        RECOGNIZE, content=mnist_as_drawn(images[picks[:1]]), headers={"content-type": "image/png"}
-    ).json()
+    single = client.post(RECOGNIZE, content=mnist_as_drawn(images[picks[:1]]), headers=PNG).json()
     assert single["text"] == "3"
-    number = client.post(
-        RECOGNIZE, content=mnist_as_drawn(images[picks]), headers={"content-type": "image/png"}
-    ).json()
+    number = client.post(RECOGNIZE, content=mnist_as_drawn(images[picks]), headers=PNG).json()
     assert number["text"] == "385"
     assert [d["box"][0] for d in number["digits"]] == sorted(d["box"][0] for d in number["digits"])
 
@@ -121,7 +90,7 @@ def test_single_reads_the_whole_image_as_one_digit_and_top_k_sets_the_list_lengt
         RECOGNIZE,
         params={"single": "true", "top_k": 5},
         content=image,
-        headers={"content-type": "image/png"},
+        headers=PNG,
     ).json()
     assert len(body["digits"]) == 1
     assert len(body["normalized"]) == 1
@@ -130,7 +99,7 @@ def test_single_reads_the_whole_image_as_one_digit_and_top_k_sets_the_list_lengt
 
 def test_a_blank_image_reads_as_no_digits(client):
     blank = png_bytes(np.full((100, 100), 255, np.uint8))
-    body = client.post(RECOGNIZE, content=blank, headers={"content-type": "image/png"}).json()
+    body = client.post(RECOGNIZE, content=blank, headers=PNG).json()
     assert body == {"text": "", "digits": [], "error": None, "normalized": []}
 
 
@@ -143,9 +112,7 @@ def test_a_blank_image_reads_as_no_digits(client):
     ids=["top_k=0", "top_k=11", "top_k=text", "single=maybe"],
 )
 def test_bad_query_values_are_422_naming_the_parameter(client, params):
-    response = client.post(
-        RECOGNIZE, params=params, content=drawn_ones(), headers={"content-type": "image/png"}
-    )
+    response = client.post(RECOGNIZE, params=params, content=drawn_ones(), headers=PNG)
     assert response.status_code == 422
     assert next(iter(params)) in response.json()["error"]
 
@@ -177,7 +144,7 @@ def test_a_form_file_that_is_not_an_image_is_415(client):
     ids=["text", "empty", "truncated"],
 )
 def test_undecodable_images_are_422_with_the_reason(client, content, message):
-    response = client.post(RECOGNIZE, content=content, headers={"content-type": "image/png"})
+    response = client.post(RECOGNIZE, content=content, headers=PNG)
     assert response.status_code == 422
     assert message in response.json()["error"].lower()
 
@@ -191,7 +158,7 @@ def test_a_form_without_the_image_field_is_422(client):
 def test_an_image_over_the_pixel_limit_is_422(recognizer):
     with small_limits_client(recognizer, max_pixels=10_000) as client:
         image = png_bytes(np.full((200, 200), 255, np.uint8))
-        response = client.post(RECOGNIZE, content=image, headers={"content-type": "image/png"})
+        response = client.post(RECOGNIZE, content=image, headers=PNG)
     assert response.status_code == 422
     assert "limit" in response.json()["error"]
 
@@ -200,66 +167,11 @@ def test_a_body_declared_over_the_limit_is_413_without_being_read(recognizer):
     with small_limits_client(recognizer, max_body_bytes=1000) as client:
         image = png_bytes(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
         assert len(image) > 1000
-        raw = client.post(RECOGNIZE, content=image, headers={"content-type": "image/png"})
+        raw = client.post(RECOGNIZE, content=image, headers=PNG)
         form = client.post(RECOGNIZE, files={"image": ("big.png", image, "image/png")})
     for response in (raw, form):
         assert response.status_code == 413
         assert "limit" in response.json()["error"]
-
-
-def recognize_scope(app, headers: list[tuple[bytes, bytes]]) -> dict:
-    """The ASGI scope of a POST to /api/v1/recognize with an image/png body."""
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": RECOGNIZE,
-        "raw_path": RECOGNIZE.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"image/png"), *headers],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-        "state": {},
-        "app": app,
-    }
-
-
-def test_a_streamed_body_is_cut_off_with_413_once_it_passes_the_limit(recognizer):
-    """A chunked body with no Content-Length that never ends: reading stops at the limit."""
-    app = create_app(recognizer, ServeSettings(max_body_bytes=10_000))
-    chunks_read = 0
-    sent: list[dict] = []
-
-    async def endless_body() -> dict:
-        nonlocal chunks_read
-        chunks_read += 1
-        return {"type": "http.request", "body": b"\x89PNG" + b"x" * 1020, "more_body": True}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = recognize_scope(app, [(b"transfer-encoding", b"chunked")])
-    asyncio.run(app(scope, endless_body, send))
-    assert sent[0]["status"] == 413
-    assert chunks_read <= 11
-    assert "limit" in json.loads(sent[1]["body"])["error"]
-
-
-def test_a_client_that_disconnects_mid_body_ends_the_request_quietly(recognizer):
-    app = create_app(recognizer)
-    sent: list[dict] = []
-
-    async def disconnect() -> dict:
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    asyncio.run(app(recognize_scope(app, [(b"content-length", b"5000")]), disconnect, send))
-    assert sent[0]["status"] == 400
 
 
 def test_unknown_paths_are_404_as_json(client):
@@ -275,11 +187,46 @@ def test_model_card_describes_the_served_model(client, recognizer):
     response = client.get("/api/v1/model")
     assert response.status_code == 200
     card = response.json()
-    assert card["name"] == recognizer.metadata["model_name"]
+    metadata = recognizer.metadata
+    assert card["name"] == metadata["model_name"]
+    assert card["version"] == metadata["digitrec_version"]
+    assert card["dataset"] == "mnist"
     assert card["classes"] == [str(d) for d in range(10)]
-    assert card["test_accuracy"] == recognizer.metadata["test_accuracy"]
+    assert card["test_accuracy"] == metadata["test_accuracy"]
     assert card["threshold"] == recognizer.threshold
-    assert card["metadata"] == json.loads(json.dumps(recognizer.metadata))
+    assert card["temperature"] == recognizer.temperature
+    assert card["training"] == metadata["training_config"]
+    assert card["calibration"] == metadata["calibration"]
+
+
+def strings_in(value) -> list[str]:
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in strings_in(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in strings_in(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_the_model_card_shows_no_path_command_user_or_host_of_the_machines(recognizer):
+    """A model exported on someone's machine records where and how it was trained there."""
+    user, host = getpass.getuser(), socket.gethostname()
+    run_dir = f"/home/{user}/work/runs/lenet5-{host}"
+    metadata = {
+        **recognizer.metadata,
+        "training_run": run_dir,
+        "training_command": f"digitrec train --model lenet5 --out {run_dir}",
+        "data_checksums": {"train-images": "abc"},
+    }
+    exported = Recognizer(recognizer.session, metadata, source=f"{run_dir}/model.onnx")
+    with local_client(create_app(exported)) as client:
+        response = client.get("/api/v1/model")
+    assert response.status_code == 200
+    assert response.json()["name"] == metadata["model_name"]
+    assert user not in response.text
+    assert host not in response.text
+    assert "digitrec train" not in response.text
+    for text in strings_in(response.json()):
+        assert not re.search(r"(^|[\s'\"=(])(/|~/|[A-Za-z]:\\)\w", text), text
 
 
 def test_health_and_readiness(client):
@@ -288,10 +235,10 @@ def test_health_and_readiness(client):
 
 
 def test_before_the_model_is_loaded_readyz_and_recognize_are_503():
-    client = TestClient(create_app())  # lifespan not entered: no model yet
+    client = local_client(create_app())  # lifespan not entered: no model yet
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 503
-    response = client.post(RECOGNIZE, content=drawn_ones(), headers={"content-type": "image/png"})
+    response = client.post(RECOGNIZE, content=drawn_ones(), headers=PNG)
     assert response.status_code == 503
     assert "not loaded" in response.json()["error"]
 
@@ -306,11 +253,9 @@ def test_the_model_is_loaded_once_at_start_up_and_released_at_shutdown(monkeypat
 
     monkeypatch.setattr(Recognizer, "load", counting_load)
     app = create_app(settings=ServeSettings(model="default"))
-    with TestClient(app) as client:
+    with local_client(app) as client:
         for _ in range(3):
-            response = client.post(
-                RECOGNIZE, content=drawn_ones(), headers={"content-type": "image/png"}
-            )
+            response = client.post(RECOGNIZE, content=drawn_ones(), headers=PNG)
             assert response.status_code == 200
     assert len(loads) == 1
     assert app.state.recognizer is None
@@ -339,155 +284,58 @@ def test_the_drawing_page_is_served_with_its_test_hooks_and_no_outside_resources
         assert "//cdn" not in text
 
 
-# --- robustness --------------------------------------------------------------------------------
+# --- one definition of a reading ---------------------------------------------------------------
 
 
-def png_strategy() -> st.SearchStrategy[bytes]:
-    """Bodies for image/png: real small PNGs of random ink, and random bytes."""
-    arrays = st.tuples(st.integers(1, 64), st.integers(1, 64), st.integers(0, 2**32 - 1)).map(
-        lambda s: np.random.default_rng(s[2]).integers(0, 256, (s[0], s[1]), dtype=np.uint8)
-    )
-    return st.one_of(arrays.map(png_bytes), st.binary(max_size=512))
+def test_every_field_of_a_reading_and_a_digit_is_in_the_api_schema_and_response(client):
+    components = client.get("/openapi.json").json()["components"]["schemas"]
+    for record, name in ((Reading, "Recognition"), (Digit, "Digit")):
+        properties = components[name]["properties"]
+        for item in fields(record):
+            assert properties[item.name]["description"].startswith(item.metadata["description"])
+    body = client.post(RECOGNIZE, content=drawn_ones(2), headers=PNG).json()
+    assert {item.name for item in fields(Reading)} | {"error"} == set(body)
+    for digit in body["digits"]:
+        assert {item.name for item in fields(Digit)} == set(digit)
 
 
-schemathesis.openapi.media_type("image/png", png_strategy(), aliases=["image/jpeg"])
+def test_predict_json_the_python_api_and_the_web_api_give_the_same_reading(
+    client, recognizer, tmp_path, capsys
+):
+    image = drawn_ones(2)
+    (tmp_path / "ones.png").write_bytes(image)
+    assert main(["predict", "--json", str(tmp_path / "ones.png")]) == 0
+    line = json.loads(capsys.readouterr().out)
+    api = client.post(RECOGNIZE, content=image, headers=PNG).json()
+    python = json.loads(json.dumps(recognizer.read(image).to_dict()))
+    assert line.pop("file") == str(tmp_path / "ones.png")
+    assert api.pop("normalized")
+    assert line == api == {**python, "error": None}
 
 
-def test_fuzzed_requests_from_the_openapi_schema_never_get_a_5xx(recognizer):
-    """Requests that fit the schema and requests that break it, for every operation."""
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(recognizer))
-    cases = st.one_of(
-        operation.ok().as_strategy(mode)
-        for operation in schema.get_all_operations()
-        for mode in schemathesis.GenerationMode
-    )
-
-    @given(cases)
-    @settings(
-        max_examples=50, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
-    )
-    def no_server_error(case) -> None:
-        response = case.call()
-        assert response.status_code < 500, f"{case.method} {case.path}: {response.text}"
-
-    no_server_error()
+@dataclass
+class Line:
+    text: str = field(metadata={"description": "the line's text"})
+    box: tuple[int, int, int, int] = field(metadata={"description": "where it is"})
+    digits: list[Digit] = field(metadata={"description": "its digits"})
 
 
-@pytest.fixture(scope="module")
-def live_server(recognizer):
-    with serving(create_app(recognizer)) as url:
-        yield url
+@dataclass
+class PageReading(Reading):
+    """A reading with one more field, as a page reading's lines will be added."""
+
+    lines: list[Line] = field(default_factory=list, metadata={"description": "each line"})
 
 
-def test_the_live_server_answers_concurrent_requests(live_server):
-    images = [drawn_ones(n) for n in (1, 2, 3)] * 10
-
-    def post(image: bytes) -> httpx.Response:
-        return httpx.post(
-            live_server + RECOGNIZE, content=image, headers={"content-type": "image/png"}
-        )
-
-    with ThreadPoolExecutor(16) as pool:
-        responses = list(pool.map(post, images))
-    assert [r.status_code for r in responses] == [200] * len(images)
-    assert [r.json()["text"] for r in responses] == ["1", "11", "111"] * 10
-
-
-def test_no_more_images_are_read_at_once_than_the_setting_allows(recognizer):
-    """Each read can take a lot of memory (up to the pixel limit), so their number is bounded."""
-    running, most = 0, 0
-    lock = threading.Lock()
-
-    class SlowRecognizer:
-        metadata, classes = recognizer.metadata, recognizer.classes
-
-        def read(self, image, single=False, top_k=3):
-            nonlocal running, most
-            with lock:
-                running += 1
-                most = max(most, running)
-            time.sleep(0.05)
-            with lock:
-                running -= 1
-            return recognizer.read(image, single, top_k)
-
-    def post(url: str) -> int:
-        headers = {"content-type": "image/png"}
-        return httpx.post(url + RECOGNIZE, content=drawn_ones(), headers=headers).status_code
-
-    app = create_app(SlowRecognizer(), ServeSettings(concurrent_reads=2))
-    with serving(app) as url, ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(post, [url] * 8))
-    assert codes == [200] * 8
-    assert most == 2
-
-
-def test_the_live_server_refuses_a_huge_declared_body_before_it_is_sent(live_server):
-    """Only the headers go out; the 413 must come back without the server awaiting 20 MB."""
-    host, port = live_server.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(
-            f"POST {RECOGNIZE} HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
-            f"Content-Length: {20 * 1024 * 1024}\r\n\r\n".encode()
-        )
-        reply = sock.recv(65536).decode("latin-1")
-    assert reply.startswith("HTTP/1.1 413")
-    assert "limit" in reply
-    assert httpx.get(live_server + "/healthz").status_code == 200
-
-
-# --- command line ------------------------------------------------------------------------------
-
-
-def test_serve_reports_a_missing_model_as_a_plain_error(tmp_path, capsys):
-    assert main(["serve", "--model", str(tmp_path / "missing.onnx")]) == 2
-    assert "missing.onnx" in capsys.readouterr().err
-
-
-def test_serve_rejects_a_non_positive_worker_count(capsys):
-    assert main(["serve", "--workers", "0"]) == 2
-    assert "--workers" in capsys.readouterr().err
-
-
-def test_digitrec_serve_runs_workers_and_shuts_down_gracefully_on_sigterm():
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--workers", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_ready(url, process=process)
-        response = httpx.post(
-            url + RECOGNIZE, files={"image": ("one.png", drawn_ones(), "image/png")}
-        )
-        assert response.json()["text"] == "1"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert "Traceback" not in process.stdout.read()
-
-
-def test_the_service_never_imports_tensorflow_or_keras():
-    code = (
-        "import sys\n"
-        "from fastapi.testclient import TestClient\n"
-        "import digitrec.cli.serve\n"
-        "from digitrec.serve.app import create_app, ServeSettings\n"
-        "with TestClient(create_app(settings=ServeSettings())) as client:\n"
-        "    client.get('/api/v1/model').raise_for_status()\n"
-        "    client.post('/api/v1/recognize', content=sys.stdin.buffer.read(),\n"
-        "                headers={'content-type': 'image/png'}).raise_for_status()\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
-        "assert not heavy, heavy\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent / "src")}
-    result = subprocess.run(
-        [sys.executable, "-c", code], input=drawn_ones(), capture_output=True, env=env
-    )
-    assert result.returncode == 0, result.stderr.decode()
+def test_a_field_added_to_a_reading_reaches_to_dict_and_the_api_schema_with_no_other_edit():
+    digit = Digit(7, 0.9, (1, 2, 3, 4), [(7, 0.9), (1, 0.1)])
+    page = PageReading("7", [digit], [np.zeros((28, 28))], [Line("7", (0, 0, 9, 9), [digit])])
+    assert page.to_dict() == {
+        "text": "7",
+        "digits": [digit.to_dict()],
+        "lines": [{"text": "7", "box": [0, 0, 9, 9], "digits": [digit.to_dict()]}],
+    }
+    schema = create_model("PageRecognition", **api_fields(PageReading)).model_json_schema()
+    assert schema["properties"]["lines"]["description"] == "each line"
+    assert set(schema["$defs"]["Line"]["properties"]) == {"text", "box", "digits"}
+    assert schema["properties"]["normalized"]["items"] == {"type": "string"}

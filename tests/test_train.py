@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from digitrec.errors import DigitrecError
 
 
 def tiny_config(**overrides):
-    from digitrec.train import resolve_config
+    from digitrec.config import resolve_config
 
     settings = {"dataset": "tiny", "epochs": 2, "batch_size": 16, "val_size": 10}
     return resolve_config("lenet5", **{**settings, **overrides})
@@ -143,14 +144,19 @@ def test_unknown_model_is_a_clear_cli_error(tmp_path):
     process = digitrec("train", "--model", "nope", f"--out={tmp_path / 'run'}")
     _, err = process.communicate(timeout=120)
     assert process.returncode == 2
-    assert "unknown model 'nope'" in err and "Traceback" not in err
+    assert "--model: invalid choice: 'nope'" in err and "'lenet5'" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
 
 
-def test_params_file_settings_and_model_apply_and_flags_win(tiny_registered, tmp_path):
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_params_file_settings_and_model_apply_and_flags_win(suffix, tiny_registered, tmp_path):
+    import yaml
+
     from digitrec.cli import main
 
-    params = tmp_path / "params.json"
-    params.write_text(json.dumps({"model": "mlp", "epochs": 1, "batch_size": 8, "val_size": 10}))
+    params = tmp_path / f"params{suffix}"
+    settings = {"model": "mlp", "epochs": 1, "batch_size": 8, "val_size": 10}
+    params.write_text(json.dumps(settings) if suffix == ".json" else yaml.safe_dump(settings))
     out = tmp_path / "run"
     argv = ["train", "--params", str(params), "--batch-size", "16", "--quiet"]
     assert (
@@ -177,8 +183,6 @@ def test_user_style_mix_replaces_a_seeded_fraction_by_renders_of_the_same_digits
     assert mixed.min() >= 0 and mixed.max() <= 1
     np.testing.assert_array_equal(user_style_mix(images, 0.5, seed=0), mixed)
     assert not np.array_equal(user_style_mix(images, 0.5, seed=1), mixed)
-    with pytest.raises(DigitrecError, match="user-style fraction"):
-        user_style_mix(images, 1.5, seed=0)
 
 
 def test_user_style_training_renders_training_images_only(tiny_registered, tmp_path, monkeypatch):
@@ -220,3 +224,121 @@ def test_user_style_training_renders_training_images_only(tiny_registered, tmp_p
     validation = {image.tobytes() for image in x_val}
     assert all(image.tobytes() in training for image in images)
     assert not any(image.tobytes() in validation for image in images)
+
+
+class Killed(Exception):
+    """Stands for the process being killed."""
+
+
+def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(
+    tiny_registered, tmp_path, monkeypatch
+):
+    """Data order, augmentation, dropout and the schedule's step all carry on across a resume."""
+    import keras
+
+    from digitrec.callbacks import EpochCheckpoint
+    from digitrec.train import resume, train
+
+    config = tiny_config(schedule="onecycle", augment=1.0, elastic=1.0, steps_per_execution=3)
+    whole = train(config, tmp_path / "whole", tiny_registered, verbose=False)
+
+    save = EpochCheckpoint.on_epoch_end
+
+    def killed_after_the_first_checkpoint(self, epoch, logs=None):
+        save(self, epoch, logs)
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EpochCheckpoint, "on_epoch_end", killed_after_the_first_checkpoint)
+        with pytest.raises(Killed):
+            train(config, tmp_path / "resumed", tiny_registered, verbose=False)
+    keras.backend.clear_session()
+    resumed = resume(tmp_path / "resumed", tiny_registered, verbose=False)
+
+    expected = keras.saving.load_model(whole / "model.keras").get_weights()
+    for got, want in zip(
+        keras.saving.load_model(resumed / "model.keras").get_weights(), expected, strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_run_failing_before_its_first_checkpoint_takes_back_only_what_it_added(
+    tiny_registered, tmp_path, monkeypatch
+):
+    from digitrec import train as train_module
+
+    def broken_fit(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "fit", broken_fit)
+        for run_dir in (out, tmp_path / "new" / "run"):
+            with pytest.raises(RuntimeError, match="out of memory"):
+                train_module.train(tiny_config(), run_dir, tiny_registered, verbose=False)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]  # run.json is gone, the rest kept
+    assert not (tmp_path / "new").exists()
+    train_module.train(tiny_config(epochs=1), out, tiny_registered, verbose=False)  # reusable
+    assert (out / "metrics.json").is_file() and (out / "notes.txt").read_text() == "the user's"
+
+
+def test_an_out_that_is_a_file_or_cannot_be_written_is_a_clear_error(
+    tiny_registered, tmp_path, monkeypatch, capsys
+):
+    from digitrec import rundir
+    from digitrec.cli import main
+
+    file = tmp_path / "file"
+    file.write_text("")
+    data = ["--dataset", "tiny", "--val-size", "10", "--data-dir", str(tiny_registered), "--quiet"]
+    for out, message in [
+        (file, f"cannot make run directory {file}: {file} is a file"),
+        (file / "run", f"cannot make run directory {file / 'run'}: {file} is a file"),
+    ]:
+        assert main(["train", *data, "--out", str(out)]) == 2
+        assert f"digitrec train: error: {message}" in capsys.readouterr().err
+    with monkeypatch.context() as patch:  # as a user without write permission sees it
+        patch.setattr(rundir.os, "access", lambda path, mode: False)
+        assert main(["train", *data, "--out", str(tmp_path / "run")]) == 2
+    assert f"{tmp_path} is not writable" in capsys.readouterr().err
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patch:  # a read-only file system passes the access check
+        patch.setattr(rundir.Path, "mkdir", denied)
+        assert main(["train", *data, "--out", str(tmp_path / "run")]) == 2
+    assert "cannot make run directory" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_tensorboard_logs_are_written(tiny_registered, tmp_path):
+    from digitrec.train import train
+
+    run_dir = train(
+        tiny_config(epochs=1), tmp_path / "run", tiny_registered, verbose=False, tensorboard=True
+    )
+    assert list((run_dir / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_progress_stops_at_the_last_step_and_is_plain_lines_off_a_terminal(
+    tiny_registered, tmp_path, capsys
+):
+    from digitrec.callbacks import Progress
+    from digitrec.train import train
+
+    progress = Progress()
+    progress.set_params({"verbose": 0, "epochs": 2, "steps": 469})
+    progress.on_epoch_begin(0)
+    progress.on_train_batch_end(479)  # the end of an execution of 32 batches
+    assert progress.seen == 469
+    capsys.readouterr()
+
+    train(tiny_config(steps_per_execution=3), tmp_path / "run", tiny_registered, verbose=True)
+    lines = capsys.readouterr().out.splitlines()
+    steps = [line for line in lines if re.match(r"\d+/\d+ - ", line)]
+    assert [line.split(" ")[0] for line in steps] == ["4/4", "4/4"]  # 50 images, batches of 16
+    assert lines.index("Epoch 1/2") < lines.index("Epoch 2/2")
+    assert not any("\r" in line or "\x1b" in line or "\b" in line for line in lines)

@@ -12,7 +12,9 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
+import keras
 import numpy as np
 import optuna
 import pytest
@@ -21,16 +23,21 @@ from digitrec import data
 from digitrec.cli import main
 from digitrec.data import DataFile, DatasetInfo
 from digitrec.errors import DigitrecError
-from digitrec.models import MODELS, build_model
+from digitrec.models import MODELS, ModelSpec, build_model
 from digitrec.train import resolve_config
 from digitrec.tune import (
     FINISHED,
+    STARTUP_TRIALS,
     Param,
     TuneSettings,
+    default_space,
+    driver_url,
     nested,
     open_storage,
+    open_study,
     resolve_space,
     retrain,
+    search_record,
     subset_dataset,
     tune,
 )
@@ -149,7 +156,11 @@ def test_retrain_trains_the_best_settings_once_and_tests_them(two_worker_search,
     assert run_dir.name == f"retrain-trial{result.study.best_trial.number}"
     config = json.loads((run_dir / "run.json").read_text())["config"]
     assert config == {**result.best_params, "model": "lenet5"}
-    assert 0 <= json.loads(metrics.read_text())["test_accuracy"] <= 1
+    test = data.load_dataset(synthetic.info, synthetic.directory, progress=False)
+    model = keras.saving.load_model(run_dir / "model.keras")
+    predicted = model.predict(data.as_model_input(test.test_images), verbose=0).argmax(axis=1)
+    reported = json.loads(metrics.read_text())["test_accuracy"]
+    assert reported == pytest.approx(float((predicted == test.test_labels).mean()))
 
 
 def test_killed_search_resumes_without_repeating_finished_trials(synthetic, tmp_path):
@@ -186,6 +197,12 @@ def finished(settings: TuneSettings) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
+def test_negative_seed_is_refused_before_the_study_is_made(synthetic, tmp_path):
+    with pytest.raises(DigitrecError, match="--seed must be at least 0"):
+        tune(settings_for(synthetic, tmp_path / "study", seed=-1))
+    assert not (tmp_path / "study").exists()
+
+
 def test_study_refuses_a_rerun_with_other_settings(two_worker_search):
     settings, _ = two_worker_search
     with pytest.raises(DigitrecError, match=r"created with other settings.*subset"):
@@ -204,9 +221,9 @@ def test_bad_storage_url_gives_a_clear_error(synthetic, tmp_path, url):
 def test_storage_that_another_process_is_creating_is_opened_on_a_retry(tmp_path, monkeypatch):
     from sqlalchemy.exc import IntegrityError
 
-    from digitrec import tune as tune_module
+    from digitrec.tune import storage as storage_module
 
-    real, calls = tune_module._rdb_storage, []
+    real, calls = storage_module._rdb_storage, []
 
     def lose_the_first_race(url):
         calls.append(url)
@@ -214,7 +231,7 @@ def test_storage_that_another_process_is_creating_is_opened_on_a_retry(tmp_path,
             raise IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE constraint"))
         return real(url)
 
-    monkeypatch.setattr(tune_module, "_rdb_storage", lose_the_first_race)
+    monkeypatch.setattr(storage_module, "_rdb_storage", lose_the_first_race)
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
     assert len(calls) == 2 and storage.get_all_studies() == []
 
@@ -224,7 +241,64 @@ def test_storage_error_hides_the_password(synthetic, tmp_path):
     with pytest.raises(DigitrecError) as error:
         tune(settings_for(synthetic, tmp_path, storage=url))
     assert "secret" not in str(error.value)
-    assert "psycopg2-binary" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:p@db/tune",
+        "postgresql+psycopg://u:p@db/tune",
+        "postgresql+psycopg2://u:p@db/tune",
+    ],
+)
+def test_every_postgresql_spelling_uses_the_one_installed_driver(url):
+    assert driver_url(url) == "postgresql+psycopg://u:p@db/tune"
+
+
+def test_sqlite_url_is_used_as_given():
+    assert driver_url("sqlite:////tmp/study.db") == "sqlite:////tmp/study.db"
+
+
+def test_missing_postgresql_driver_names_the_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg raises ImportError
+    with pytest.raises(DigitrecError, match=r"driver is not installed.*digitrec\[scale\]"):
+        open_storage("postgresql://user:secret@localhost:1/digitrec")
+
+
+def sampled(trial: optuna.Trial, space: dict[str, Param]) -> dict:
+    return {name: param.suggest(trial, name) for name, param in space.items()}
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_processes_opening_one_study_at_once_draw_different_trials(tmp_path):
+    settings = TuneSettings(out=tmp_path, progress=False)  # as on two machines: same settings
+    space, fixed = resolve_space(settings.model)
+    record = search_record(settings, space, fixed)
+    first, second = open_study(settings, record), open_study(settings, record)
+    assert sampled(first.ask(), space) != sampled(second.ask(), space)
+
+
+def seeded_search(folder: Path, seed: int, trials: int) -> list[dict]:
+    """A single worker's draws on a fresh study, each trial scored by its own learning rate."""
+    folder.mkdir()
+    settings = TuneSettings(out=folder, seed=seed, progress=False)
+    space, fixed = resolve_space(settings.model)
+    study = open_study(settings, search_record(settings, space, fixed))
+    draws = []
+    for _ in range(trials):
+        trial = study.ask()
+        draws.append(sampled(trial, space))
+        study.tell(trial, draws[-1]["learning_rate"])
+    return draws
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_one_worker_with_the_same_seed_draws_the_same_trials_again(tmp_path):
+    trials = STARTUP_TRIALS + 2  # into TPE's steering too
+    again = seeded_search(tmp_path / "a", 7, trials)
+    assert again == seeded_search(tmp_path / "b", 7, trials)
+    other = seeded_search(tmp_path / "c", 8, trials)
+    assert all(a != b for a, b in zip(again, other, strict=True))
 
 
 @pytest.mark.parametrize(
@@ -266,6 +340,72 @@ def test_space_file_changes_fixes_and_removes_parameters(tmp_path):
     assert "batch_size" not in space and fixed["batch_size"] == 64
     assert "model_args.dropout" not in space and "model_args.dense_dropout" in space
     assert "epochs" not in space and fixed["epochs"] == 2
+
+
+def register_for_test(monkeypatch, build, space=None) -> str:
+    monkeypatch.setitem(MODELS, "probe", ModelSpec("probe", build, "a test model", {}, space))
+    return "probe"
+
+
+def probe_builder(
+    num_classes: int = 10,
+    scale: float = 0.5,
+    dropout: float = 0.1,
+    width: int = 8,
+    mode: Literal["a", "b"] = "a",
+    flag: bool = False,
+    sizes: tuple[int, int] = (1, 2),
+    offset: float = 0.0,
+):
+    raise AssertionError("the search space is made without building the model")
+
+
+def test_registered_space_is_the_one_searched(monkeypatch):
+    lr = {"type": "float", "low": 0.01, "high": 0.02}
+    model = register_for_test(
+        monkeypatch,
+        probe_builder,
+        {"learning_rate": lr, "model_args.width": {"type": "categorical", "choices": [4, 8]}},
+    )
+    assert default_space(model) == {
+        "learning_rate": Param("float", 0.01, 0.02),
+        "model_args.width": Param("categorical", choices=(4, 8)),
+    }
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        (
+            {"learnin_rate": {"type": "float", "low": 0, "high": 1}},
+            "'learnin_rate' is not a training setting",
+        ),
+        (
+            {"model_args.depth": {"type": "int", "low": 1, "high": 2}},
+            "not a training setting or an argument of 'probe'",
+        ),
+        (
+            {"learning_rate": {"type": "float", "low": 1, "high": 0}},
+            "model 'probe': search space: learning_rate: bad range",
+        ),
+    ],
+)
+def test_bad_registered_space_gives_a_clear_error(monkeypatch, space, message):
+    model = register_for_test(monkeypatch, probe_builder, space)
+    with pytest.raises(DigitrecError, match=message):
+        resolve_space(model)
+
+
+def test_model_registered_without_a_space_searches_its_arguments_and_reports_the_rest(monkeypatch):
+    model = register_for_test(monkeypatch, probe_builder)
+    with pytest.warns(UserWarning, match="arguments flag, sizes, offset are not searched"):
+        space = default_space(model)
+    assert space["model_args.scale"] == Param("float", 0.05, 5.0, log=True)
+    assert space["model_args.dropout"] == Param("float", 0.0, 0.6)
+    assert space["model_args.width"] == Param("int", 4, 16, log=True)
+    assert space["model_args.mode"] == Param("categorical", choices=("a", "b"))
+    assert not {"model_args.flag", "model_args.sizes", "model_args.offset"} & set(space)
+    assert {"learning_rate", "schedule", "batch_size", "epochs"} <= set(space)
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))

@@ -27,7 +27,7 @@ _EXPORTS = {
     "TrainConfig": "digitrec.config",
     "MODELS": "digitrec.models",
     "build_model": "digitrec.models",
-    "resolve_config": "digitrec.train",
+    "resolve_config": "digitrec.config",
     "train": "digitrec.train",
     "resume": "digitrec.train",
     "evaluate": "digitrec.evaluate",

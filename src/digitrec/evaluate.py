@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -9,18 +10,14 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from digitrec.data import Dataset, as_model_input, load_dataset
-from digitrec.errors import ModelError
+from digitrec.data import Dataset, load_dataset
 from digitrec.files import atomic_path, read_json
+from digitrec.saved_models import Classifier, load_classifier
+from digitrec.saved_models import predict_keras as predict_keras  # train.py imports it from here
 
 MISTAKES_SHOWN = 25
 ROTATION_DEGREES = 15.0
 SHIFT_PIXELS = 3
-
-
-def predict_keras(model: Any, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Class probabilities of a Keras model for uint8 images (N, 28, 28)."""
-    return np.asarray(model.predict(as_model_input(images), batch_size=batch_size, verbose=0))
 
 
 def classification_metrics(
@@ -64,51 +61,11 @@ def evaluate_probabilities(
     """Metrics of test-set probabilities; with ``out_dir``, also the report and its figures.
     ``perturbed`` (accuracy on distorted test images, see ``perturbed_accuracy``) joins both."""
     result = classification_metrics(data.test_labels, probs, data.class_names)
-    result["accuracy"] = result["test_accuracy"]
     if perturbed is not None:
         result["perturbed_accuracy"] = perturbed
     if out_dir is not None:
         result["report"] = str(write_report(Path(out_dir), result, history, data, probs))
     return result
-
-
-def load_classifier(source: str | Path, tta: bool = False) -> tuple[Any, Path | None]:
-    """A function uint8 images -> probabilities for a run directory, ``.keras``/``.onnx`` file
-    or ``default`` (the packaged model); also the run directory when there is one."""
-    path = Path(source)
-    if str(source) == "default" or path.suffix == ".onnx":
-        if tta:
-            raise ModelError(
-                f"{source}: test-time augmentation needs a Keras model (a run directory or "
-                ".keras file); export one with --tta to get it in ONNX"
-            )
-        from digitrec.recognizer import Recognizer
-
-        recognizer = Recognizer.load(str(source))
-        return lambda images: recognizer.predict_proba(as_model_input(images)), None
-    model, run_dir = load_keras(path, tta)
-    return lambda images: predict_keras(model, images), run_dir
-
-
-def load_keras(source: str | Path, tta: bool = False) -> tuple[Any, Path | None]:
-    """A Keras model from a run directory or ``.keras`` file, and the run directory if any;
-    with ``tta``, wrapped to average its predictions over small shifts (``models.with_tta``)."""
-    path = Path(source)
-    run_dir = path if path.is_dir() else None
-    model_file = path / "model.keras" if run_dir else path
-    if not model_file.is_file():
-        raise ModelError(f"{source}: no model found (expected a run directory, .keras or .onnx)")
-    import keras
-
-    try:
-        model = keras.saving.load_model(model_file)
-    except Exception as exc:  # Keras raises many types for a bad file
-        raise ModelError(f"{model_file}: cannot load model: {exc}") from None
-    if tta:
-        from digitrec.models import with_tta
-
-        model = with_tta(model)
-    return model, run_dir
 
 
 def perturbations() -> dict[str, Any]:
@@ -133,12 +90,20 @@ def perturbations() -> dict[str, Any]:
     }
 
 
-def perturbed_accuracy(classify: Any, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Accuracy of ``classify`` (uint8 images -> probabilities) on each distorted test set."""
-    return {
-        name: float(skm.accuracy_score(labels, classify(distort(images)).argmax(axis=1)))
-        for name, distort in perturbations().items()
-    }
+def perturbed_accuracy(
+    classify: Classifier,
+    images: np.ndarray,
+    labels: np.ndarray,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, float]:
+    """Accuracy of ``classify`` (uint8 images -> probabilities) on each distorted test set;
+    ``progress`` hears the name of each before it is classified."""
+    accuracy = {}
+    for name, distort in perturbations().items():
+        if progress:
+            progress(f"classifying the test images {name}")
+        accuracy[name] = float(skm.accuracy_score(labels, classify(distort(images)).argmax(axis=1)))
+    return accuracy
 
 
 def evaluate(
@@ -148,26 +113,35 @@ def evaluate(
     out: Path | None = None,
     perturb: bool = False,
     tta: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a model on its dataset's test set and write the report; with ``perturb``, also on
-    rotated and shifted test images; with ``tta``, averaging over small shifts.
+    """Evaluate a model on its dataset's test set; with ``perturb``, also on rotated and shifted
+    test images; with ``tta``, averaging over small shifts. ``progress`` hears each step.
 
-    The report goes to ``out``, else the run directory (its ``tta/`` folder with ``tta``), else a
-    new ``runs/<time>-eval`` folder.
+    Returns the metrics (``classification_metrics``, the accuracy under ``accuracy``). The report
+    is written to ``out``, else to a run's directory (its ``tta/`` folder with ``tta``); a model
+    file or ``default`` gets one only with ``out``. ``report`` names it when there is one.
     """
+    say = progress or (lambda message: None)
+    say(f"loading the model {source}")
     classify, run_dir = load_classifier(source, tta)
     run = read_json(run_dir / "run.json") if run_dir and (run_dir / "run.json").exists() else {}
-    data = load_dataset(dataset or run.get("config", {}).get("dataset", "mnist"), data_dir)
+    dataset = dataset or run.get("config", {}).get("dataset", "mnist")
+    say(f"loading the {dataset} data")
+    data = load_dataset(dataset, data_dir)
     history = None
     if run_dir and (run_dir / "metrics.json").exists():
         history = read_json(run_dir / "metrics.json").get("history")
-    run_report_dir = run_dir / "tta" if run_dir and tta else run_dir
-    report_dir = out or run_report_dir or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-eval"
-    perturbed = (
-        perturbed_accuracy(classify, data.test_images, data.test_labels) if perturb else None
-    )
+    report_dir = out or (run_dir / "tta" if run_dir and tta else run_dir)
+    perturbed = None
+    if perturb:
+        perturbed = perturbed_accuracy(classify, data.test_images, data.test_labels, say)
+    say(f"classifying the {len(data.test_images)} test images" + " (shifted 9 ways)" * tta)
     probs = classify(data.test_images)
-    return evaluate_probabilities(data, probs, report_dir, history, perturbed=perturbed)
+    if report_dir:
+        say(f"writing the report in {report_dir}")
+    result = evaluate_probabilities(data, probs, report_dir, history, perturbed=perturbed)
+    return {"accuracy": result.pop("test_accuracy"), **result}
 
 
 # --- report -----------------------------------------------------------------------------------

@@ -3,15 +3,18 @@
 Every export goes through Keras's own ``model.export``. Before the file is renamed into place,
 the exported model is run on MNIST test images and must match Keras (probabilities within
 ``PARITY_TOLERANCE``, identical argmax), otherwise it is deleted and a ``ModelError`` says what
-differed. The export also fits the calibration (temperature and rejection threshold) on the
-validation split and writes it, with the model's description, into the ONNX metadata and a
-Markdown model card beside the output.
+differed. An ONNX export also gets the calibration (temperature and rejection threshold), fitted
+on the validation split, with the model's description in its metadata and a Markdown model card
+beside it; the other formats get the description of where they came from. What an export may
+replace is decided in ``export_output``.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,12 +26,22 @@ from digitrec.calibration import REJECTION_RATE, apply_temperature, calibrate, r
 from digitrec.config import TrainConfig
 from digitrec.data import Dataset, as_model_input, load_dataset, split_validation
 from digitrec.errors import DigitrecError, ModelError
-from digitrec.evaluate import load_keras, predict_keras
-from digitrec.files import atomic_directory, atomic_path, read_json
+from digitrec.export_output import (
+    CARD_TITLE,
+    FORMATS,
+    card_path,
+    check_output,
+    mark,
+    output_path,
+    written_paths,
+)
+from digitrec.files import atomic_directory, atomic_path, read_json, remove_stale_temporaries
+from digitrec.quiet import filtered_stderr
+from digitrec.saved_models import load_keras, predict_keras
 from digitrec.synthesis import user_style_inputs
 
-FORMATS = {"onnx": ".onnx", "litert": ".tflite", "saved_model": ""}
 KERAS_FORMAT = {"onnx": "onnx", "litert": "litert", "saved_model": "tf_saved_model"}
+FORMAT_NAMES = {"onnx": "ONNX", "litert": "LiteRT", "saved_model": "SavedModel"}
 PARITY_IMAGES = 1000
 PARITY_TOLERANCE = 1e-5
 INPUT_DESCRIPTION = {
@@ -52,51 +65,80 @@ def export_model(
     rejection_rate: float = REJECTION_RATE,
     dataset: str | None = None,
     tta: bool = False,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Export a run directory's (or ``.keras`` file's) model; verify it; return the output path.
 
-    ``dataset`` defaults to the run's own (MNIST for a bare ``.keras`` file); with ``tta`` the
-    exported model averages its predictions over small shifts (``models.with_tta``).
+    ``out`` defaults to beside the model (``default_output``); an existing folder there holds a
+    single-file export as ``model.onnx`` (``.tflite``). Nothing is replaced but an empty file or
+    folder, or with ``force`` a previous digitrec export. ``dataset`` defaults to the run's own
+    (MNIST for a bare ``.keras`` file); with ``tta`` the exported model averages its predictions
+    over small shifts (``models.with_tta``). ``progress`` hears each step.
     """
     if format not in FORMATS:
         raise ModelError(f"unknown export format {format!r}; known: {', '.join(FORMATS)}")
     if not 0 <= rejection_rate < 1:
         raise DigitrecError(f"the rejection rate must be in [0, 1), not {rejection_rate}")
+    say = progress or (lambda message: None)
+    say(f"loading the model {source}")
     model, run_dir = load_keras(source, tta)
+    out = output_path(Path(source), run_dir, format, Path(out) if out else None)
+    check_output(out, format, force)
     run = read_json(run_dir / "run.json") if run_dir and (run_dir / "run.json").exists() else {}
-    config = run.get("config", {})
-    data = load_dataset(dataset or config.get("dataset", "mnist"), data_dir, progress=False)
-    out = Path(out) if out else default_output(Path(source), run_dir, format)
+    dataset = dataset or run.get("config", {}).get("dataset", "mnist")
+    say(f"loading the {dataset} data")
+    data = load_dataset(dataset, data_dir)
     parity_input = as_model_input(data.test_images[:PARITY_IMAGES])
     model(parity_input[:1])  # Keras exports only a model that has been called
     expected = predict_keras(model, data.test_images[:PARITY_IMAGES])
-
-    if format == "saved_model":
-        with atomic_directory(out) as tmp:
-            model.export(str(tmp), format=KERAS_FORMAT[format], verbose=False)
-            check_parity(expected, run_exported(tmp, format, parity_input), out)
-    else:
-        with atomic_path(out, suffix=FORMATS[format]) as tmp:
-            model.export(str(tmp), format=KERAS_FORMAT[format], verbose=False)
+    for path in written_paths(out, format):
+        remove_stale_temporaries(path)
+    with _atomic_output(out, format, force) as tmp:
+        say(f"exporting to {FORMAT_NAMES[format]} with Keras")
+        model.export(str(tmp), format=KERAS_FORMAT[format], verbose=False)
+        say(f"checking the export against Keras on {len(expected)} test images")
+        difference = check_parity(expected, run_exported(tmp, format, parity_input), out)
+        origin = {
+            **identity(model, source, run_dir, format, tta),
+            "parity": {"images": len(expected), "max_difference": difference},
+        }
+        if format == "onnx":
+            say(f"classifying the {len(data.test_images)} test images with the ONNX model")
             test_probs = run_exported(tmp, format, as_model_input(data.test_images))
-            difference = check_parity(expected, test_probs[:PARITY_IMAGES], out)
-            if format == "onnx":
-                metadata = describe(model, run_dir, run, data, test_probs, rejection_rate)
-                metadata["parity"] = {"images": PARITY_IMAGES, "max_difference": difference}
-                metadata["tta"] = tta
-                write_metadata(tmp, metadata)
-                check_parity(expected, run_exported(tmp, format, parity_input), out)
-                write_model_card(out, metadata)
+            say("calibrating on the validation split (its digits rendered as users' images)")
+            bar = progress is not None and sys.stderr.isatty()
+            metadata = {**describe(model, run, data, test_probs, rejection_rate, bar), **origin}
+            write_metadata(tmp, metadata)
+        else:
+            mark(tmp, format, origin)
+        if format != "saved_model":  # the file was rewritten: check it again
+            check_parity(expected, run_exported(tmp, format, parity_input), out)
+        check_output(out, format, force)  # again: something may have appeared meanwhile
+    if format == "onnx":
+        write_model_card(out, metadata)
     return out
 
 
-def default_output(source: Path, run_dir: Path | None, format: str) -> Path:
-    """``RUN_DIR/model.onnx`` (or ``.tflite``, ``saved_model/``), else beside the ``.keras`` file."""
-    if run_dir is not None:
-        return run_dir / ("saved_model" if format == "saved_model" else "model" + FORMATS[format])
+def _atomic_output(out: Path, format: str, force: bool) -> AbstractContextManager[Path]:
     if format == "saved_model":
-        return source.with_name(source.stem + "_saved_model")
-    return source.with_suffix(FORMATS[format])
+        return atomic_directory(out, replace=force)
+    return atomic_path(out, suffix=FORMATS[format])
+
+
+def identity(
+    model: Any, source: str | Path, run_dir: Path | None, format: str, tta: bool
+) -> dict[str, Any]:
+    """Where an export came from: model, source, format, package version, time."""
+    return {
+        "model_name": model.name,
+        "format": format,
+        "source": str(source),
+        "training_run": str(run_dir) if run_dir else None,
+        "tta": tta,
+        "digitrec_version": __version__,
+        "exported": datetime.now().isoformat(timespec="seconds"),
+    }
 
 
 # --- running and checking exported models ---------------------------------------------------
@@ -121,10 +163,11 @@ def _run_litert(path: Path, images: np.ndarray) -> np.ndarray:
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter
-    interpreter = Interpreter(model_path=str(path))
-    (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
-    interpreter.resize_tensor_input(source["index"], images.shape)
-    interpreter.allocate_tensors()
+    with filtered_stderr():  # the interpreter announces its XNNPACK delegate
+        interpreter = Interpreter(model_path=str(path))
+        (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
+        interpreter.resize_tensor_input(source["index"], images.shape)
+        interpreter.allocate_tensors()
     interpreter.set_tensor(source["index"], images)
     interpreter.invoke()
     return interpreter.get_tensor(target["index"])
@@ -168,13 +211,14 @@ def check_parity(expected: np.ndarray, actual: np.ndarray, out: Path) -> float:
 
 def describe(
     model: Any,
-    run_dir: Path | None,
     run: dict[str, Any],
     data: Dataset,
     test_probs: np.ndarray,
     rejection_rate: float,
+    bar: bool = False,
 ) -> dict[str, Any]:
-    """The exported model's description: what it expects, how it was made, how well it does.
+    """The exported model's description: what it expects, how it was trained, how well it does
+    (``identity`` adds where it came from); ``bar`` shows the rendering's progress bar.
 
     Calibration is fitted on the validation split only (the threshold on its digits rendered as
     users' images); the test figures are measured once on the exported model's own outputs.
@@ -186,7 +230,9 @@ def describe(
         predict_keras(model, x_val),
         y_val.astype(np.int64),
         rejection_rate,
-        user_probs=np.asarray(model.predict(user_style_inputs(x_val)[..., None], verbose=0)),
+        user_probs=np.asarray(
+            model.predict(user_style_inputs(x_val, progress=bar)[..., None], verbose=0)
+        ),
     )
     split = (
         f"the last {val_size} training images (the threshold: each rendered once as a user's image)"
@@ -198,11 +244,9 @@ def describe(
         apply_temperature(test_probs, calibration.temperature), labels, calibration.threshold
     )
     return {
-        "model_name": model.name,
         "classes": list(data.class_names),
         "input": INPUT_DESCRIPTION,
         "output": "probabilities (N, classes) before temperature scaling",
-        "training_run": str(run_dir) if run_dir else None,
         "training_config": config,
         "training_command": training_command(config) if config else None,
         "trained": run.get("created"),
@@ -216,9 +260,7 @@ def describe(
         "threshold": calibration.threshold,
         "calibration": {**calibration.to_dict(), "split": split},
         "parameters": int(model.count_params()),
-        "digitrec_version": __version__,
         "versions": run.get("versions", {}),
-        "exported": datetime.now().isoformat(timespec="seconds"),
     }
 
 
@@ -294,7 +336,7 @@ def write_model_card(out: Path, metadata: dict[str, Any]) -> Path:
         ),
     ]
     lines = [
-        f"# Model card: {metadata['model_name']}",
+        f"{CARD_TITLE}{metadata['model_name']}",
         "",
         "| | |",
         "| --- | --- |",
@@ -326,7 +368,7 @@ def write_model_card(out: Path, metadata: dict[str, Any]) -> Path:
         "```",
         "",
     ]
-    card = out.with_name(out.stem + ".card.md")
+    card = card_path(out)
     with atomic_path(card) as tmp:
         tmp.write_text("\n".join(lines))
     return card

@@ -2,9 +2,9 @@
 
 The pipeline, each step one function:
 
-1. ``load_image`` decodes any common image (or takes an array) into 2-D float32 grey in [0, 1]:
-   EXIF orientation applied, alpha composited onto white, first frame only, and the pixel limit
-   checked before a single pixel is decoded.
+1. ``load_image`` (``digitrec.decoding``) decodes any common image (or takes an array) into
+   2-D float32 grey in [0, 1]; ``image_digits`` has it reduced while decoding to what step 2
+   needs, and runs steps 2 to 4.
 2. ``separate_ink`` works at a bounded resolution: it decides the polarity (ink darker or lighter
    than the background), flattens uneven lighting by subtracting a large-scale background
    (a morphological opening wider than the strokes), and thresholds a lightly blurred copy with
@@ -19,19 +19,27 @@ The pipeline, each step one function:
 
 from __future__ import annotations
 
-import io
 import itertools
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from digitrec.decoding import MAX_PIXELS, InputImage, decode_image, load_image
 from digitrec.errors import ImageError
 
-MAX_PIXELS = 40_000_000  # default pixel limit, against decompression bombs
+__all__ = [  # the decoding step is re-exported: this module is the pipeline's front
+    "MAX_PIXELS",
+    "DigitCrop",
+    "Ink",
+    "find_digits",
+    "image_digits",
+    "load_image",
+    "normalize_digit",
+    "separate_ink",
+]
+
 WORK_SIDE = 1024  # ink separation and segmentation run on images at most this long
 POLARITY_SIDE = 64  # the local background that tells the polarity is taken at this size
 RESIDUE_SIDE = 256  # ... and the ink's residue from it at this size
@@ -43,8 +51,6 @@ MIN_CONTRAST = 0.1  # ink fainter than this (on the 0..1 scale) above the backgr
 WEAK_INK = 0.5  # pixels above this fraction of the Otsu threshold are ink if they touch ink
 MIN_CONTRAST_TO_NOISE = 5.0  # ... and so is ink less than this many noise deviations above it
 STATISTICS_SAMPLE = 4_096  # medians of background and ink are taken over this many pixels
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's "L"
-InputImage = str | Path | bytes | Image.Image | np.ndarray
 
 
 @dataclass
@@ -65,145 +71,6 @@ class Ink:
 
     intensity: np.ndarray
     mask: np.ndarray
-
-
-# --- decoding ---------------------------------------------------------------------------------
-
-
-def load_image(source: InputImage, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode ``source`` (a path, encoded bytes, a PIL image or an array) into 2-D float32 grey
-    in [0, 1]; raise ``ImageError`` saying what is wrong with it."""
-    if isinstance(source, np.ndarray):
-        _check_pixels(source.shape[1::-1] if source.ndim >= 2 else (source.size, 1), max_pixels)
-        return array_to_gray(source)
-    if isinstance(source, Image.Image):
-        _check_pixels(source.size, max_pixels)
-        return array_to_gray(_pil_to_array(_upright(source)))
-    if isinstance(source, str | Path):
-        source = _read_file(Path(source))
-    if isinstance(source, bytes | bytearray | memoryview):
-        return _decode(bytes(source), max_pixels)
-    raise ImageError(f"cannot read an image from a {type(source).__name__}")
-
-
-def _read_file(path: Path) -> bytes:
-    """The bytes of an image file, with a clear error when it cannot be read."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image file") from None
-    except OSError as error:
-        raise ImageError(f"{path}: cannot read: {error.strerror or error}") from None
-
-
-def _decode(data: bytes, max_pixels: int) -> np.ndarray:
-    """Open lazily, check the size against ``max_pixels``, then decode the first frame."""
-    if not data:
-        raise ImageError("empty input: no image data")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:
-            raise ImageError(f"not an image: found {describe_content(data)}") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise ImageError(f"image over the pixel limit: {error}") from None
-        _check_pixels(image.size, max_pixels)
-        try:
-            image.seek(0)
-            image.load()
-        except (OSError, SyntaxError, ValueError, EOFError) as error:
-            raise ImageError(f"truncated or corrupt {image.format} image: {error}") from None
-    return array_to_gray(_pil_to_array(_upright(image)))
-
-
-def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
-    width, height = size
-    if width * height > max_pixels:
-        raise ImageError(
-            f"image of {width}×{height} = {width * height:,} pixels is over the limit of "
-            f"{max_pixels:,} pixels"
-        )
-
-
-def describe_content(data: bytes) -> str:
-    """A short description of what non-image bytes look like, for error messages."""
-    head = data[:512]
-    known = {b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive", b"\x1f\x8b": "gzip data"}
-    for magic, name in known.items():
-        if head.startswith(magic):
-            return name
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"unrecognized binary data starting with {head[:8].hex(' ')}"
-    lowered = text.lstrip().lower()
-    if lowered.startswith(("<svg", "<?xml")) and "<svg" in lowered:
-        return "an SVG drawing (vector images are not supported)"
-    if lowered.startswith(("<!doctype html", "<html")):
-        return "an HTML page"
-    return f"text ({text.strip()[:40]!r}...)"
-
-
-def _upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation, so the pixels are as the camera's user saw them."""
-    try:
-        return ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ImageError(f"corrupt EXIF data in {image.format} image: {error}") from None
-
-
-def _pil_to_array(image: Image.Image) -> np.ndarray:
-    """Pixels as an array whose dtype sets its scale: uint8, uint16 (16-bit) or float in [0, 1]."""
-    if image.mode.startswith("I"):  # 16-bit grey (I;16*) or 32-bit ints holding 16-bit values
-        return np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.uint16)
-    if image.mode == "F":
-        return np.asarray(image, dtype=np.float32)
-    if image.mode in ("L", "1"):
-        return np.asarray(image.convert("L"))
-    if image.has_transparency_data:
-        return np.asarray(image.convert("RGBA"))
-    return np.asarray(image.convert("RGB"))
-
-
-def array_to_gray(array: np.ndarray) -> np.ndarray:
-    """An (H, W), (H, W, 1|2|3|4) array (uint8, uint16, bool or float in [0, 1]) as 2-D float32
-    grey in [0, 1]; alpha composited onto white."""
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
-        raise ImageError(
-            f"unsupported array shape {array.shape}: expected (H, W) or (H, W, C) with 1 to 4 "
-            "channels (grey, grey+alpha, RGB, RGBA)"
-        )
-    if array.size == 0:
-        raise ImageError(f"empty input: the array has shape {array.shape}")
-    values = _unit_scale(array)
-    if values.ndim == 3 and values.shape[2] in (2, 4):
-        alpha = values[..., -1:]
-        values = values[..., :-1] * alpha + (1 - alpha)
-    if values.ndim == 3:
-        values = values[..., 0] if values.shape[2] == 1 else values @ LUMA
-    return np.ascontiguousarray(values, dtype=np.float32)
-
-
-def _unit_scale(array: np.ndarray) -> np.ndarray:
-    """Values as float32 in [0, 1]: integers by their type's range, floats as they are."""
-    if array.dtype == np.bool_:
-        return array.astype(np.float32)
-    if np.issubdtype(array.dtype, np.integer):
-        top = 65535 if array.dtype.itemsize > 1 else 255
-        return np.clip(array.astype(np.float32) / top, 0, 1)
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ImageError(f"unsupported array type {array.dtype}")
-    values = array.astype(np.float32)
-    if not np.isfinite(values).all():
-        raise ImageError("the array holds NaN or infinite values")
-    if values.min() < 0 or values.max() > 1:
-        raise ImageError(
-            f"float pixel values must lie in [0, 1]; found {values.min():g} to {values.max():g}"
-        )
-    return values
 
 
 # --- ink ----------------------------------------------------------------------------------------
@@ -331,10 +198,21 @@ def normalize_digit(ink: np.ndarray) -> np.ndarray:
     # Centre of mass to (14, 14): the shift MNIST's makers applied, whole pixels, from the
     # box-centred position (rounded as from there, so the result does not depend on the route).
     top, left = (CANVAS - size[1]) // 2, (CANVAS - size[0]) // 2
-    moments = cv2.moments(small)
-    top += int(np.round(CANVAS / 2 - top - moments["m01"] / moments["m00"]))
-    left += int(np.round(CANVAS / 2 - left - moments["m10"] / moments["m00"]))
+    row, col = _centre_of_mass(small)
+    top += int(np.round(CANVAS / 2 - top - row))
+    left += int(np.round(CANVAS / 2 - left - col))
     return _paste(small, top, left)
+
+
+def _centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    """The centre of mass (row, column) of a non-negative image, in pixel indices; its middle
+    if it has no mass. (Not ``cv2.moments``: it takes an image 2 pixels wide for a point list.)"""
+    total = float(image.sum(dtype=np.float64))
+    if total <= 0:
+        return (image.shape[0] - 1) / 2, (image.shape[1] - 1) / 2
+    rows = image.sum(axis=1, dtype=np.float64) @ np.arange(image.shape[0])
+    cols = image.sum(axis=0, dtype=np.float64) @ np.arange(image.shape[1])
+    return float(rows) / total, float(cols) / total
 
 
 def _paste(image: np.ndarray, top: int, left: int) -> np.ndarray:
@@ -394,11 +272,26 @@ class _Group:
         )
 
 
-def find_digits(gray: np.ndarray, single: bool = False) -> list[DigitCrop]:
+def image_digits(
+    source: InputImage, single: bool = False, max_pixels: int = MAX_PIXELS
+) -> list[DigitCrop]:
+    """The digits in an image (see ``find_digits``), decoded no larger than segmentation needs."""
+    image = decode_image(source, max_pixels, max_side=WORK_SIDE)
+    return find_digits(image.pixels, single, image.size)
+
+
+def find_digits(
+    gray: np.ndarray, single: bool = False, size: tuple[int, int] | None = None
+) -> list[DigitCrop]:
     """The digits in a grey image, left to right, each MNIST-normalized with its box in the
-    image's pixels; ``single`` takes all the ink as one digit. A blank image has none."""
-    scale = max(1.0, max(gray.shape) / WORK_SIDE)
-    work = _shrink(gray, scale)  # the boxes are scaled back to the image's pixels
+    image's pixels; ``single`` takes all the ink as one digit. A blank image has none.
+
+    ``size`` (height, width) is the image's own when ``gray`` is a reduced copy of it: the boxes
+    are then given in the pixels of that size.
+    """
+    size = size or gray.shape
+    work = _shrink(gray, max(gray.shape) / WORK_SIDE)
+    scale = max(size) / max(work.shape)  # the boxes are scaled back to the image's pixels
     ink = separate_ink(work)
     if not ink.mask.any():
         return []
@@ -409,7 +302,7 @@ def find_digits(gray: np.ndarray, single: bool = False) -> list[DigitCrop]:
         groups = _merge_stacked(_drop_rules(pieces))
         groups = _drop_dots(_attach_fragments(_attach_parts(groups)))
     groups.sort(key=lambda group: group.x0)
-    return [_crop(ink.intensity, labels, group, scale, gray.shape) for group in groups]
+    return [_crop(ink.intensity, labels, group, scale, size) for group in groups]
 
 
 def _pieces(mask: np.ndarray) -> tuple[np.ndarray, list[_Group]]:

@@ -6,14 +6,27 @@ convention), and returns class probabilities (softmax).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import keras
-from keras import layers
-
 from digitrec.errors import DigitrecError
+
+
+class _LazyModule:
+    """A module imported on first use, so that the registry (names, descriptions, recipes and
+    builder signatures) is there without TensorFlow, e.g. for ``digitrec train --help``."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+keras = _LazyModule("keras")
+layers = _LazyModule("keras.layers")
 
 INPUT_SHAPE = (28, 28, 1)
 
@@ -26,19 +39,35 @@ class ModelSpec:
     build: Callable[..., keras.Model]
     description: str
     recipe: dict[str, Any] = field(default_factory=dict)
+    # What ``digitrec tune`` searches: a TrainConfig field or ``model_args.NAME`` → an entry as in
+    # a search-space file; None: derived from the recipe and the builder's signature.
+    space: dict[str, dict[str, Any]] | None = None
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register(name: str, description: str, **recipe: Any) -> Callable:
-    """Decorator adding a builder to the registry with its default recipe (TrainConfig fields)."""
+def register(
+    name: str, description: str, space: dict[str, dict[str, Any]] | None = None, **recipe: Any
+) -> Callable:
+    """Decorator adding a builder to the registry with its default recipe (TrainConfig fields)
+    and its hyperparameter search space."""
 
     def add(build: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-        MODELS[name] = ModelSpec(name, build, description, recipe)
+        MODELS[name] = ModelSpec(name, build, description, recipe, space)
         return build
 
     return add
+
+
+# Training settings every model's search space covers in the same ranges.
+SHARED_SPACE: dict[str, dict[str, Any]] = {
+    "schedule": {"type": "categorical", "choices": ["constant", "cosine", "onecycle"]},
+    "batch_size": {"type": "categorical", "choices": [32, 64, 128, 256]},
+    "label_smoothing": {"type": "float", "low": 0.0, "high": 0.2},
+    "augment": {"type": "float", "low": 0.0, "high": 1.0},
+}
+DROPOUT_RANGE = {"type": "float", "low": 0.0, "high": 0.6}
 
 
 def model_spec(name: str) -> ModelSpec:
@@ -56,7 +85,17 @@ def build_model(name: str, num_classes: int = 10, **model_args: Any) -> keras.Mo
         raise DigitrecError(f"bad model arguments for {name!r}: {exc}") from None
 
 
-@register("lenet5", "the classic LeNet-5-style CNN of the Keras tutorial (baseline)")
+@register(
+    "lenet5",
+    "the classic LeNet-5-style CNN of the Keras tutorial (baseline)",
+    space={
+        "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+        "epochs": {"type": "int", "low": 5, "high": 15},
+        **SHARED_SPACE,
+        "model_args.dropout": DROPOUT_RANGE,
+        "model_args.dense_dropout": DROPOUT_RANGE,
+    },
+)
 def lenet5(num_classes: int = 10, dropout: float = 0.25, dense_dropout: float = 0.5) -> keras.Model:
     return keras.Sequential(
         [
@@ -83,6 +122,12 @@ def lenet5(num_classes: int = 10, dropout: float = 0.25, dense_dropout: float = 
     batch_size=128,
     learning_rate=1e-3,
     schedule="cosine",
+    space={
+        "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+        "epochs": {"type": "int", "low": 7, "high": 22},
+        **SHARED_SPACE,
+        "model_args.dropout": DROPOUT_RANGE,
+    },
 )
 def mlp(
     num_classes: int = 10, hidden: tuple[int, int] = (512, 256), dropout: float = 0.2
@@ -108,7 +153,12 @@ def mlp(
     batch_size=128,
     learning_rate=0.01,
     schedule="onecycle",
-    val_size=0,
+    space={
+        "learning_rate": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+        "epochs": {"type": "int", "low": 1, "high": 3},
+        **SHARED_SPACE,
+        "model_args.dense": {"type": "int", "low": 64, "high": 256, "log": True},
+    },
 )
 def fast(
     num_classes: int = 10, filters: tuple[int, int] = (16, 32), dense: int = 128
@@ -153,6 +203,14 @@ def _conv_bn(filters: int, kernel: int = 3) -> list[layers.Layer]:
     # Ensemble members alternate 3x3 and 5x5 kernels: chosen on the validation split, where
     # members 0-4 so made 14 errors against 18 with 3x3 kernels only (README, Models).
     member_args=[{}, {"kernel": 5}],
+    space={
+        "learning_rate": {"type": "float", "low": 3e-4, "high": 3e-2, "log": True},
+        "epochs": {"type": "int", "low": 15, "high": 45},
+        **SHARED_SPACE,
+        "model_args.width": {"type": "int", "low": 16, "high": 64, "log": True},
+        "model_args.dropout": DROPOUT_RANGE,
+        "model_args.kernel": {"type": "categorical", "choices": [3, 5]},
+    },
 )
 def best(
     num_classes: int = 10, width: int = 32, dropout: float = 0.4, kernel: Literal[3, 5] = 3

@@ -8,9 +8,11 @@ confidence and the ink shaped like no digit (a scribble).
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,42 +21,67 @@ import numpy as np
 
 from digitrec.calibration import apply_temperature
 from digitrec.errors import ModelError
-from digitrec.imaging import DigitCrop, find_digits, load_image
+from digitrec.imaging import MAX_PIXELS, DigitCrop, image_digits
 
 DEFAULT_MODEL = "default.onnx"
+RUN_MODEL = "model.onnx"  # where ``digitrec export RUN --format onnx`` puts a run's model
 UNKNOWN = "?"
 
 
-@dataclass
-class Digit:
-    """One digit found in an image: its label (None when rejected), confidence, where it is,
-    and the most probable classes."""
-
-    label: int | None
-    confidence: float
-    box: tuple[int, int, int, int]
-    top: list[tuple[int, float]]
-
-    def to_dict(self) -> dict[str, Any]:
+def _plain(value: Any) -> Any:
+    """A value as JSON-ready data: a dataclass as a dict of its fields but those marked
+    ``"array"`` (NumPy arrays, which the web API encodes itself), tuples and lists as lists."""
+    if is_dataclass(value) and not isinstance(value, type):
         return {
-            "label": self.label,
-            "confidence": self.confidence,
-            "box": list(self.box),
-            "top": [[label, prob] for label, prob in self.top],
+            item.name: _plain(getattr(value, item.name))
+            for item in fields(value)
+            if not item.metadata.get("array")
         }
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+class _Record:
+    """A result dataclass: ``to_dict`` lists its fields, so that a new field reaches
+    ``predict --json`` without another edit, and so does the web API, whose schema is built
+    from the fields' types and the ``"description"`` in each field's metadata."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
 
 
 @dataclass
-class Reading:
-    """What an image says: the text (``?`` for a rejected digit), its digits, and the 28x28
-    inputs the model saw."""
+class Digit(_Record):
+    """One digit found in an image."""
 
-    text: str
-    digits: list[Digit]
-    normalized: list[np.ndarray] = field(default_factory=list, repr=False)
+    label: int | None = field(
+        metadata={"description": "the digit, or null when it was rejected as unsure"}
+    )
+    confidence: float = field(
+        metadata={"description": "calibrated probability of the most likely label"}
+    )
+    box: tuple[int, int, int, int] = field(
+        metadata={"description": "x0, y0, x1, y1 in the image's pixels"}
+    )
+    top: list[tuple[int, float]] = field(
+        metadata={"description": "the likeliest labels with their probabilities, best first"}
+    )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "digits": [digit.to_dict() for digit in self.digits]}
+
+@dataclass
+class Reading(_Record):
+    """What an image says: its text and its digits, left to right."""
+
+    text: str = field(
+        metadata={"description": "the digits read left to right, '?' for a rejected one"}
+    )
+    digits: list[Digit] = field(metadata={"description": "each digit found, left to right"})
+    normalized: list[np.ndarray] = field(
+        default_factory=list,
+        repr=False,
+        metadata={"description": "the 28×28 image the model saw for each digit", "array": True},
+    )
 
 
 class Recognizer:
@@ -75,7 +102,9 @@ class Recognizer:
 
     @classmethod
     def load(cls, model: str | Path = "default", threads: int | None = None) -> Recognizer:
-        """Open an exported ONNX model, or ``"default"`` for the one shipped in the package.
+        """Open an exported ONNX model (a file, or a run directory holding ``model.onnx``), or
+        ``"default"`` for the one shipped in the package. A Keras model or a run not yet
+        exported is a ``ModelError`` that says how to export it.
 
         ``threads`` sets ONNX Runtime's intra-op thread count (default: its own choice).
         """
@@ -83,7 +112,8 @@ class Recognizer:
             resource = resources.files("digitrec") / "assets" / DEFAULT_MODEL
             source, content = f"default model ({DEFAULT_MODEL})", _read(resource, "default model")
         else:
-            source, content = str(model), _read(Path(model), str(model))
+            path = _model_file(Path(model))
+            source, content = str(path), _read(path, str(path))
         session = _session(content, source, threads)
         return cls(session, _metadata(session, source), source)
 
@@ -105,18 +135,25 @@ class Recognizer:
         probs = self.session.run(None, {self.input_name: batch})[0]
         return apply_temperature(probs, self.temperature)
 
-    def read(self, image: Any, single: bool = False, top_k: int = 3) -> Reading:
-        """Read the digits in one image (a path, bytes, PIL image or array), left to right."""
-        return self.read_many([image], single, top_k)[0]
+    def read(
+        self, image: Any, single: bool = False, top_k: int = 3, max_pixels: int = MAX_PIXELS
+    ) -> Reading:
+        """Read the digits in one image (a path, bytes, PIL image or array), left to right;
+        an image of more than ``max_pixels`` pixels is refused before it is decoded."""
+        return self.read_many([image], single, top_k, max_pixels)[0]
 
     def read_many(
-        self, images: Sequence[Any], single: bool = False, top_k: int = 3
+        self,
+        images: Sequence[Any],
+        single: bool = False,
+        top_k: int = 3,
+        max_pixels: int = MAX_PIXELS,
     ) -> list[Reading]:
         """Read several images, classifying all their digits in one batch.
 
         A bad image raises ``ImageError``; read images one at a time to carry on past it.
         """
-        crops = [find_digits(load_image(image), single=single) for image in images]
+        crops = [image_digits(image, single, max_pixels) for image in images]
         inputs = [crop.image for image_crops in crops for crop in image_crops]
         probs = self.predict_proba(np.stack(inputs) if inputs else np.zeros((0, 28, 28)))
         readings, start = [], 0
@@ -146,6 +183,28 @@ class Recognizer:
         )
 
 
+def _model_file(path: Path) -> Path:
+    """The ONNX file of ``path``: itself, or a run directory's exported ``model.onnx``. Nothing
+    else is read: a FIFO would block, a device could be endless."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise ModelError(f"{path}: not a regular file (expected a .onnx file or a run directory)")
+    if not path.is_dir():
+        return path
+    if (path / RUN_MODEL).is_file():
+        return path / RUN_MODEL
+    if (path / "saved_model.pb").is_file():
+        raise ModelError(
+            f"{path}: a TensorFlow SavedModel, which digitrec cannot read; export the run it "
+            "came from as ONNX: digitrec export RUN --format onnx"
+        )
+    if (path / "model.keras").is_file():
+        raise ModelError(
+            f"{path}: a training run with no exported model yet; export it first: "
+            f"digitrec export {path} --format onnx"
+        )
+    raise ModelError(f"{path}: a directory with no {RUN_MODEL} (nor a training run) in it")
+
+
 def _read(resource: Any, name: str) -> bytes:
     try:
         return resource.read_bytes()
@@ -173,7 +232,24 @@ def _session(content: bytes, source: str, threads: int | None) -> Any:
     try:
         return ort.InferenceSession(content, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ONNX Runtime raises several types for a bad file
+        if hint := _export_hint(content, source):
+            raise ModelError(hint) from None
         message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise ModelError(
             f"{source}: not a valid ONNX model (corrupt or truncated?): {message}"
         ) from None
+
+
+def _export_hint(content: bytes, source: str) -> str | None:
+    """For a Keras model file (.keras or HDF5), which ONNX Runtime cannot run but
+    ``digitrec export`` turns into ONNX: what it is and how to export it."""
+    export = f"not an ONNX model; export it as ONNX first: digitrec export {source} --format onnx"
+    if content.startswith(b"\x89HDF\r\n\x1a\n"):
+        return f"{source}: a Keras model (HDF5), {export}"
+    if not content.startswith(b"PK\x03\x04"):
+        return None
+    try:
+        names = zipfile.ZipFile(io.BytesIO(content)).namelist()
+    except zipfile.BadZipFile:
+        return None
+    return f"{source}: a Keras model (.keras), {export}" if "config.json" in names else None

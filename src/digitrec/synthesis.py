@@ -3,7 +3,8 @@ off-centre, rotated, thicker or thinner, under uneven light, with noise and JPEG
 
 The export uses it to choose the rejection threshold on user-style renders of *validation*
 digits (``digitrec.calibration``), training (``TrainConfig.user_style``) mixes renders of training
-digits into its inputs, and the tests use it on test digits to check issue 4's targets.
+digits into its inputs, and the tests use it on test digits to check how well the default model
+reads user-style digits and strings.
 Every function is deterministic given its ``rng`` (``numpy.random.default_rng(seed)``).
 """
 

@@ -3,7 +3,8 @@
 A run directory holds ``run.json`` (every setting, the data checksums, versions, machine),
 ``checkpoints/`` and ``state.json`` while training, then ``model.keras``, ``metrics.json`` and
 the evaluation report. Every file is written atomically, so a run killed at any moment resumes
-from its last completed epoch with ``resume(run_dir)``.
+from its last completed epoch with ``resume(run_dir)``, and trains on from there exactly as it
+would have without the interruption (``EpochSeeds``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import json
 import os
 import platform
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,62 +21,31 @@ import keras
 import numpy as np
 
 from digitrec import __version__
-from digitrec.config import TrainConfig
+from digitrec.callbacks import EpochCheckpoint, EpochSeeds, Progress
+from digitrec.config import SCHEDULES as SCHEDULES  # kept importable from here
+from digitrec.config import TrainConfig, check_split
+from digitrec.config import resolve_config as resolve_config  # kept importable from here
 from digitrec.data import Dataset, as_model_input, load_dataset, split_validation
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, read_json, write_json
-from digitrec.models import build_model, ensemble, model_spec, with_tta
+from digitrec.models import build_model, ensemble, with_tta
+from digitrec.rundir import (
+    CHECKPOINT_DIR,
+    MEMBERS_DIR,
+    RUNS_DIR,
+    STATE_FILE,
+    check_new_run_dir,
+    new_run_dir,
+)
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-RUNS_DIR = Path("runs")
-STATE_FILE = "state.json"
-CHECKPOINT_DIR = "checkpoints"
-MEMBERS_DIR = "members"
-SCHEDULES = ("constant", "cosine", "onecycle")
 EVAL_BATCH = 1000
-
-
-def resolve_config(model: str = "lenet5", **overrides: Any) -> TrainConfig:
-    """Defaults, then the model's recipe, then the caller's settings (``None`` means unset)."""
-    spec = model_spec(model)
-    return TrainConfig(model=model).updated(spec.recipe).updated(overrides)
 
 
 def default_run_dir(config: TrainConfig) -> Path:
     return RUNS_DIR / f"{datetime.now():%Y%m%d-%H%M%S}-{config.model}"
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """After every epoch: save the model (with optimizer state) atomically, then the run state.
-
-    The state file names the newest complete checkpoint, and older checkpoints are removed only
-    after it is written, so a kill at any moment leaves a consistent pair behind.
-    """
-
-    def __init__(self, run_dir: Path, state: dict[str, Any]):
-        super().__init__()
-        self.run_dir = run_dir
-        self.state = state
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        seconds = time.perf_counter() - self._started
-        history = self.state["history"]
-        for key, value in {**(logs or {}), "epoch_seconds": seconds}.items():
-            history.setdefault(key, []).append(float(value))
-        name = f"{CHECKPOINT_DIR}/epoch-{epoch + 1:03d}.keras"
-        with atomic_path(self.run_dir / name, suffix=".keras") as tmp:
-            self.model.save(tmp)
-        previous = self.state.get("checkpoint")
-        self.state.update(epoch=epoch + 1, checkpoint=name)
-        write_json(self.run_dir / STATE_FILE, self.state)
-        if previous and previous != name:
-            (self.run_dir / previous).unlink(missing_ok=True)
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int) -> Any:
@@ -87,15 +56,13 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int) -> Any:
         return config.learning_rate
     if config.schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total)
-    if config.schedule == "onecycle":
-        warmup = int(config.warmup * total)
-        return keras.optimizers.schedules.CosineDecay(
-            config.learning_rate / 25,
-            decay_steps=max(total - warmup, 1),
-            warmup_target=config.learning_rate,
-            warmup_steps=warmup,
-        )
-    raise DigitrecError(f"unknown schedule {config.schedule!r}; known: {', '.join(SCHEDULES)}")
+    warmup = int(config.warmup * total)  # "onecycle", the last of SCHEDULES
+    return keras.optimizers.schedules.CosineDecay(
+        config.learning_rate / 25,
+        decay_steps=max(total - warmup, 1),
+        warmup_target=config.learning_rate,
+        warmup_steps=warmup,
+    )
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -122,9 +89,10 @@ def training_dataset(
     config: TrainConfig,
     num_classes: int,
     verbose: bool = False,
-) -> tf.data.Dataset:
-    """Shuffled batches of model inputs and one-hot labels, a fraction rendered as users' images
-    and augmented on the fly if configured.
+) -> tuple[tf.data.Dataset, list[Any]]:
+    """Batches of model inputs and one-hot labels in a new random order at every pass, a fraction
+    rendered as users' images and augmented on the fly if configured; and the random sources the
+    batches draw from (the order's seed generator, the augmentation layers), for ``EpochSeeds``.
 
     Shuffles indices and gathers whole batches: no copy of the images in a shuffle buffer (the
     training time is the same as with shuffled images, benchmarks/fast_study.py).
@@ -133,12 +101,18 @@ def training_dataset(
 
     inputs = tf.constant(user_style_mix(images, config.user_style, config.seed, verbose))
     targets = tf.constant(keras.utils.to_categorical(labels, num_classes))
+    order = keras.random.SeedGenerator(config.seed)
+    indices = tf.range(len(images), dtype="int64")
     dataset = (
-        tf.data.Dataset.range(len(images))
-        .shuffle(len(images), seed=config.seed)
+        tf.data.Dataset.range(1)
+        .flat_map(
+            lambda _: tf.data.Dataset.from_tensor_slices(keras.random.shuffle(indices, seed=order))
+        )
+        .apply(tf.data.experimental.assert_cardinality(len(images)))
         .batch(config.batch_size)
         .map(lambda index: (tf.gather(inputs, index), tf.gather(targets, index)))
     )
+    sources: list[Any] = [order]
     if config.augment > 0 or config.elastic > 0:
         from digitrec.augment import augmenter
 
@@ -146,7 +120,8 @@ def training_dataset(
         dataset = dataset.map(
             lambda x, y: (distort(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
         )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+        sources.append(distort)
+    return dataset.prefetch(tf.data.AUTOTUNE), sources
 
 
 def user_style_mix(
@@ -154,8 +129,6 @@ def user_style_mix(
 ) -> np.ndarray:
     """Model inputs for uint8 training images, a seeded ``fraction`` of them replaced by their
     renders as users' images, normalized as the recognizer does (``user_style_inputs``)."""
-    if not 0 <= fraction <= 1:
-        raise DigitrecError(f"the user-style fraction must be in [0, 1], not {fraction}")
     from digitrec.synthesis import user_style_inputs
 
     inputs = as_model_input(images)
@@ -204,19 +177,17 @@ def train(
     verbose: bool = True,
     tensorboard: bool = False,
 ) -> Path:
-    """Train a model from scratch into a new run directory; return the directory."""
+    """Train a model from scratch into a new run directory; return the directory.
+
+    The directory is checked and the data loaded before it is made; a run that fails before its
+    first checkpoint takes away what it added, so the same directory can be used again.
+    """
     run_dir = Path(out) if out else default_run_dir(config)
-    if (run_dir / "run.json").exists():
-        raise DigitrecError(f"{run_dir} already holds a run; resume it with --resume {run_dir}")
-    if config.ensemble < 1:
-        raise DigitrecError(f"an ensemble needs at least 1 member, got {config.ensemble}")
-    if config.augment < 0 or config.elastic < 0:
-        raise DigitrecError(
-            f"augmentation strengths must be 0 (off) or positive, got --augment {config.augment} "
-            f"and --elastic {config.elastic}"
-        )
+    check_new_run_dir(run_dir)
     data = load_dataset(config.dataset, data_dir, progress=verbose)
-    return _start(run_dir, config, data, verbose, tensorboard)
+    check_split(config, len(data.train_images))
+    with new_run_dir(run_dir):
+        return _start(run_dir, config, data, verbose, tensorboard)
 
 
 def _start(
@@ -244,9 +215,18 @@ def resume(
         raise DigitrecError(f"{run_dir} is not a run directory (no run.json)")
     if (run_dir / "metrics.json").exists():
         raise DigitrecError(f"{run_dir} is already complete")
-    config = TrainConfig.from_dict(read_json(run_dir / "run.json")["config"])
+    config = recorded_config(run_dir)
     data = load_dataset(config.dataset, data_dir, progress=verbose)
+    check_split(config, len(data.train_images))
     return _continue(run_dir, config, data, verbose, tensorboard)
+
+
+def recorded_config(run_dir: Path) -> TrainConfig:
+    """The settings in a run's ``run.json``, checked as any others."""
+    try:
+        return TrainConfig.from_dict(read_json(run_dir / "run.json")["config"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DigitrecError(f"cannot read the settings in {run_dir / 'run.json'}: {exc}") from None
 
 
 def _continue(
@@ -285,15 +265,17 @@ def fit(
         if len(x_val)
         else None
     )
+    dataset, random_sources = training_dataset(x_train, y_train, config, num_classes, verbose)
+    ours = [EpochSeeds(config.seed, random_sources), *([Progress()] if verbose else [])]
     return model.fit(
-        training_dataset(x_train, y_train, config, num_classes, verbose),
+        dataset,
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         validation_data=validation,
         validation_batch_size=EVAL_BATCH,
-        shuffle=False,  # the dataset is shuffled already
-        callbacks=callbacks,
-        verbose=1 if verbose else 0,
+        shuffle=False,  # the dataset draws its own order (EpochSeeds)
+        callbacks=[*ours, *(callbacks or [])],
+        verbose=0,  # Progress shows it
     )
 
 

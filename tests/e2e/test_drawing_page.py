@@ -1,4 +1,5 @@
-"""The drawing page in a real browser: MNIST test digits traced with the mouse are read back.
+"""The drawing page in a real browser: MNIST test digits traced with the mouse are read back,
+and a correction sent from it is stored where the server collects them.
 
 Drives Debian's chromium (``/usr/bin/chromium``) with Playwright against the app on uvicorn with
 the packaged default model. Screenshots are kept in ``test-artifacts/``.
@@ -15,9 +16,10 @@ import numpy as np
 import pytest
 from live_server import serving
 from PIL import Image
+from serve_support import drawn_ones
 
 from digitrec.recognizer import Recognizer
-from digitrec.serve.app import create_app
+from digitrec.serve.app import ServeSettings, create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -97,12 +99,22 @@ def expect_result(page, text: str) -> None:
 
 
 def open_page(browser, server: str, **context_options):
+    """The drawing page, under the service's Content Security Policy; ``page.refused`` lists
+    what the browser refused by that policy (nothing, if the page keeps working)."""
     page = browser.new_context(**context_options).new_page()
-    page.goto(server)
+    page.refused = []
+    page.on("console", lambda message: note_refusal(page.refused, message.text))
+    response = page.goto(server)
+    assert "script-src 'self'" in response.headers["content-security-policy"]
     width = page.get_by_label("Stroke width")
     width.fill(str(SCALE + 2))
     width.blur()
     return page
+
+
+def note_refusal(refused: list[str], text: str) -> None:
+    if "Content Security Policy" in text:
+        refused.append(text)
 
 
 def first_of_each(mnist, labels: list[int]) -> tuple[np.ndarray, str]:
@@ -131,6 +143,7 @@ def test_a_traced_digit_and_a_traced_number_are_read_on_the_page(browser, server
     page.get_by_role("button", name="Undo").click()  # the last stroke of the 9
     page.get_by_role("button", name="Undo").click()
     playwright_sync.expect(page.get_by_test_id("result")).not_to_have_text("", timeout=15_000)
+    assert page.refused == []
 
 
 def number_png(digits: np.ndarray) -> bytes:
@@ -161,6 +174,31 @@ def test_image_files_picked_or_dropped_on_the_page_are_read(browser, server, mni
     )
     page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
     expect_result(page, text)
+    playwright_sync.expect(page.get_by_test_id("correction")).to_be_hidden()  # not collecting
+    assert page.refused == []
+
+
+def test_a_correction_sent_from_the_page_is_stored_where_the_server_collects(browser, tmp_path):
+    settings = ServeSettings(collect_dir=str(tmp_path))
+    with serving(create_app(Recognizer.load("default", threads=1), settings)) as url:
+        page = open_page(browser, url, viewport={"width": 1280, "height": 800})
+        page.get_by_label("Read an image file").set_input_files(
+            {"name": "ones.png", "mimeType": "image/png", "buffer": drawn_ones(2)}
+        )
+        expect_result(page, "11")
+        digits = page.get_by_label("Wrong? Type the right digits")
+        playwright_sync.expect(digits).to_have_value("11")
+        status = page.locator("#correction-status")
+        digits.fill("1")
+        page.get_by_role("button", name="Correct it").click()
+        playwright_sync.expect(status).to_contain_text("Not stored: the image has 2 digits")
+        digits.fill("17")
+        page.get_by_role("button", name="Correct it").click()
+        playwright_sync.expect(status).to_have_text("Thank you: 2 digits stored to train on.")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "drawing-page-correction.png", full_page=True)
+        assert page.refused == []
+    assert sorted(path.parent.name for path in tmp_path.rglob("*.png")) == ["1", "7"]
 
 
 def test_the_page_is_usable_on_a_phone_and_by_keyboard(browser, server, mnist):
@@ -188,3 +226,4 @@ def test_the_page_is_usable_on_a_phone_and_by_keyboard(browser, server, mnist):
         page.keyboard.press("Tab")
         focused.append(page.evaluate("document.activeElement.id"))
     assert focused == ["pad", "undo", "clear", "stroke-width", "file"]
+    assert page.refused == []

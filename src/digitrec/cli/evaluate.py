@@ -10,15 +10,32 @@ from digitrec.cli.options import add_data_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("evaluate", help="evaluate a model on the test set")
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a model on the test set",
+        description=(
+            "Print a model's metrics on its dataset's test set. The report (report.md and its "
+            "figures) goes to --out, else into the run directory when SOURCE is one; a model "
+            "file or 'default' gets no report without --out. Progress goes to stderr."
+        ),
+    )
     parser.add_argument(
         "source",
         nargs="?",
         help="run directory, .keras or .onnx file, or 'default' (the packaged model)",
     )
     parser.add_argument("--model", dest="model", help="same as SOURCE")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="where to write the report")
-    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write the report here (default: the run directory; none for a model file)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the metrics as one JSON object (accuracy, test_loss, per_class, ...)",
+    )
     parser.add_argument(
         "--perturb", action="store_true", help="also test on digits rotated ±15° and shifted ±3 px"
     )
@@ -32,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from digitrec.cli import progress_printer
     from digitrec.errors import DigitrecError
     from digitrec.evaluate import evaluate
 
@@ -39,12 +57,18 @@ def run(args: argparse.Namespace) -> int:
     if not source:
         raise DigitrecError("name a run directory, model file or 'default' to evaluate")
     result = evaluate(
-        source, args.dataset, args.data_dir, args.out, perturb=args.perturb, tta=args.tta
+        source,
+        args.dataset,
+        args.data_dir,
+        args.out,
+        perturb=args.perturb,
+        tta=args.tta,
+        progress=progress_printer(),
     )
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"test accuracy   {result['test_accuracy']:.2%}  ({result['test_errors']} errors)")
+    print(f"test accuracy   {result['accuracy']:.2%}  ({result['test_errors']} errors)")
     print(f"test loss       {result['test_loss']:.4f}")
     print(
         f"macro precision {result['macro_precision']:.4f}  recall {result['macro_recall']:.4f}"
@@ -52,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, accuracy in result.get("perturbed_accuracy", {}).items():
         print(f"{name:<22} {accuracy:.2%}")
-    print(f"report          {result['report']}")
+    print(f"report          {result.get('report', 'none written (--out DIR writes one)')}")
     return 0

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from digitrec.calibration import REJECTION_RATE
 from digitrec.cli.options import add_data_options
-
-FORMATS = ("onnx", "litert", "saved_model")
+from digitrec.export_output import FORMATS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,14 +15,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "export",
         help="export a trained model (ONNX, LiteRT, SavedModel)",
         description=(
-            "Export a run's model with Keras, check it on MNIST test images against Keras, and "
-            "store its calibration (fitted on the validation split) and description with it."
+            "Export a run's model with Keras and check it on MNIST test images against Keras. "
+            "ONNX also stores its calibration (fitted on the validation split) and description, "
+            "with a model card beside it. Nothing existing is replaced but a previous digitrec "
+            "export, and that only with --force. Progress goes to stderr."
         ),
     )
     parser.add_argument("source", metavar="RUN_DIR|MODEL", help="run directory or .keras file")
-    parser.add_argument("--format", choices=FORMATS, default="onnx", help="default: onnx")
+    parser.add_argument("--format", choices=list(FORMATS), default="onnx", help="default: onnx")
     parser.add_argument(
-        "--out", type=Path, metavar="PATH", help="output (default: beside the model)"
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="output file (SavedModel: a new or empty folder); an existing folder holds "
+        "model.onnx or model.tflite (default: beside the model)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace a previous digitrec export at --out"
     )
     parser.add_argument(
         "--rejection-rate",
@@ -40,6 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from digitrec.cli import progress_printer
     from digitrec.export import export_model
 
     out = export_model(
@@ -50,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         rejection_rate=args.rejection_rate,
         dataset=args.dataset,
         tta=args.tta,
+        force=args.force,
+        progress=progress_printer(),
     )
     print(f"exported {out}")
     return 0

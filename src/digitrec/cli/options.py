@@ -1,10 +1,17 @@
-"""Options shared by several subcommands."""
+"""Options shared by several subcommands, and the training-setting flags made from
+``TrainConfig``'s description of each setting."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import textwrap
+from dataclasses import fields
+from typing import Any
 
+from digitrec.config import TrainConfig, description, flag, setting_types
 from digitrec.data import DATA_DIR_ENV, DATASETS
+from digitrec.models import MODELS
 
 
 def add_data_options(
@@ -13,8 +20,71 @@ def add_data_options(
     parser.add_argument(
         "--dataset", choices=sorted(DATASETS), default=dataset_default, help="dataset name"
     )
+    add_data_dir_option(parser)
+
+
+def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         metavar="DIR",
         help=f"directory holding the IDX files (default: ${DATA_DIR_ENV}, then the user cache)",
     )
+
+
+def add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """A flag for every training setting (``--batch-size`` for ``batch_size``), typed, with its
+    choices, valid range and default in the help. A flag not given is ``None``, so that a
+    model's recipe or a ``--params`` file can supply the value."""
+    group = parser.add_argument_group(
+        "training settings",
+        textwrap.fill(
+            "Defaults as shown; a model's recipe (listed below) replaces some, a --params file "
+            "replaces those, and flags replace all.",
+            77,
+        ),
+    )
+    defaults = TrainConfig().to_dict()
+    for f in fields(TrainConfig):
+        kind, rules = setting_types()[f.name], description(f.name)
+        default = defaults[f.name]
+        shown = json.dumps(default) if isinstance(default, (dict, list)) else default
+        limits = f"; {rules.bounds()}" if rules.bounds() else ""
+        options: dict[str, Any] = {
+            "dest": f.name,
+            "default": None,
+            "help": f"{rules.help} (default: {shown}{limits})".replace("%", "%%"),
+        }
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        else:
+            registered = list(rules.registry) if rules.registry is not None else []
+            options["choices"] = rules.choices or registered or None
+            options["type"] = kind if kind in (int, float, str) else json_value
+            options["metavar"] = rules.metavar
+        group.add_argument(flag(f.name), **options)
+
+
+def settings_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The training settings given as flags."""
+    return {
+        name: getattr(args, name) for name in setting_types() if getattr(args, name) is not None
+    }
+
+
+def json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
+
+
+def models_epilog(width: int = 79) -> str:
+    """The registered models, each with its description and recipe, for ``--help``."""
+    lines = ["models (--model NAME), each with the settings of its recipe:"]
+    for spec in MODELS.values():
+        recipe = ", ".join(f"{key}={json.dumps(value)}" for key, value in spec.recipe.items())
+        text = f"{spec.description}. Recipe: {recipe or 'the defaults'}."
+        lines += textwrap.wrap(
+            text, width, initial_indent=f"  {spec.name:<8}", subsequent_indent=" " * 10
+        )
+    return "\n".join(lines)

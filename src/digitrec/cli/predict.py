@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from digitrec.recognizer import Recognizer
+
+PROGRESS_FROM = 20  # a progress bar is shown (on a terminal) from this many files on
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image file or folder")
     parser.add_argument(
-        "--model", default="default", help="a .onnx model file, or 'default' (the packaged model)"
+        "--model",
+        default="default",
+        help="a .onnx model file, a run directory holding model.onnx, or 'default' (packaged)",
     )
     parser.add_argument("--top-k", type=int, default=3, help="classes listed per digit (default 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image per line")
@@ -30,15 +38,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--save-normalized", type=Path, metavar="DIR", help="write the 28x28 images the model saw"
     )
     parser.add_argument("--threads", type=int, help="ONNX Runtime threads (default: its choice)")
+    parser.add_argument("--max-pixels", type=int, help="largest image accepted, in pixels")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from digitrec.errors import DigitrecError
     from digitrec.recognizer import Recognizer
 
     if args.top_k < 1:
         raise DigitrecError("--top-k must be at least 1")
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise DigitrecError("--max-pixels must be positive")
     files = list(image_files(args.paths))
     if not files:
         raise DigitrecError("no image files found in " + ", ".join(map(str, args.paths)))
@@ -46,21 +59,43 @@ def run(args: argparse.Namespace) -> int:
     saver = NormalizedSaver(args.save_normalized) if args.save_normalized else None
     width = max(len(str(path)) for path in files)
     failed = 0
-    for path in files:
-        result: dict[str, Any] = {"file": str(path), "text": "", "digits": [], "error": None}
-        try:
-            reading = recognizer.read(path, single=args.single, top_k=args.top_k)
-        except DigitrecError as exc:
-            result["error"] = str(exc)
-            failed += 1
-        else:
-            result.update(reading.to_dict())
-            if saver:
-                saver.save(path, reading.normalized)
-        print(json.dumps(result) if args.json else table_row(result, width), flush=True)
+    # On a terminal only (disable=None): redirected, stderr gets no progress codes.
+    progress = tqdm(
+        files, unit="image", file=sys.stderr, disable=None if len(files) >= PROGRESS_FROM else True
+    )
+    with warnings.catch_warnings():
+        # Pillow's own remarks on a malformed file repeat the error its line reports.
+        warnings.filterwarnings("ignore", module="PIL")
+        for path in progress:
+            result = read_file(recognizer, path, args, saver)
+            failed += result["error"] is not None
+            line = json.dumps(result) if args.json else table_row(result, width)
+            progress.write(line, sys.stdout)  # clears the bar, if any, and draws it again
+            sys.stdout.flush()
     if failed and not args.json:
         print(f"{failed} of {len(files)} images could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def read_file(
+    recognizer: Recognizer, path: Path, args: argparse.Namespace, saver: NormalizedSaver | None
+) -> dict[str, Any]:
+    """One file's result: its reading, or the error that kept it from being read."""
+    from digitrec.errors import DigitrecError
+    from digitrec.imaging import MAX_PIXELS
+
+    result: dict[str, Any] = {"file": str(path), "text": "", "digits": [], "error": None}
+    try:
+        reading = recognizer.read(
+            path, args.single, args.top_k, max_pixels=args.max_pixels or MAX_PIXELS
+        )
+    except DigitrecError as exc:
+        result["error"] = str(exc)
+    else:
+        result.update(reading.to_dict())
+        if saver:
+            saver.save(path, reading.normalized)
+    return result
 
 
 def image_files(paths: list[Path]) -> Iterator[Path]:

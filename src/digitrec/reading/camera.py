@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from digitrec.imaging import LUMA
+from digitrec.decoding import LUMA
 from digitrec.reading.style import Camera, Colour
 from digitrec.synthesis import _disk, jpeg
 

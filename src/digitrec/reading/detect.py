@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from digitrec.imaging import array_to_gray
+from digitrec.decoding import array_to_gray
 from digitrec.reading.paper import PaperSettings, find_ink, outline, skew
 
 Box = tuple[int, int, int, int]

@@ -2,109 +2,103 @@
 
 The app is thin: it turns a request into one ``Recognizer.read`` call and the reading into the
 same JSON object that ``digitrec predict --json`` prints. The model is loaded once at start-up;
-decoding and inference run in a worker thread so that the event loop keeps answering.
+decoding and inference run in worker threads, a few at a time (``capacity``), so that the event
+loop keeps answering and memory stays bounded.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
-import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
-import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digitrec import __version__
 from digitrec.errors import ImageError
-from digitrec.imaging import MAX_PIXELS, load_image
-from digitrec.recognizer import Reading, Recognizer
+from digitrec.imaging import MAX_PIXELS
+from digitrec.recognizer import Recognizer
+from digitrec.serve.capacity import ReadCapacity, Saturated
+from digitrec.serve.corrections import DIGITS_FIELD, Collection, store_correction
+from digitrec.serve.middleware import (
+    PAGE_POLICY,
+    SECURITY_HEADERS,
+    BodyLimit,
+    JsonErrors,
+    SecurityHeaders,
+)
+from digitrec.serve.schemas import (
+    CorrectionReceipt,
+    ErrorBody,
+    ModelCard,
+    Recognition,
+    ServiceConfig,
+    Status,
+    error_response,
+    model_card_of,
+    recognition_of,
+)
+from digitrec.serve.settings import ServeSettings
 
 STATIC_DIR = Path(__file__).parent / "static"
-SETTINGS_ENV = "DIGITREC_SERVE_SETTINGS"
 IMAGE_FIELD = "image"
-MEGABYTE = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """The model to serve, the request limits, and ONNX Runtime threads per worker process."""
-
-    model: str = "default"
-    max_body_bytes: int = 10 * MEGABYTE
-    max_pixels: int = MAX_PIXELS
-    threads: int | None = 1
-    concurrent_reads: int = 4  # images decoded and read at once per worker: bounds memory
-
-    def to_env(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_env(cls) -> ServeSettings:
-        """Settings handed to worker processes through ``$DIGITREC_SERVE_SETTINGS``."""
-        raw = os.environ.get(SETTINGS_ENV)
-        return cls(**json.loads(raw)) if raw else cls()
-
-
-class DigitResult(BaseModel):
-    label: int | None = Field(description="the digit, or null when it was rejected as unsure")
-    confidence: float = Field(description="calibrated probability of the label")
-    box: tuple[int, int, int, int] = Field(description="x0, y0, x1, y1 in the image's pixels")
-    top: list[tuple[int, float]] = Field(description="the most likely labels with probabilities")
-
-
-class Recognition(BaseModel):
-    """One reading: the same object as a line of ``digitrec predict --json``, without ``file``."""
-
-    text: str = Field(description="the digits read left to right, '?' for a rejected one")
-    digits: list[DigitResult]
-    error: None = None
-    normalized: list[str] = Field(
-        description="the 28×28 image the model saw for each digit, as base64 PNG"
-    )
-
-
-class ModelCard(BaseModel):
-    """What the served model is, and everything its file records about how it was made."""
-
-    name: str = Field(description="the architecture, e.g. lenet5")
-    version: str | None = Field(description="the digitrec version that exported the model")
-    test_accuracy: float | None = Field(description="accuracy on the MNIST test set")
-    classes: list[str]
-    threshold: float = Field(description="confidence below which a digit is reported as '?'")
-    temperature: float = Field(description="calibration temperature applied to the logits")
-    metadata: dict[str, Any] = Field(description="the full metadata stored in the model file")
-
-
-class Status(BaseModel):
-    status: str
-
-
-class ErrorBody(BaseModel):
-    error: str = Field(description="what was wrong with the request")
+RETRY_AFTER_S = 1  # what a refused client is told to wait: reads take milliseconds
+T = TypeVar("T")
+Single = Annotated[bool, Query(description="read the image as exactly one digit")]
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "the Host header is not one this service answers"},
+    408: {"model": ErrorBody, "description": "the body took too long to arrive"},
     413: {"model": ErrorBody, "description": "the body is over the size limit"},
     415: {"model": ErrorBody, "description": "the body is not an image"},
     422: {"model": ErrorBody, "description": "the image cannot be read, or a bad query value"},
-    503: {"model": ErrorBody, "description": "the model is not loaded yet"},
+    503: {
+        "model": ErrorBody,
+        "description": "the model is not loaded yet, or the worker is busy (see Retry-After)",
+    },
+}
+
+CORRECTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **{code: ERROR_RESPONSES[code] for code in (400, 408, 413, 415)},
+    404: {"model": ErrorBody, "description": "corrections are not collected by this service"},
+    422: {
+        "model": ErrorBody,
+        "description": "the image cannot be read, the digits are not digits, or the image has "
+        "another number of digits than the correction gives",
+    },
+    503: {"model": ErrorBody, "description": "the worker is busy (see Retry-After)"},
+    507: {"model": ErrorBody, "description": "the collection is full"},
+}
+
+CORRECTION_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": f"the image as field '{IMAGE_FIELD}' and the digits it shows as field "
+        f"'{DIGITS_FIELD}'",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        IMAGE_FIELD: {"type": "string", "format": "binary"},
+                        DIGITS_FIELD: {"type": "string", "pattern": "^[0-9]+$", "example": "4096"},
+                    },
+                    "required": [IMAGE_FIELD, DIGITS_FIELD],
+                }
+            }
+        },
+    }
 }
 
 RECOGNIZE_BODY = {
@@ -126,61 +120,19 @@ RECOGNIZE_BODY = {
 }
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-def too_large_message(limit: int) -> str:
-    return f"the request body is over the limit of {limit / MEGABYTE:g} MB"
-
-
-class BodyLimit:
-    """ASGI middleware answering 413 for a body over the limit, before or while it streams in.
-
-    A declared Content-Length over the limit is refused without reading anything; a body that
-    turns out longer (chunked, or a lying header) is cut off as soon as it passes the limit.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        declared = headers.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await error_response(413, too_large_message(self.max_bytes))(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise HTTPException(413, too_large_message(self.max_bytes))
-            return message
-
-        await self.app(scope, limited_receive, send)
+def media_type_of(request: Request) -> str:
+    """The request's Content-Type without its parameters, lowercase ("" if none)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 async def image_bytes(request: Request) -> bytes:
     """The uploaded image: multipart field ``image``, or the raw body sent as ``image/*``."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media_type = media_type_of(request)
     if media_type.startswith("image/"):
         data = await request.body()
     elif media_type == "multipart/form-data":
         async with request.form(max_files=1, max_fields=10) as form:
-            upload = form.get(IMAGE_FIELD)
-            if not isinstance(upload, UploadFile):
-                raise HTTPException(422, f"the form has no file field '{IMAGE_FIELD}'")
-            part_type = (upload.content_type or "application/octet-stream").lower()
-            if not part_type.startswith(("image/", "application/octet-stream")):
-                raise HTTPException(415, f"the '{IMAGE_FIELD}' file is {part_type}, not an image")
-            data = await upload.read()
+            data = await form_image(form)
     else:
         raise HTTPException(
             415,
@@ -192,39 +144,51 @@ async def image_bytes(request: Request) -> bytes:
     return data
 
 
-def png_base64(image: np.ndarray) -> str:
-    """A [0, 1] grayscale image as a base64 PNG string, ready for a data: URL."""
-    pixels = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+async def form_image(form: FormData) -> bytes:
+    """The bytes of the form's file field ``image``; 422 if it has none, 415 if not an image."""
+    upload = form.get(IMAGE_FIELD)
+    if not isinstance(upload, UploadFile):
+        raise HTTPException(422, f"the form has no file field '{IMAGE_FIELD}'")
+    part_type = (upload.content_type or "application/octet-stream").lower()
+    if not part_type.startswith(("image/", "application/octet-stream")):
+        raise HTTPException(415, f"the '{IMAGE_FIELD}' file is {part_type}, not an image")
+    return await upload.read()
+
+
+async def correction_form(request: Request) -> tuple[bytes, str]:
+    """The image and the digits it shows, from a multipart form."""
+    media_type = media_type_of(request)
+    if media_type != "multipart/form-data":
+        raise HTTPException(
+            415,
+            f"send multipart/form-data with the image as field '{IMAGE_FIELD}' and the digits "
+            f"it shows as field '{DIGITS_FIELD}', not {media_type or 'no Content-Type'}",
+        )
+    async with request.form(max_files=1, max_fields=10) as form:
+        data = await form_image(form)
+        digits = form.get(DIGITS_FIELD)
+    if not isinstance(digits, str):
+        raise HTTPException(
+            422, f"the form has no text field '{DIGITS_FIELD}' (the digits the image shows)"
+        )
+    return data, digits
+
+
+async def within(seconds: float, body: Awaitable[T]) -> T:
+    """``body`` (reading a request's body) if it arrives within ``seconds``, else 408."""
+    try:
+        with anyio.fail_after(seconds):
+            return await body
+    except TimeoutError:
+        raise HTTPException(408, f"the body took over {seconds:g} s to arrive") from None
 
 
 def recognize_bytes(
-    recognizer: Recognizer, data: bytes, max_pixels: int, single: bool, top_k: int
+    recognizer: Recognizer, data: bytes, max_pixels: int | None, single: bool, top_k: int
 ) -> dict[str, Any]:
     """Decode, read and describe one image; CPU-bound, so it runs in a worker thread."""
-    reading: Reading = recognizer.read(
-        load_image(data, max_pixels=max_pixels), single=single, top_k=top_k
-    )
-    return {
-        **reading.to_dict(),
-        "error": None,
-        "normalized": [png_base64(image) for image in reading.normalized],
-    }
-
-
-def model_card_of(recognizer: Recognizer) -> ModelCard:
-    metadata = recognizer.metadata
-    return ModelCard(
-        name=metadata.get("model_name", "unknown"),
-        version=metadata.get("digitrec_version"),
-        test_accuracy=metadata.get("test_accuracy"),
-        classes=recognizer.classes,
-        threshold=recognizer.threshold,
-        temperature=recognizer.temperature,
-        metadata=metadata,
-    )
+    reading = recognizer.read(data, single=single, top_k=top_k, max_pixels=max_pixels or MAX_PIXELS)
+    return recognition_of(reading)
 
 
 async def get_recognizer(request: Request) -> Recognizer:
@@ -244,11 +208,61 @@ def validation_message(exc: RequestValidationError) -> str:
     )
 
 
+def busy_response() -> JSONResponse:
+    return error_response(
+        503,
+        "the server is reading as many images as it can: try again shortly",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error the app raises answered as JSON ``{"error": ...}`` with its status."""
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(ImageError)
+    async def image_error(request: Request, exc: ImageError) -> JSONResponse:
+        return error_response(422, str(exc))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        return error_response(400, "the client went away before sending the whole body")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, validation_message(exc))
+
+    @app.exception_handler(Saturated)
+    async def busy(request: Request, exc: Saturated) -> JSONResponse:
+        return busy_response()
+
+    @app.exception_handler(Exception)  # a bug; Starlette logs it with its traceback
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        # Answered outside all middleware, so the security headers are added here.
+        headers = {**SECURITY_HEADERS, "Content-Security-Policy": PAGE_POLICY}
+        return error_response(500, "the server failed to handle this request", headers)
+
+
+def add_middleware(app: FastAPI, settings: ServeSettings) -> None:
+    """Outermost last: security headers on everything, JSON errors, the Host check, the body
+    limit."""
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
+    app.add_middleware(JsonErrors)
+    no_policy = tuple(url for url in (app.docs_url, app.redoc_url) if url)
+    app.add_middleware(SecurityHeaders, no_policy_paths=no_policy)
+
+
 def create_app(
     recognizer: Recognizer | None = None, settings: ServeSettings | None = None
 ) -> FastAPI:
     """The service; loads ``settings.model`` at start-up unless a ready ``recognizer`` is given."""
     settings = settings or ServeSettings()
+    capacity = ReadCapacity(settings.concurrent_reads, settings.queued_reads)
+    collection = Collection.of(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -265,24 +279,9 @@ def create_app(
     )
     app.state.recognizer = recognizer
     app.state.settings = settings
-    reads = anyio.CapacityLimiter(settings.concurrent_reads)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(ImageError)
-    async def image_error(request: Request, exc: ImageError) -> JSONResponse:
-        return error_response(422, str(exc))
-
-    @app.exception_handler(ClientDisconnect)
-    async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
-        return error_response(400, "the client went away before sending the whole body")
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, validation_message(exc))
+    app.state.capacity = capacity
+    add_middleware(app, settings)
+    add_error_handlers(app)
 
     @app.post(
         "/api/v1/recognize",
@@ -294,13 +293,40 @@ def create_app(
     async def recognize(
         request: Request,
         recognizer: Annotated[Recognizer, Depends(get_recognizer)],
-        single: Annotated[bool, Query(description="read the image as exactly one digit")] = False,
+        single: Single = False,
         top_k: Annotated[int, Query(ge=1, le=10, description="labels listed per digit")] = 3,
     ) -> dict[str, Any]:
-        data = await image_bytes(request)
-        return await anyio.to_thread.run_sync(
-            recognize_bytes, recognizer, data, settings.max_pixels, single, top_k, limiter=reads
-        )
+        with capacity.admit():
+            data = await within(settings.body_timeout, image_bytes(request))
+            return await capacity.run(
+                recognize_bytes, recognizer, data, settings.max_pixels, single, top_k
+            )
+
+    @app.post(
+        "/api/v1/corrections",
+        status_code=201,
+        response_model=CorrectionReceipt,
+        responses=CORRECTION_RESPONSES,
+        openapi_extra=CORRECTION_BODY,
+        summary="Store the digits an image really shows, to train on (digitrec serve --collect)",
+    )
+    async def correct(
+        request: Request,
+        single: Single = False,
+    ) -> dict[str, Any]:
+        if collection is None:
+            raise HTTPException(
+                404, "this service does not collect corrections (digitrec serve --collect DIR)"
+            )
+        with capacity.admit():
+            data, digits = await within(settings.body_timeout, correction_form(request))
+            return await capacity.run(
+                store_correction, collection, data, digits, settings.max_pixels, single
+            )
+
+    @app.get("/api/v1/config", response_model=ServiceConfig, summary="What this service does")
+    async def config() -> ServiceConfig:
+        return ServiceConfig(corrections=collection is not None)
 
     @app.get("/api/v1/model", response_model=ModelCard, responses={503: ERROR_RESPONSES[503]})
     async def model_card(
@@ -308,7 +334,7 @@ def create_app(
     ) -> ModelCard:
         return model_card_of(recognizer)
 
-    @app.get("/healthz", response_model=Status)
+    @app.get("/healthz", response_model=Status, summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -317,9 +343,10 @@ def create_app(
         response_model=Status,
         responses={503: ERROR_RESPONSES[503]},
         dependencies=[Depends(get_recognizer)],
+        summary="Readiness: the model is loaded and the worker can take another image",
     )
-    async def readyz() -> dict[str, str]:
-        return {"status": "ready"}
+    async def readyz() -> Any:
+        return busy_response() if capacity.saturated else {"status": "ready"}
 
     @app.get("/", include_in_schema=False)
     async def drawing_page() -> FileResponse:

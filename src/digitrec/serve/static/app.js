@@ -1,8 +1,11 @@
 // The drawing page: strokes on a canvas (Pointer Events), sent as a PNG to /api/v1/recognize
 // while drawing (debounced) and on release; the reading is shown as text, bars and previews.
+// Where the server collects corrections (/api/v1/config), the right digits for the image last
+// read can be sent to /api/v1/corrections.
 "use strict";
 
 const API = "/api/v1/recognize";
+const CORRECTIONS = "/api/v1/corrections";
 const DEBOUNCE_MS = 250;
 
 const pad = document.getElementById("pad");
@@ -13,6 +16,9 @@ const fileInput = document.getElementById("file");
 const resultEl = document.getElementById("result");
 const statusEl = document.getElementById("status");
 const digitsEl = document.getElementById("digits");
+const correctionForm = document.getElementById("correction");
+const correctInput = document.getElementById("correct-digits");
+const correctionStatus = document.getElementById("correction-status");
 
 const state = {
   strokes: [],        // [{width, points: [[x, y], ...]}] in CSS pixels
@@ -20,6 +26,8 @@ const state = {
   current: null,      // the stroke being drawn
   timer: 0,
   sequence: 0,        // the latest request; older answers are ignored
+  collecting: false,  // whether the server stores corrections
+  read: null,         // {blob, name} of the image whose reading is shown
 };
 
 // Keep the canvas's pixels matched to its size on screen, then repaint.
@@ -121,6 +129,7 @@ function recognizePad() {
 async function send(blob, name) {
   const sequence = ++state.sequence;
   setBusy(true);
+  offerCorrection(null);
   const form = new FormData();
   form.append("image", blob, name);
   statusEl.classList.remove("error");
@@ -131,6 +140,7 @@ async function send(blob, name) {
     if (sequence !== state.sequence) return;
     if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
     showReading(body);
+    offerCorrection(body.digits.length ? { blob, name, text: body.text } : null);
   } catch (error) {
     if (sequence !== state.sequence) return;
     statusEl.classList.add("error");
@@ -142,6 +152,7 @@ async function send(blob, name) {
 function showEmpty() {
   state.sequence++;
   setBusy(false);
+  offerCorrection(null);
   resultEl.textContent = "";
   digitsEl.replaceChildren();
   statusEl.classList.remove("error");
@@ -182,6 +193,36 @@ function digitItem(digit, png) {
   return item;
 }
 
+// The correction form, for the image just read (shown only if the server collects them).
+function offerCorrection(read) {
+  state.read = read;
+  correctionForm.hidden = !(state.collecting && read);
+  correctionStatus.textContent = "";
+  correctionStatus.classList.remove("error");
+  if (read) correctInput.value = read.text;
+}
+
+async function sendCorrection(event) {
+  event.preventDefault();
+  if (!state.read) return;
+  const form = new FormData();
+  form.append("image", state.read.blob, state.read.name);
+  form.append("digits", correctInput.value);
+  correctionStatus.classList.remove("error");
+  correctionStatus.textContent = "Sending…";
+  try {
+    const response = await fetch(CORRECTIONS, { method: "POST", body: form });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+    const count = body.stored.length;
+    correctionStatus.textContent =
+      `Thank you: ${count} digit${count > 1 ? "s" : ""} stored to train on.`;
+  } catch (error) {
+    correctionStatus.classList.add("error");
+    correctionStatus.textContent = `Not stored: ${error.message}`;
+  }
+}
+
 function undo() {
   if (state.strokes.length) state.strokes.pop();
   else state.background = null;
@@ -210,6 +251,7 @@ function readFile(file) {
 }
 
 document.getElementById("undo").addEventListener("click", undo);
+correctionForm.addEventListener("submit", sendCorrection);
 document.getElementById("clear").addEventListener("click", clearPad);
 fileInput.addEventListener("change", () => {
   readFile(fileInput.files[0]);
@@ -250,6 +292,16 @@ async function showModelCard() {
   }
 }
 
+async function loadConfig() {
+  try {
+    state.collecting = (await (await fetch("/api/v1/config")).json()).corrections === true;
+  } catch {
+    state.collecting = false;
+  }
+  correctionForm.hidden = !(state.collecting && state.read);
+}
+
 window.addEventListener("resize", fitCanvas);
 fitCanvas();
 showModelCard();
+loadConfig();

@@ -1,0 +1,147 @@
+"""Users' corrections, collected as training images (``digitrec serve --collect DIR``).
+
+A correction is an image and the digits it really shows. The image is read as for recognition;
+when as many digits are found in it as the correction gives, each digit's 28×28 normalized image
+(what the model saw) is stored as ``DIR/<digit>/<unique name>.png``: the class-folder layout
+``digitrec train --images DIR`` reads (``digitrec.image_folders``).
+
+The normalized image is stored rather than the digit's crop of the original: read back as one
+digit, it comes out as itself to within a re-centring by a pixel and a rescaling of its
+brightness (no stored form comes out exactly the same: the reading normalizes again), while the
+crop comes out further off, or blank, since it is read without the rest of the image (the ink
+statistics and background of a small, mostly inked box). It also keeps no more of the user's
+picture than the digit, in a few hundred bytes.
+
+Each file appears complete under its final name or not at all (``atomic_path``), a correction's
+digits are all stored or none, and the collection is held to a number of files and bytes (507
+when full); the limit holds across the threads of one worker process.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from starlette.exceptions import HTTPException
+
+from digitrec.files import atomic_path
+from digitrec.image_folders import CLASS_NAMES, files_under
+from digitrec.imaging import MAX_PIXELS, find_digits, load_image
+from digitrec.serve.schemas import png_bytes
+from digitrec.serve.settings import MEGABYTE, ServeSettings
+
+DIGITS_FIELD = "digits"
+
+
+@dataclass
+class Collection:
+    """Where corrections are stored, and how much the collection may hold."""
+
+    root: Path
+    max_files: int
+    max_bytes: int
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, settings: ServeSettings) -> Collection | None:
+        """The collection ``settings`` ask for; None when corrections are not collected."""
+        if settings.collect_dir is None:
+            return None
+        return cls(
+            Path(settings.collect_dir), settings.collect_max_files, settings.collect_max_bytes
+        )
+
+    def usage(self) -> tuple[int, int]:
+        """Files and bytes in the class folders now (others may add or remove some)."""
+        folders = [self.root / name for name in CLASS_NAMES if (self.root / name).is_dir()]
+        sizes = [size_of(path) for folder in folders for path in files_under(folder)]
+        return len(sizes), sum(sizes)
+
+    def store(self, labels: str, images: list[np.ndarray]) -> tuple[list[Path], tuple[int, int]]:
+        """Store each image as a PNG in its label's folder, all or none; the paths written
+        and the collection's files and bytes after. 507 when they would not fit."""
+        encoded = [png_bytes(image) for image in images]
+        with self.lock:
+            files, size = self.usage()
+            self.check_room(files, size, encoded)
+            written: list[Path] = []
+            try:
+                for label, data in zip(labels, encoded, strict=True):
+                    final = self.root / label / unique_name()
+                    with atomic_path(final, suffix=".png") as tmp:
+                        tmp.write_bytes(data)
+                    written.append(final)
+            except BaseException:
+                for path in written:
+                    path.unlink(missing_ok=True)
+                raise
+        return written, (files + len(written), size + sum(map(len, encoded)))
+
+    def check_room(self, files: int, size: int, encoded: list[bytes]) -> None:
+        if (
+            files + len(encoded) <= self.max_files
+            and size + sum(map(len, encoded)) <= self.max_bytes
+        ):
+            return
+        raise HTTPException(
+            507,
+            f"the collection of corrections is full: it holds {files} files, "
+            f"{size / MEGABYTE:.2f} MB, of at most {self.max_files} files, "
+            f"{self.max_bytes / MEGABYTE:g} MB",
+        )
+
+
+def size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # removed since it was listed
+        return 0
+
+
+def unique_name() -> str:
+    """A file name no other correction gets, in any process: the time, then random hex."""
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:16]}.png"
+
+
+def checked_digits(text: str) -> str:
+    """The corrected digits, whitespace removed; 422 unless they are digits 0 to 9."""
+    digits = "".join(text.split())
+    if not re.fullmatch(r"[0-9]+", digits):
+        shown = f"{digits[:20]!r}{'...' if len(digits) > 20 else ''}"
+        raise HTTPException(
+            422, f"'{DIGITS_FIELD}' must be the digits the image shows, e.g. 4096, not {shown}"
+        )
+    return digits
+
+
+def store_correction(
+    collection: Collection, data: bytes, text: str, max_pixels: int | None, single: bool
+) -> dict:
+    """Read the image as recognition does and store its digits under the corrected labels;
+    422 when the number of digits differs. CPU-bound, so it runs in a worker thread."""
+    digits = checked_digits(text)
+    crops = find_digits(load_image(data, max_pixels=max_pixels or MAX_PIXELS), single=single)
+    if len(crops) != len(digits):
+        raise HTTPException(
+            422,
+            f"the image has {len(crops)} digit{'' if len(crops) == 1 else 's'} but the "
+            f"correction gives {len(digits)}: nothing stored",
+        )
+    written, (files, size) = collection.store(digits, [crop.image for crop in crops])
+    return {
+        "stored": [
+            {"label": label, "file": path.relative_to(collection.root).as_posix(), "box": crop.box}
+            for label, path, crop in zip(digits, written, crops, strict=True)
+        ],
+        "collection": {
+            "files": files,
+            "bytes": size,
+            "max_files": collection.max_files,
+            "max_bytes": collection.max_bytes,
+        },
+    }

@@ -1,0 +1,126 @@
+"""What a search shows: progress while it runs, then a leaderboard, best settings and figures."""
+
+from __future__ import annotations
+
+import io
+import sys
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from digitrec.files import atomic_path, write_json
+from digitrec.tune.settings import TuneResult, TuneSettings
+from digitrec.tune.study import finished_trials
+
+
+class Progress:
+    """A bar over the study's finished trials and a line for each trial as it finishes.
+
+    Called by Optuna after each trial when the search runs in this process, or polled while
+    worker processes run.
+    """
+
+    def __init__(self, study: optuna.Study, settings: TuneSettings):
+        from tqdm import tqdm
+
+        self.enabled = settings.progress
+        self.shown = {t.number for t in finished_trials(study)}
+        self.bar = tqdm(
+            total=settings.trials, initial=len(self.shown), unit="trial", disable=not self.enabled
+        )
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial | None = None) -> None:
+        for finished in finished_trials(study):
+            if finished.number not in self.shown:
+                self.shown.add(finished.number)
+                self.bar.update()
+                if self.enabled:
+                    self.bar.write(describe(finished))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def describe(trial: FrozenTrial) -> str:
+    state = "pruned" if trial.state == TrialState.PRUNED else "done"
+    last = list(trial.intermediate_values.values())[-1:] or [float("nan")]
+    value = trial.value if trial.value is not None else last[0]
+    params = ", ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
+    return f"trial {trial.number:3d} {state:6s} val_accuracy {value:.4f}  {params}"
+
+
+def format_value(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def write_outputs(study: optuna.Study, folder: Path) -> TuneResult:
+    """Leaderboard, best parameters and figures, each written atomically into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    best = study.best_trial
+    params = {k: v for k, v in best.user_attrs["config"].items() if k != "model"}
+    params_file = folder / "best_params.json"
+    write_json(params_file, params)
+    board = leaderboard(study)
+    with atomic_path(folder / "leaderboard.txt") as tmp:
+        tmp.write_text(board + "\n")
+    write_figures(study, folder)
+    return TuneResult(study, folder, params, params_file, board)
+
+
+def leaderboard(study: optuna.Study, top: int = 10) -> str:
+    """The best complete trials as a text table, with counts of the others."""
+    from rich.console import Console
+    from rich.table import Table
+
+    trials = study.get_trials(deepcopy=False)
+    complete = sorted(
+        (t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -(t.value or 0)
+    )
+    names = sorted({k for t in complete for k in t.params})
+    table = Table("rank", "trial", "val acc", "seconds", *names, title=f"study {study.study_name}")
+    for rank, trial in enumerate(complete[:top], 1):
+        cells = [format_value(trial.params.get(name, "")) for name in names]
+        seconds = trial.user_attrs.get("train_seconds", "")
+        table.add_row(str(rank), str(trial.number), f"{trial.value:.4f}", str(seconds), *cells)
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    console = Console(record=True, width=160, file=io.StringIO())
+    console.print(table)
+    console.print(", ".join(f"{n} {state}" for state, n in counts.items() if n))
+    return console.export_text().rstrip()
+
+
+def write_figures(study: optuna.Study, folder: Path) -> list[Path]:
+    """Optimization history, parameter importances and learning curves as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as plots
+
+    target = "validation accuracy"
+    figures = {
+        "optimization_history.png": partial(plots.plot_optimization_history, target_name=target),
+        "param_importances.png": partial(plots.plot_param_importances, target_name=target),
+        "intermediate_values.png": plots.plot_intermediate_values,
+    }
+    written = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for name, plot in figures.items():
+            try:
+                axes = plot(study)
+            except (ValueError, RuntimeError) as exc:  # e.g. too few trials for importances
+                print(f"skipped {name}: {exc}", file=sys.stderr)
+                continue
+            figure = axes.figure
+            figure.set_size_inches(8, 5)
+            figure.tight_layout()
+            with atomic_path(folder / name, suffix=".png") as tmp:
+                figure.savefig(tmp, dpi=100)
+            plt.close(figure)
+            written.append(folder / name)
+    return written

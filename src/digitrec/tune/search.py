@@ -1,0 +1,62 @@
+"""A search from start to finish: check the settings, run the missing trials, write the outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from digitrec.config import TrainConfig
+from digitrec.data import load_dataset
+from digitrec.errors import DigitrecError
+from digitrec.train import resolve_config, resume, train
+from digitrec.tune.report import write_outputs
+from digitrec.tune.settings import TuneResult, TuneSettings
+from digitrec.tune.space import nested, resolve_space
+from digitrec.tune.study import finished_trials, open_study, search_record
+from digitrec.tune.trials import run_trials, subset_dataset
+
+
+def tune(settings: TuneSettings) -> TuneResult:
+    """Run (or continue) a search until the study holds ``settings.trials`` finished trials.
+
+    Writes the leaderboard, the best settings as a ``digitrec train --params`` file and the
+    figures into the study's folder.
+    """
+    if settings.trials < 1 or settings.workers < 1:
+        raise DigitrecError("--trials and --workers must be at least 1")
+    if settings.seed < 0:
+        raise DigitrecError("--seed must be at least 0")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # Progress says what happens
+    space, fixed = resolve_space(settings.model, settings.space_file, settings.fixed)
+    val_size = resolve_config(settings.model, **nested(fixed)).val_size
+    if val_size <= 0:
+        raise DigitrecError("a search needs a validation split (val_size > 0)")
+    if settings.storage is None:
+        settings.folder.mkdir(parents=True, exist_ok=True)
+    study = open_study(settings, search_record(settings, space, fixed))
+    data = load_dataset(settings.dataset, settings.data_dir, progress=settings.progress)
+    subset_dataset(data, settings.subset, val_size)  # fail here, not in every worker
+    del data
+    missing = settings.trials - len(finished_trials(study))
+    if missing > 0:
+        run_trials(settings, study, missing)
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise DigitrecError(f"study {settings.study_name!r} has no complete trial yet")
+    return write_outputs(study, settings.folder)
+
+
+def retrain(result: TuneResult, data_dir: str | Path | None = None, verbose: bool = True) -> Path:
+    """Train the best settings on the full training set and evaluate the test set once.
+
+    The run directory is named for the best trial, so a rerun resumes or reuses it.
+    """
+    model = result.study.best_trial.user_attrs["config"]["model"]
+    config = TrainConfig.from_dict({**result.best_params, "model": model})
+    run_dir = result.folder / f"retrain-trial{result.study.best_trial.number}"
+    if (run_dir / "metrics.json").exists():
+        return run_dir
+    if (run_dir / "run.json").exists():
+        return resume(run_dir, data_dir, verbose)
+    return train(config, run_dir, data_dir, verbose)

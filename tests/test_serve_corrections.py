@@ -1,0 +1,243 @@
+"""Corrections (``digitrec serve --collect DIR``): stored only when collecting, as class folders
+that ``digitrec.image_folders`` reads back into the same labels, all or nothing, within the
+collection's size limit; refused clearly when the digits do not match the image."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from serve_support import default_recognizer, drawn_ones, local_client, png_bytes
+from starlette.exceptions import HTTPException
+from synthetic import Style, digit_string_image, font_digit
+
+from digitrec.image_folders import read_image_folders
+from digitrec.serve import app as app_module
+from digitrec.serve import corrections
+from digitrec.serve.app import ServeSettings, create_app
+from digitrec.serve.corrections import Collection
+
+CORRECTIONS = "/api/v1/corrections"
+
+
+def number_png(digits: str, seed: int = 0) -> bytes:
+    """Typeset digits written in a row, dark on white: an image of the number ``digits``."""
+    rng = np.random.default_rng(seed)
+    image, _ = digit_string_image([font_digit(int(d)) for d in digits], rng, Style.clean())
+    return png_bytes(image)
+
+
+def correction(image: bytes, digits: str | None) -> dict:
+    fields = {} if digits is None else {"digits": digits}
+    return {"files": {"image": ("number.png", image, "image/png")}, "data": fields}
+
+
+def collecting_client(folder: Path, **limits) -> TestClient:
+    collecting = ServeSettings(collect_dir=str(folder), **limits)
+    return local_client(create_app(default_recognizer(), collecting))
+
+
+def files_in(folder: Path) -> list[Path]:
+    """Every file under ``folder``, hidden ones too, relative to it."""
+    return sorted(path.relative_to(folder) for path in folder.rglob("*") if path.is_file())
+
+
+def test_without_collect_corrections_are_404_and_nothing_is_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(app_module, "store_correction", lambda *a: pytest.fail("stored"))
+    monkeypatch.setattr(corrections, "atomic_path", lambda *a, **k: pytest.fail("written"))
+    with local_client(create_app(default_recognizer())) as client:
+        assert client.get("/api/v1/config").json() == {"corrections": False}
+        response = client.post(CORRECTIONS, **correction(number_png("17"), "17"))
+    assert response.status_code == 404
+    assert "--collect" in response.json()["error"]
+    assert files_in(tmp_path) == []
+
+
+def test_a_correction_stores_what_the_model_saw_of_each_digit_in_its_class_folder(tmp_path):
+    image = number_png("4096")
+    with collecting_client(tmp_path) as client:
+        assert client.get("/api/v1/config").json() == {"corrections": True}
+        response = client.post(CORRECTIONS, **correction(image, "4 0 9 1"))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    reading = default_recognizer().read(image)
+    assert [item["label"] for item in body["stored"]] == ["4", "0", "9", "1"]
+    assert [item["box"] for item in body["stored"]] == [list(d.box) for d in reading.digits]
+    written = files_in(tmp_path)
+    assert sorted(Path(item["file"]) for item in body["stored"]) == written
+    for item, seen in zip(body["stored"], reading.normalized, strict=True):
+        assert item["file"].startswith(f"{item['label']}/") and item["file"].endswith(".png")
+        stored = np.asarray(Image.open(tmp_path / item["file"]))
+        assert stored.dtype == np.uint8
+        assert np.array_equal(stored, np.rint(seen * 255).astype(np.uint8))
+    sizes = sum((tmp_path / path).stat().st_size for path in written)
+    assert body["collection"] == {
+        "files": 4,
+        "bytes": sizes,
+        "max_files": ServeSettings.collect_max_files,
+        "max_bytes": ServeSettings.collect_max_bytes,
+    }
+
+
+def test_stored_corrections_are_read_back_as_a_dataset_with_the_same_labels(tmp_path):
+    numbers = {"4096": 1, "1717": 2, "385": 3}
+    with collecting_client(tmp_path) as client:
+        for digits, seed in numbers.items():
+            response = client.post(CORRECTIONS, **correction(number_png(digits, seed), digits))
+            assert response.status_code == 201, response.text
+    data = read_image_folders([tmp_path])
+    assert data.skipped == []
+    assert sorted(data.labels.tolist()) == sorted(int(d) for d in "".join(numbers))
+    for path, image in zip(data.files, data.images, strict=True):
+        stored = np.asarray(Image.open(path)) / 255
+        assert np.abs(image - stored).mean() < 0.05  # normalized again: at most a pixel's shift
+
+
+@pytest.mark.parametrize(("image", "digits"), [("17", "1"), ("17", "171"), ("385", "38")])
+def test_a_correction_with_another_number_of_digits_is_422_and_stores_nothing(
+    tmp_path, image, digits
+):
+    with collecting_client(tmp_path) as client:
+        response = client.post(CORRECTIONS, **correction(number_png(image), digits))
+    assert response.status_code == 422
+    assert (
+        f"has {len(image)} digits but the correction gives {len(digits)}"
+        in response.json()["error"]
+    )
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("digits", "message"),
+    [
+        ("4a", "must be the digits"),
+        ("", "must be the digits"),
+        ("  ", "must be the digits"),
+        ("-1", "must be the digits"),
+        ("?7", "must be the digits"),
+        (None, "no text field 'digits'"),
+    ],
+)
+def test_digits_that_are_not_digits_are_422(tmp_path, digits, message):
+    with collecting_client(tmp_path) as client:
+        response = client.post(CORRECTIONS, **correction(number_png("17"), digits))
+    assert response.status_code == 422
+    assert message in response.json()["error"]
+    assert files_in(tmp_path) == []
+
+
+def test_a_correction_not_sent_as_a_form_with_an_image_is_refused(tmp_path):
+    with collecting_client(tmp_path) as client:
+        raw = client.post(
+            CORRECTIONS, content=number_png("17"), headers={"content-type": "image/png"}
+        )
+        no_image = client.post(CORRECTIONS, data={"digits": "17"}, files={"other": ("x", b"x")})
+        text = client.post(
+            CORRECTIONS, data={"digits": "1"}, files={"image": ("a.txt", b"one", "text/plain")}
+        )
+        broken = client.post(CORRECTIONS, **correction(number_png("17")[:80], "17"))
+    assert raw.status_code == 415
+    assert "multipart/form-data" in raw.json()["error"]
+    assert no_image.status_code == 422
+    assert text.status_code == 415
+    assert broken.status_code == 422
+    assert "truncated" in broken.json()["error"]
+    assert files_in(tmp_path) == []
+
+
+def test_a_full_collection_is_507_and_stores_nothing_more(tmp_path):
+    with collecting_client(tmp_path, collect_max_files=3) as client:
+        assert client.post(CORRECTIONS, **correction(number_png("17"), "17")).status_code == 201
+        full = client.post(CORRECTIONS, **correction(number_png("17"), "17"))
+        assert full.status_code == 507
+        assert "full" in full.json()["error"]
+        assert len(files_in(tmp_path)) == 2
+        last = client.post(CORRECTIONS, **correction(drawn_ones(), "1"))
+        assert last.status_code == 201
+        assert last.json()["collection"]["files"] == 3
+    with collecting_client(tmp_path / "small", collect_max_bytes=300) as client:
+        response = client.post(CORRECTIONS, **correction(number_png("4096"), "4096"))
+    assert response.status_code == 507
+    assert not (tmp_path / "small").exists()
+
+
+def test_files_put_in_the_collection_by_others_count_towards_its_limit(tmp_path):
+    (tmp_path / "5").mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / "5" / name).write_bytes(b"x" * 10)
+    with collecting_client(tmp_path, collect_max_files=4) as client:
+        assert client.post(CORRECTIONS, **correction(number_png("17"), "17")).status_code == 507
+        response = client.post(CORRECTIONS, **correction(drawn_ones(), "1"))
+    assert response.json()["collection"] == {
+        "files": 4,
+        "bytes": 30 + (tmp_path / response.json()["stored"][0]["file"]).stat().st_size,
+        "max_files": 4,
+        "max_bytes": ServeSettings.collect_max_bytes,
+    }
+
+
+def test_the_same_correction_twice_is_stored_twice_under_new_names(tmp_path):
+    with collecting_client(tmp_path) as client:
+        for _ in range(2):
+            assert client.post(CORRECTIONS, **correction(number_png("11"), "11")).status_code == 201
+    assert len({path.name for path in files_in(tmp_path)}) == 4
+
+
+def test_a_correction_that_fails_midway_leaves_no_file_at_all(tmp_path, monkeypatch):
+    real_atomic_path, calls = corrections.atomic_path, []
+
+    @contextmanager
+    def failing_second(final, suffix=""):
+        calls.append(final)
+        with real_atomic_path(final, suffix) as tmp:
+            yield tmp
+            if len(calls) == 2:
+                raise OSError("disk full")
+
+    monkeypatch.setattr(corrections, "atomic_path", failing_second)
+    app = create_app(default_recognizer(), ServeSettings(collect_dir=str(tmp_path)))
+    client = TestClient(app, base_url="http://localhost", raise_server_exceptions=False)
+    response = client.post(CORRECTIONS, **correction(number_png("385"), "385"))
+    assert response.status_code == 500
+    assert len(calls) == 2
+    assert files_in(tmp_path) == []
+
+
+def test_the_limit_holds_for_corrections_stored_at_once(tmp_path):
+    collection = Collection(tmp_path, max_files=5, max_bytes=10**6)
+    image = np.zeros((28, 28), np.float32)
+    image[8:20, 12:16] = 1
+
+    def store(_) -> int:
+        try:
+            collection.store("7", [image])
+        except HTTPException as error:
+            return error.status_code
+        return 201
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(store, range(12)))
+    assert sorted(statuses) == [201] * 5 + [507] * 7
+    assert len(files_in(tmp_path)) == 5
+
+
+def test_the_corrections_endpoint_is_documented_with_its_form_and_answers(tmp_path):
+    with collecting_client(tmp_path) as client:
+        operation = client.get("/openapi.json").json()["paths"][CORRECTIONS]["post"]
+    form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["image", "digits"]
+    assert {"201", "404", "422", "507"} <= set(operation["responses"])
+
+
+def test_a_stored_image_is_a_png_the_size_of_the_models_input(tmp_path):
+    with collecting_client(tmp_path) as client:
+        body = client.post(CORRECTIONS, **correction(drawn_ones(), "1")).json()
+    stored = Image.open(io.BytesIO((tmp_path / body["stored"][0]["file"]).read_bytes()))
+    assert (stored.format, stored.mode, stored.size) == ("PNG", "L", (28, 28))
