@@ -33,21 +33,11 @@ from common import machine, markdown_table, median
 
 from digitrec.config import TrainConfig
 from digitrec.data import load_dataset, split_validation
-from digitrec.reading.detect import find_lines
+from digitrec.reading.detect import find_lines, iou
 from digitrec.reading.pages import page_sample
 from digitrec.reading.style import PageStyle, page_style
 
 LAYOUTS = ("multiline", "comb", "photo", "touching", "gaps")
-
-
-def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
-    """Intersection over union of two boxes (x0, y0, x1, y1; exclusive ends)."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
-    return width * height / (area - width * height)
 
 
 def matched(truth: list, found: list) -> int:
@@ -80,12 +70,11 @@ def measure(layout: str, images, labels, pages: int, seed: int, style: PageStyle
             found_lines + hits,
             extra + len(found) - hits,
         )
+    shares = (counts / pages, exact / pages, found_lines / lines)
     return [
         layout,
         pages,
-        f"{counts / pages:.1%}",
-        f"{exact / pages:.1%}",
-        f"{found_lines / lines:.1%}",
+        *(f"{share:.1%}" for share in shares),
         f"{extra / pages:.2f}",
         f"{median(times) * 1e3:.0f}",
     ]

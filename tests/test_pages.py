@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from synthetic import font_digit
 
+from digitrec.decoding import array_to_gray
 from digitrec.errors import DigitrecError
-from digitrec.imaging import array_to_gray, normalize_digit
+from digitrec.imaging import normalize_digit
 from digitrec.reading import LAYOUTS, line_samples, page_sample
 from digitrec.reading.printing import font_files
 from digitrec.reading.style import TEST, TRAIN, Camera, Hand, PageStyle, Print, page_style

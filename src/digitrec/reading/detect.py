@@ -1,28 +1,28 @@
 """Finding the text lines of a page, classically: no model, no TensorFlow.
 
-1. Ink: pixels darker than the paper around them (a black-hat transform: a grey closing wider
-   than any stroke leaves the paper, its shadows and the desk), by a threshold above the noise,
-   with hysteresis. On a copy at most ``work_side`` long. Pieces of ink along a sharp edge of
-   that background are the desk showing around a photographed page, and are dropped.
-2. Skew: the angle (within ``max_skew``) at which the rows of ink are sharpest (the variance
-   of the horizontal projection); the ink is turned upright by it.
-3. Printed rules are removed: ink in long thin horizontal or vertical runs (a morphological
-   opening with a long line), first runs long against the page (ruled paper, tables), then
-   runs long against the writing's height, measured on what is left (boxes, combs, underlines).
-4. Pieces (connected components) that are specks or far taller than writing are dropped; the
-   others are joined into lines: neighbours that overlap vertically and lie close across.
-5. Lines are returned top to bottom, each with its box in the image and an upright crop.
+1. The ink, the desk around a photographed page and the page's skew are found as
+   ``digitrec.reading.paper`` does it, on a copy at most ``work_side`` long; the ink is turned
+   upright and the desk's is left out.
+2. Printed rules are removed: ink in long thin horizontal or vertical runs (a morphological
+   opening with a long line, or a Hough segment a little tilted), first runs long against the
+   page (ruled paper, tables), then runs long against the writing's height, measured on what is
+   left (boxes, combs, underlines), and the short sides of boxes that touch them.
+3. Pieces (connected components) that are specks, slivers, far taller than writing, on the
+   desk or frames around a digit are dropped; the others are joined into lines: neighbours
+   that overlap vertically and lie close across.
+4. Lines are returned top to bottom, each with the box of its ink in the image and an upright
+   crop.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
-from digitrec.imaging import array_to_gray
+from digitrec.decoding import array_to_gray
+from digitrec.reading.paper import PaperSettings, find_ink, outline, skew
 
 Box = tuple[int, int, int, int]
 
@@ -32,16 +32,7 @@ class DetectSettings:
     """The proportions line finding relies on; lengths are in writing heights unless stated."""
 
     work_side: int = 1200  # the ink is found on a copy at most this long, pixels
-    ink_window: int = 15  # ink is darker than the paper within this window, pixels...
-    ink_window_fraction: float = 0.08  # ... or within this fraction of the longer side
-    contrast: float = 0.08  # ink is at least this much darker than its paper (0..1 scale)...
-    noise_margin: float = 6.0  # ... and this many noise deviations
-    cliff: float = 0.03  # a background changing this much per pixel...
-    cliff_length: float = 0.15  # ... over this fraction of the image's side is the page's edge
-    desk_edge: float = 0.5  # a dark surround whose boundary is this much page edge is desk
-    max_skew: float = 15.0  # degrees either way
-    skew_side: int = 400  # the skew is measured on a copy at most this long, pixels...
-    skew_evidence: float = 1.2  # ... and taken if its rows are this much sharper than level
+    paper: PaperSettings = field(default_factory=PaperSettings)  # ink, desk and skew
     page_rule: float = 0.25  # first pass: a rule is a run this fraction of the page side...
     page_rule_thickness: float = 0.02  # ... and thinner than this fraction of it
     rule: float = 2.0  # second pass: a horizontal rule is a run this many heights long
@@ -74,11 +65,11 @@ def find_lines(image: np.ndarray, settings: DetectSettings = DetectSettings()) -
     gray = array_to_gray(image)
     scale = max(1.0, max(gray.shape) / settings.work_side)
     work = cv2.resize(gray, None, fx=1 / scale, fy=1 / scale, interpolation=cv2.INTER_AREA)
-    ink, beyond = _ink(work, settings)
+    ink, beyond = find_ink(work, settings.paper)
     ink &= ~beyond
     if not ink.any():
         return []
-    turn = _Turn(ink.shape, _skew(ink, settings))
+    turn = _Turn(ink.shape, skew(ink | outline(beyond), settings.paper))
     ink, height = _without_rules(turn.upright(ink), settings)
     beyond = _grown(turn.upright(beyond).astype(np.uint8)) > 0
     labels, pieces = _pieces(ink, beyond, height, settings)
@@ -93,92 +84,15 @@ def find_lines(image: np.ndarray, settings: DetectSettings = DetectSettings()) -
     ]
 
 
-def _ink(gray: np.ndarray, settings: DetectSettings) -> tuple[np.ndarray, np.ndarray]:
-    """The dark ink (bool): darker than the paper around it by a threshold well above the
-    noise, faint pixels joined to clear ones included. And, on a photo, the page's edge and
-    the desk beyond it (bool), where ink is the desk's grain, not writing."""
-    smooth = cv2.GaussianBlur(gray, (0, 0), 1.0)
-    paper = _paper(smooth, _window(gray.shape, settings))
-    darker = paper - smooth  # on bare paper: the noise's rise to its local maximum
-    level = float(np.median(darker))
-    noise = 1.4826 * float(np.median(np.abs(darker - level)))
-    rise = max(settings.contrast, settings.noise_margin * noise)
-    strong = level + rise
-    pieces, count = ndimage.label(darker > level + rise / 2, np.ones((3, 3)))
-    keep = np.zeros(count + 1, bool)
-    keep[pieces[darker > strong]] = True
-    keep[0] = False
-    cliffs = _cliffs(paper, settings.cliff, settings.cliff_length)
-    return keep[pieces], cliffs | _desk(paper, cliffs, settings.desk_edge)
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1; exclusive ends)."""
+    common = _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+    return common / (_area(a) + _area(b) - common) if common else 0.0
 
 
-def _window(shape: tuple[int, int], settings: DetectSettings) -> int:
-    """The side of the window the paper's brightness is taken over: wider than any stroke."""
-    return max(settings.ink_window, round(max(shape) * settings.ink_window_fraction)) | 1
-
-
-def _paper(smooth: np.ndarray, side: int) -> np.ndarray:
-    """The paper's brightness without the ink: a grey closing over ``side`` pixels."""
-    # Replicated edges keep a strip of desk along the border from being taken for a stroke.
-    padded = cv2.copyMakeBorder(smooth, side, side, side, side, cv2.BORDER_REPLICATE)
-    kernel = np.ones((side, side), np.uint8)  # square: fast (separable), wide enough
-    return cv2.morphologyEx(padded, cv2.MORPH_CLOSE, kernel)[side:-side, side:-side]
-
-
-def _desk(paper: np.ndarray, cliffs: np.ndarray, sharp: float) -> np.ndarray:
-    """Around a photographed page, the desk (bool): the dark side of the paper's brightness
-    (split by Otsu's threshold) where it reaches the image's border, covers less than half of
-    the image (the page is the larger) and is bounded mostly by a sharp edge (``sharp``: the
-    fraction of its boundary on ``cliffs``); a shadow's boundary is soft."""
-    levels = np.round(np.clip(paper, 0, 1) * 255).astype(np.uint8)
-    _, dark = cv2.threshold(levels, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
-    count, parts = cv2.connectedComponents(dark, connectivity=4)
-    edge = (dark - cv2.erode(dark, np.ones((3, 3), np.uint8))) > 0
-    edge[[0, -1], :] = edge[:, [0, -1]] = False  # the image's border is no boundary
-    on_cliff = np.bincount(parts[edge], weights=cliffs[edge], minlength=count)
-    boundary = np.bincount(parts[edge], minlength=count)
-    sizes = np.bincount(parts.ravel(), minlength=count)
-    border = np.zeros(count, bool)
-    border[np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]])] = True
-    desk = border & (sizes < parts.size / 2) & (on_cliff >= sharp * np.maximum(boundary, 1))
-    desk[0] = False
-    return desk[parts]
-
-
-def _cliffs(paper: np.ndarray, steepness: float, length: float) -> np.ndarray:
-    """Where the paper's brightness drops sharply (more than ``steepness`` per pixel) along a
-    stretch ``length`` of the image's side or longer: the edge of a photographed page against
-    the desk. Shadows and uneven light change slowly; a blot of ink is short."""
-    dx = cv2.Sobel(paper, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
-    dy = cv2.Sobel(paper, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
-    steep = (np.hypot(dx, dy) > steepness).astype(np.uint8)
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(steep, connectivity=8)
-    sides = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
-    long = sides >= length * max(paper.shape)
-    long[0] = False
-    return cv2.dilate(long[labels].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-
-
-def _skew(ink: np.ndarray, settings: DetectSettings) -> float:
-    """The angle (degrees, counter-clockwise) that makes the rows of ink horizontal: the one
-    whose horizontal projection varies most, tried every half degree; 0 unless another is
-    clearly better (a few short numbers say little about the page's skew)."""
-    factor = min(1.0, settings.skew_side / max(ink.shape))
-    small = cv2.resize(
-        ink.astype(np.float32), None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA
-    )
-    rows, cols = small.shape
-    diagonal = int(np.ceil(np.hypot(rows, cols)))
-    angles = np.arange(-settings.max_skew, settings.max_skew + 0.25, 0.5)
-    scores = []
-    for angle in angles:
-        matrix = cv2.getRotationMatrix2D((cols / 2, rows / 2), float(angle), 1.0)
-        matrix[:, 2] += ((diagonal - cols) / 2, (diagonal - rows) / 2)
-        turned = cv2.warpAffine(small, matrix, (diagonal, diagonal), flags=cv2.INTER_LINEAR)
-        scores.append(float(np.var(turned.sum(axis=1))))
-    best = int(np.argmax(scores))
-    level = scores[int(np.argmin(np.abs(angles)))]
-    return float(angles[best]) if scores[best] > settings.skew_evidence * level else 0.0
+def _area(box: Box) -> int:
+    """The area of a box; 0 if it is empty."""
+    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
 
 
 class _Turn:

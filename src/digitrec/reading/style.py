@@ -57,8 +57,8 @@ class Print:
         (0.6, 0.75, 0.9),
     )  # fmt: skip
     rule_width: tuple[int, int] = (1, 2)  # pixels at a digit height of 40 px
-    # Weights of the form contexts around a number: none, comb, box, underline, ruled paper,
-    # squared paper, table.
+    # Weights of the form contexts around a line sample's number: none, comb, box, underline,
+    # ruled paper, squared paper, table (pages choose theirs by layout).
     contexts: tuple[float, ...] = (0.3, 0.15, 0.1, 0.1, 0.15, 0.1, 0.1)
     label_probability: float = 0.1  # a printed word left of a line sample's number
     field_label_probability: float = 0.8  # a comb field on a page has a printed label by it
