@@ -34,10 +34,10 @@ class HeldRecognizer:
         self.released = threading.Event()
         self.reads = 0
 
-    def read(self, image, single=False, top_k=3):
+    def read(self, image, **options):
         self.reads += 1
         assert self.released.wait(timeout=10), "the test never released the reads"
-        return self.recognizer.read(image, single, top_k)
+        return self.recognizer.read(image, **options)
 
 
 async def eventually(condition, timeout: float = 5.0) -> None:
@@ -92,7 +92,7 @@ def test_no_more_images_are_read_at_once_than_the_setting_allows(recognizer):
     class SlowRecognizer:
         metadata, classes = recognizer.metadata, recognizer.classes
 
-        def read(self, image, single=False, top_k=3):
+        def read(self, image, **options):
             nonlocal running, most
             with lock:
                 running += 1
@@ -100,7 +100,7 @@ def test_no_more_images_are_read_at_once_than_the_setting_allows(recognizer):
             time.sleep(0.05)
             with lock:
                 running -= 1
-            return recognizer.read(image, single, top_k)
+            return recognizer.read(image, **options)
 
     def post(url: str) -> int:
         return httpx.post(url + RECOGNIZE, content=drawn_ones(), headers=PNG).status_code
