@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,9 @@ from test_predict import write_digits
 from digitrec.batch import ReadSettings, read_files
 from digitrec.cli import main
 from digitrec.errors import DigitrecError
+
+# Ray Data's own settings warn of their deprecation when it copies them; nothing of ours.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +95,12 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(folde
     first = iter(read_files([folder], output=out))
     next(first)
     with pytest.raises(DigitrecError, match="being written by another digitrec predict"):
-        next(iter(read_files([folder], output=out, resume=True)))
+        read_files([folder], output=out, resume=True)
     first.close()
+    written = out.read_text()
+    second = iter(read_files([folder], output=out, resume=True))  # the first has stopped
+    assert next(second)["file"] not in written
+    second.close()
 
 
 def test_a_resumed_run_counts_the_failures_already_in_the_output(folder, tmp_path, capsys):
@@ -113,11 +121,29 @@ def test_a_resumed_run_counts_the_failures_already_in_the_output(folder, tmp_pat
         (["--jobs", "0"], "--jobs must be at least 1"),
         (["--ray", "--save-normalized", "x"], "--save-normalized is not available with --ray"),
         (["--output", "."], "is a folder; name a file"),
+        pytest.param(
+            ["--ray", "127.0.0.1:1"],
+            "cannot reach Ray at 127.0.0.1:1",
+            marks=pytest.mark.skipif(not find_spec("ray"), reason="needs digitrec[scale]"),
+        ),
     ],
 )
 def test_bad_batch_options_are_clear_errors(folder, options, message, capsys):
     assert main(["predict", str(folder), *options]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("module", "options"), [("ray", ["--ray"]), ("pyarrow", ["--output", "out.parquet"])]
+)
+def test_ray_and_parquet_without_their_packages_say_what_to_install(
+    folder, module, options, capsys, monkeypatch, tmp_path
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    assert main(["predict", str(folder), *options]) == 2
+    assert "pip install 'digitrec[scale]'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.timeout(120)
@@ -232,8 +258,8 @@ def test_ray_actors_load_no_tensorflow(ray_instance, folder):
 
     @ray_instance.remote
     def heavy_modules_after_reading(files: list[str]) -> list[str]:
-        actor = ReadActor(ReadSettings())
-        lines = actor({"file": np.array(files), "path": np.array(files)})["result"]
+        actor = ReadActor(ReadSettings(), "/")
+        lines = actor({"item": np.array(files)})["result"]
         assert [json.loads(line)["file"] for line in lines] == files
         return sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
 

@@ -69,6 +69,10 @@ def read_files(
     bad one is a ``DigitrecError`` before any image is read.
     """
     _check_options(top_k, max_pixels, jobs, output, resume, ray, save_normalized)
+    if ray:
+        from digitrec.batch_ray import import_ray
+
+        import_ray()
     named = list(paths)
     files = list(image_files(named))
     if not files:

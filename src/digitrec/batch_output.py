@@ -43,8 +43,12 @@ def check_output(path: Path, resume: bool) -> Previous:
     not hold results yet, which are never overwritten; with it, a torn last line is dropped."""
     if path.is_dir():
         raise DigitrecError(f"--output {path} is a folder; name a file")
-    if resume and is_parquet(path):
-        raise DigitrecError("--resume needs JSON lines output: a Parquet file cannot be extended")
+    if is_parquet(path):
+        if resume:
+            raise DigitrecError(
+                "--resume needs JSON lines output: a Parquet file cannot be extended"
+            )
+        _pyarrow()
     if not path.exists() or path.stat().st_size == 0:
         return Previous()
     if not resume:
@@ -55,9 +59,11 @@ def check_output(path: Path, resume: bool) -> Previous:
 
 
 def _previous_results(path: Path) -> Previous:
-    """Scan a JSON lines output; truncate a last line that a killed run left unfinished."""
+    """Scan a JSON lines output; truncate a last line that a killed run left unfinished (under
+    the lock: a line being written by another run is not torn)."""
     previous, offset = Previous(), 0
     with path.open("rb+") as file:
+        _lock(file, path)
         for number, line in enumerate(file, start=1):
             if not line.endswith(b"\n"):  # torn: its image was not recorded, so it is read again
                 file.truncate(offset)
@@ -88,9 +94,18 @@ def open_output(path: Path) -> Iterator[Output]:
         with _parquet_output(path) as output:
             yield output
     else:
-        with path.open("ab", buffering=0) as file:
+        with _appending(path) as file:
             _lock(file, path)
             yield JsonLines(file)
+
+
+def _appending(path: Path) -> BinaryIO:
+    """``path`` opened to append, unbuffered (its folder made if need be)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("ab", buffering=0)
+    except OSError as exc:
+        raise DigitrecError(f"--output {path}: {exc.strerror or exc}") from None
 
 
 class JsonLines:
@@ -119,18 +134,25 @@ def _lock(file: BinaryIO, path: Path) -> None:
 
 @contextmanager
 def _parquet_output(path: Path) -> Iterator[Output]:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DigitrecError(
-            "Parquet output needs pyarrow, which is not installed: pip install 'digitrec[scale]'"
-        ) from None
+    pa = _pyarrow()
+    import pyarrow.parquet as pq
+
     schema = _parquet_schema(pa)
     with atomic_path(path, suffix=PARQUET_SUFFIX) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         output = ParquetRows(writer, schema)
         yield output
         output.flush()
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise DigitrecError(
+            "Parquet output needs pyarrow, which is not installed: pip install 'digitrec[scale]'"
+        ) from None
+    return pyarrow
 
 
 class ParquetRows:
