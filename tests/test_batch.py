@@ -103,6 +103,21 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(folde
     second.close()
 
 
+def start_predict(*args: str) -> subprocess.Popen:
+    """``digitrec predict ARGS`` (this checkout's) in a new process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "digitrec", "predict", *args],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for_lines(run: subprocess.Popen, out: Path, count: int) -> None:
+    """Until ``run`` has written ``count`` lines to ``out``, or ended."""
+    while run.poll() is None and (not out.exists() or out.read_bytes().count(b"\n") < count):
+        time.sleep(0.005)
+
+
 def test_a_resumed_run_counts_the_failures_already_in_the_output(folder, tmp_path, capsys):
     out = tmp_path / "out.jsonl"
     assert main(["predict", str(folder / "broken.png"), "--output", str(out)]) == 1
@@ -153,14 +168,8 @@ def test_a_killed_run_resumes_with_every_image_read_exactly_once(tmp_path, capsy
         for k in range(60)
     ]
     out = tmp_path / "out.jsonl"
-    command = [sys.executable, "-m", "digitrec", "predict", str(tmp_path / "in")]
-    run = subprocess.Popen(
-        [*command, "--jobs", "1", "--output", str(out)],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
-        stderr=subprocess.DEVNULL,
-    )
-    while run.poll() is None and (not out.exists() or out.read_bytes().count(b"\n") < 3):
-        time.sleep(0.005)
+    run = start_predict(str(tmp_path / "in"), "--jobs", "1", "--output", str(out))
+    wait_for_lines(run, out, 3)
     run.kill()
     run.wait()
     written = out.read_bytes()
@@ -176,6 +185,43 @@ def test_a_killed_run_resumes_with_every_image_read_exactly_once(tmp_path, capsy
     assert sorted(files) == sorted(map(str, images))  # each image once, none lost
     assert main(["predict", str(tmp_path / "in"), "--output", str(out), "--resume"]) == 0
     assert len(output_lines(out)) == 60  # nothing left to read
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended, waiting for its parent to note it
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes in /proc")
+@pytest.mark.timeout(120)
+def test_worker_processes_end_when_their_parent_is_killed(folder, tmp_path):
+    out = tmp_path / "out.jsonl"
+    run = start_predict(*[str(folder)] * 30, "--jobs", "2", "--output", str(out))
+    wait_for_lines(run, out, 1)
+    workers = children(run.pid)
+    run.kill()
+    run.wait()
+    assert len(workers) >= 2, "the run was to be killed while its workers read"
+    deadline = time.monotonic() + 30
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if running(pid)]
 
 
 def test_files_from_lists_files_and_folders_in_a_file_or_on_stdin(

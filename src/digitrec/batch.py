@@ -11,7 +11,10 @@ in memory, never the results.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
+import os
 import signal
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -140,12 +143,12 @@ def image_files(paths: Iterable[str | Path]) -> Iterator[str]:
                 yield str(found)
 
 
-def listed_paths(lines: Iterable[str]) -> Iterator[Path]:
+def listed_paths(lines: Iterable[str]) -> Iterator[str]:
     """The paths of a list, one per line (as ``--files-from`` reads it); blank lines skipped."""
     for line in lines:
         name = line.rstrip("\r\n")
         if name.strip():
-            yield Path(name)
+            yield name
 
 
 class ReadJob:
@@ -226,7 +229,16 @@ _worker: tuple[Recognizer, ReadSettings] | None = None  # set in each worker pro
 def _start_worker(settings: ReadSettings) -> None:
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
     _worker = worker_recognizer(settings), settings
+
+
+def _exit_with_parent() -> None:
+    """End this worker process once its parent has ended, even killed (it would wait forever)."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
 
 
 def _read_chunk(files: list[str]) -> list[Result]:
@@ -266,12 +278,13 @@ def _pool_results(files: list[str], settings: ReadSettings, jobs: int) -> Iterat
 def _finished(done: set[Future]) -> Iterator[Result]:
     for future in done:
         try:
-            yield from future.result()
+            results = future.result()
         except BrokenProcessPool:
             raise DigitrecError(
                 "a worker process ended unexpectedly (killed, or out of memory?); "
                 "the results written so far are kept, and --resume continues"
             ) from None
+        yield from results
 
 
 class NormalizedSaver:

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def listed_paths(name: str | None) -> list[Path]:
+def listed_paths(name: str | None) -> list[str]:
     """The paths listed in ``--files-from`` (none without it); ``-`` is standard input."""
     from digitrec.batch import listed_paths as paths_in
     from digitrec.errors import DigitrecError
