@@ -8,10 +8,11 @@ images (`digitrec.synthesis.user_digit_image`, PNG) into a temporary folder, the
 - `--jobs 2`: two worker processes, one ONNX Runtime thread each;
 - Ray: a local Ray instance of 2 CPUs, started and stopped by the run, two actors.
 
-The arrival time of every result is recorded. The steady rate is measured between the 10th and
-the 90th percentile of arrivals, once every worker is running; the start-up is the fixed cost
-left over: the whole run's wall time less what the images take at the steady rate (pool or Ray
-start, model loads, shut-down). Each figure is the median over `--repeats` repetitions.
+Each mode reads all the images, and, separately, the first half of them, each a whole call
+(start, reading, shut-down). The steady rate is the second half's images over the extra time
+they took; the fixed cost (pool or Ray start, model loads, shut-down) is what remains of the
+whole call. (Arrival times cannot give it: Ray hands results back in bursts, long after it
+read them.) Each figure is the median over `--repeats` repetitions.
 Targets: `--jobs 2` >= 1.8x one process; Ray within 20% of `--jobs 2` once started.
 
     python benchmarks/batch_read.py [--images 5000] [--repeats 3] [--write-readme]
@@ -40,7 +41,6 @@ MODES = {  # label: options of read_files
     "--jobs 2": {"jobs": 2},
     "Ray, 2 CPUs": {"jobs": 2, "ray": True},
 }
-STEADY = (0.1, 0.9)  # the share of results between which the steady rate is measured
 
 
 def render(folder: Path, count: int, seed: int = 0) -> None:
@@ -54,22 +54,29 @@ def render(folder: Path, count: int, seed: int = 0) -> None:
         user_digit_image(validation[index], rng).save(folder / f"{k:05d}.png")
 
 
-def timed_run(folder: Path, options: dict) -> dict[str, float]:
-    """One reading of the folder: its wall time, steady rate and start-up cost."""
+def wall_time(files: list[str], options: dict) -> float:
+    """Seconds to read ``files`` in one call, everything included (start, reading, shut-down)."""
     start = time.perf_counter()
-    arrivals = [time.perf_counter() - start for _ in read_files([folder], **options)]
-    wall = time.perf_counter() - start
-    low, high = (round(share * (len(arrivals) - 1)) for share in STEADY)
-    rate = (high - low) / (arrivals[high] - arrivals[low])
-    return {"wall": wall, "rate": rate, "startup": wall - len(arrivals) / rate}
+    for _ in read_files(files, **options):
+        pass
+    return time.perf_counter() - start
 
 
-def measure(folder: Path, repeats: int) -> dict[str, dict[str, float]]:
+def timed_run(files: list[str], options: dict) -> dict[str, float]:
+    """One mode's figures from one run on all the files and one on the first half of them: the
+    steady rate is the extra images over the extra time, the fixed cost what remains."""
+    half = wall_time(files[: len(files) // 2], options)
+    wall = wall_time(files, options)
+    rate = (len(files) - len(files) // 2) / (wall - half)
+    return {"wall": wall, "rate": rate, "startup": wall - len(files) / rate}
+
+
+def measure(files: list[str], repeats: int) -> dict[str, dict[str, float]]:
     """Medians over the repetitions for each mode, the modes taking turns."""
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     for repeat in range(repeats):
         for mode, options in MODES.items():
-            runs[mode].append(timed_run(folder, options))
+            runs[mode].append(timed_run(files, options))
             print(f"repetition {repeat + 1}, {mode}: {runs[mode][-1]}", file=sys.stderr)
     return {
         mode: {key: median([run[key] for run in results]) for key in results[0]}
@@ -89,7 +96,13 @@ def table(results: dict[str, dict[str, float]], images: int, repeats: int, load:
         ]
         for mode, figures in results.items()
     ]
-    header = ["mode", "start-up (s)", "steady (images/s)", "wall (s)", "overall (images/s)"]
+    header = [
+        "mode",
+        "start-up + shut-down (s)",
+        "steady (images/s)",
+        "wall (s)",
+        "overall (images/s)",
+    ]
     speedup, ray_share = jobs / one, ray / jobs
     return "\n".join(
         [
@@ -115,8 +128,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         render(Path(tmp), args.images)
+        files = sorted(map(str, Path(tmp).iterdir()))
         before = os.getloadavg()[0]
-        results = measure(Path(tmp), args.repeats)
+        results = measure(files, args.repeats)
     text = table(results, args.images, args.repeats, (before, os.getloadavg()[0]))
     print(text)
     if args.write_readme:
