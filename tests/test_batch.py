@@ -253,7 +253,9 @@ def test_worker_processes_save_the_normalized_inputs_of_one_process(folder, tmp_
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "two" / name)), expected)
 
 
-def test_parquet_output_holds_the_json_results_and_cannot_be_resumed(folder, tmp_path, capsys):
+def test_parquet_output_holds_the_json_results_and_is_never_extended_or_replaced(
+    folder, tmp_path, capsys
+):
     parquet = pytest.importorskip("pyarrow.parquet")
     out = tmp_path / "out.parquet"
     assert main(["predict", str(folder), "--output", str(out)]) == 1
@@ -267,6 +269,10 @@ def test_parquet_output_holds_the_json_results_and_cannot_be_resumed(folder, tmp
     assert not rows
     assert main(["predict", str(folder), "--output", str(out), "--resume"]) == 2
     assert "a Parquet file cannot be extended" in capsys.readouterr().err
+    before = out.read_bytes()
+    assert main(["predict", str(folder), "--output", str(out)]) == 2
+    assert "already exists; choose another --output" in capsys.readouterr().err
+    assert out.read_bytes() == before
 
 
 def test_batch_reading_and_ray_import_no_tensorflow(folder):

@@ -43,19 +43,26 @@ def check_output(path: Path, resume: bool) -> Previous:
     not hold results yet, which are never overwritten; with it, a torn last line is dropped."""
     if path.is_dir():
         raise DigitrecError(f"--output {path} is a folder; name a file")
+    written = path.exists() and path.stat().st_size > 0
     if is_parquet(path):
         if resume:
             raise DigitrecError(
                 "--resume needs JSON lines output: a Parquet file cannot be extended"
             )
+        if written:
+            raise DigitrecError(f"{path} already exists; choose another --output")
         _pyarrow()
-    if not path.exists() or path.stat().st_size == 0:
+        return Previous()
+    if not written:
         return Previous()
     if not resume:
         raise DigitrecError(
             f"{path} already exists; add --resume to continue it, or choose another --output"
         )
-    return _previous_results(path)
+    try:
+        return _previous_results(path)
+    except OSError as exc:
+        raise DigitrecError(f"--output {path}: {exc.strerror or exc}") from None
 
 
 def _previous_results(path: Path) -> Previous:
