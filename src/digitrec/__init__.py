@@ -9,6 +9,8 @@ The public API mirrors the command line (``digitrec <command>``)::
     digitrec.evaluate(run)                                     # digitrec evaluate RUN
     onnx = digitrec.export_model(run, "onnx")                  # digitrec export RUN
     digitrec.Recognizer.load("default").read("cheque.jpg")     # digitrec predict cheque.jpg
+    for result in digitrec.read_files(["scans/"], jobs=2):     # digitrec predict scans/ --jobs 2
+        print(result["file"], result["text"])
 
 Names are imported on first use, so ``import digitrec`` stays light and the inference path
 (``Recognizer``) never imports TensorFlow.
@@ -35,6 +37,7 @@ _EXPORTS = {
     "Recognizer": "digitrec.recognizer",
     "Reading": "digitrec.recognizer",
     "Digit": "digitrec.recognizer",
+    "read_files": "digitrec.batch",
     "load_image": "digitrec.imaging",
     "find_digits": "digitrec.imaging",
     "create_app": "digitrec.serve.app",

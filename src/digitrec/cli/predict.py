@@ -1,17 +1,13 @@
-"""``digitrec predict``: read the digits in image files and folders, as a table or JSON lines."""
+"""``digitrec predict``: read the digits in image files and folders, as a table or JSON lines,
+on the screen or into a file, in one process, several, or on Ray (``digitrec.batch``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from digitrec.recognizer import Recognizer
+from typing import Any
 
 PROGRESS_FROM = 20  # a progress bar is shown (on a terminal) from this many files on
 
@@ -25,7 +21,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "its own error and the others are still read; the exit status is 1 if any failed."
         ),
     )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image file or folder")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="image file or folder")
+    parser.add_argument(
+        "--files-from",
+        metavar="FILE",
+        help="also read the files and folders listed in FILE, one per line ('-': standard input)",
+    )
     parser.add_argument(
         "--model",
         default="default",
@@ -39,79 +40,91 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--threads", type=int, help="ONNX Runtime threads (default: its choice)")
     parser.add_argument("--max-pixels", type=int, help="largest image accepted, in pixels")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="worker processes, each loading the model once (default 1; with --ray: Ray actors, "
+        "default one per CPU); results then come in no set order",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write one JSON line per image to FILE as results arrive, instead of the screen "
+        "(FILE.parquet: a Parquet file, written when complete)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the --output of a stopped run: the images it lists are not read again",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="ADDRESS",
+        help="read on Ray: a local instance, or the cluster at ADDRESS (needs digitrec[scale])",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from digitrec.errors import DigitrecError
-    from digitrec.recognizer import Recognizer
+    from digitrec.batch import read_files
+    from digitrec.imaging import MAX_PIXELS
 
-    if args.top_k < 1:
-        raise DigitrecError("--top-k must be at least 1")
-    if args.max_pixels is not None and args.max_pixels < 1:
-        raise DigitrecError("--max-pixels must be positive")
-    files = list(image_files(args.paths))
-    if not files:
-        raise DigitrecError("no image files found in " + ", ".join(map(str, args.paths)))
-    recognizer = Recognizer.load(args.model, threads=args.threads)
-    saver = NormalizedSaver(args.save_normalized) if args.save_normalized else None
-    width = max(len(str(path)) for path in files)
-    failed = 0
-    # On a terminal only (disable=None): redirected, stderr gets no progress codes.
-    progress = tqdm(
-        files, unit="image", file=sys.stderr, disable=None if len(files) >= PROGRESS_FROM else True
+    job = read_files(
+        [*args.paths, *listed_paths(args.files_from)],
+        args.model,
+        single=args.single,
+        top_k=args.top_k,
+        max_pixels=MAX_PIXELS if args.max_pixels is None else args.max_pixels,
+        threads=args.threads,
+        jobs=args.jobs,
+        output=args.output,
+        resume=args.resume,
+        ray=args.ray,
+        save_normalized=args.save_normalized,
     )
-    with warnings.catch_warnings():
-        # Pillow's own remarks on a malformed file repeat the error its line reports.
-        warnings.filterwarnings("ignore", module="PIL")
-        for path in progress:
-            result = read_file(recognizer, path, args, saver)
+    total = len(job.files) + job.skipped
+    if job.skipped:
+        print(f"{job.skipped:,} of {total:,} images already in {args.output}", file=sys.stderr)
+    width = max(map(len, job.files), default=0)
+    failed = job.failed_before
+    # On a terminal only (disable=None): redirected, stderr gets no progress codes.
+    enough = len(job.files) >= PROGRESS_FROM
+    with tqdm(
+        total=len(job.files), unit="image", file=sys.stderr, disable=None if enough else True
+    ) as progress:
+        for result in job:
             failed += result["error"] is not None
-            line = json.dumps(result) if args.json else table_row(result, width)
-            progress.write(line, sys.stdout)  # clears the bar, if any, and draws it again
-            sys.stdout.flush()
-    if failed and not args.json:
-        print(f"{failed} of {len(files)} images could not be read", file=sys.stderr)
+            if not args.output:
+                line = json.dumps(result) if args.json else table_row(result, width)
+                progress.write(line, sys.stdout)  # clears the bar, if any, and draws it again
+                sys.stdout.flush()
+            progress.update()
+    if failed and (args.output or not args.json):
+        print(f"{failed:,} of {total:,} images could not be read", file=sys.stderr)
     return 1 if failed else 0
 
 
-def read_file(
-    recognizer: Recognizer, path: Path, args: argparse.Namespace, saver: NormalizedSaver | None
-) -> dict[str, Any]:
-    """One file's result: its reading, or the error that kept it from being read."""
+def listed_paths(name: str | None) -> list[str]:
+    """The paths listed in ``--files-from`` (none without it); ``-`` is standard input."""
+    from digitrec.batch import listed_paths as paths_in
     from digitrec.errors import DigitrecError
-    from digitrec.imaging import MAX_PIXELS
 
-    result: dict[str, Any] = {"file": str(path), "text": "", "digits": [], "error": None}
+    if name is None:
+        return []
+    if name == "-":
+        return list(paths_in(sys.stdin))
     try:
-        reading = recognizer.read(
-            path, args.single, args.top_k, max_pixels=args.max_pixels or MAX_PIXELS
-        )
-    except DigitrecError as exc:
-        result["error"] = str(exc)
-    else:
-        result.update(reading.to_dict())
-        if saver:
-            saver.save(path, reading.normalized)
-    return result
-
-
-def image_files(paths: list[Path]) -> Iterator[Path]:
-    """Each named file as given (even if it will fail to read), and the image files found in
-    each named folder, recursively and sorted; hidden files are passed over."""
-    from PIL import Image
-
-    suffixes = set(Image.registered_extensions())
-    for path in paths:
-        if not path.is_dir():
-            yield path
-            continue
-        for found in sorted(path.rglob("*")):
-            hidden = any(part.startswith(".") for part in found.relative_to(path).parts)
-            if found.is_file() and not hidden and found.suffix.lower() in suffixes:
-                yield found
+        with open(name, encoding=sys.getfilesystemencoding(), errors="surrogateescape") as file:
+            return list(paths_in(file))
+    except OSError as exc:
+        raise DigitrecError(f"--files-from {name}: {exc.strerror or exc}") from None
 
 
 def table_row(result: dict[str, Any], width: int) -> str:
@@ -126,27 +139,3 @@ def table_row(result: dict[str, Any], width: int) -> str:
     )
     text = result["text"] or "(no digits)"
     return f"{result['file']:<{width}}  {text:<12}  {digits}".rstrip()
-
-
-class NormalizedSaver:
-    """Writes each image's 28x28 model inputs as ``DIR/<name>-<k>.png`` (names kept unique)."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self.used: set[str] = set()
-
-    def save(self, source: Path, images: list[Any]) -> None:
-        import numpy as np
-        from PIL import Image
-
-        from digitrec.files import atomic_path
-
-        name, count = source.stem, 1
-        while name in self.used:
-            count += 1
-            name = f"{source.stem}~{count}"
-        self.used.add(name)
-        for k, image in enumerate(images):
-            pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
-            with atomic_path(self.directory / f"{name}-{k}.png", suffix=".png") as tmp:
-                Image.fromarray(pixels).save(tmp)

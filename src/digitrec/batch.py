@@ -1,0 +1,310 @@
+"""Reading many image files: in worker processes or on Ray, each result written as it arrives.
+
+``read_files(paths, ...)`` lists the image files (folders searched recursively), leaves out those
+an earlier run already wrote to ``output`` (``resume``) and returns a ``ReadJob``; iterating it
+reads the rest, in this process, in ``jobs`` worker processes that each load the model once, or
+on Ray, and yields each file's result once it is written (in no set order with workers). A file
+that cannot be read gets its ``error`` and the others are still read. Only the paths are held
+in memory, never the results.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+import warnings
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitrec.batch_output import Previous, check_output, open_output
+from digitrec.errors import DigitrecError
+from digitrec.imaging import MAX_PIXELS
+from digitrec.recognizer import Recognizer
+
+CHUNK = 16  # files per task handed to a worker process
+IN_FLIGHT = 2  # tasks queued per worker process: each stays busy, few results wait in memory
+Result = tuple[dict[str, Any], list[np.ndarray]]  # a file's result and the inputs the model saw
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """How each image is read; handed to every worker process and Ray actor."""
+
+    model: str = "default"
+    single: bool = False
+    top_k: int = 3
+    max_pixels: int = MAX_PIXELS
+    threads: int | None = None  # ONNX Runtime threads; 1 per worker unless set
+    keep_normalized: bool = False  # send back the 28×28 inputs, for --save-normalized
+
+
+def read_files(
+    paths: Iterable[str | Path],
+    model: str | Path = "default",
+    *,
+    single: bool = False,
+    top_k: int = 3,
+    max_pixels: int = MAX_PIXELS,
+    threads: int | None = None,
+    jobs: int | None = None,
+    output: str | Path | None = None,
+    resume: bool = False,
+    ray: bool | str = False,
+    save_normalized: str | Path | None = None,
+) -> ReadJob:
+    """Prepare to read the digits in image files and folders, as ``digitrec predict`` does.
+
+    ``jobs`` worker processes (default 1: this process) or, with ``ray``, Ray actors (default:
+    one per CPU); ``ray=True`` starts a local Ray instance (or uses the one this process is
+    connected to), a string is the address of a cluster to join. ``output``: a JSON lines file
+    (a Parquet file if it ends in ``.parquet``) written as results arrive; ``resume`` continues
+    one, leaving out the files it lists. The model and the output are checked now, so that a
+    bad one is a ``DigitrecError`` before any image is read.
+    """
+    _check_options(top_k, max_pixels, jobs, output, resume, ray, save_normalized)
+    if ray:
+        from digitrec.batch_ray import import_ray
+
+        import_ray()
+    named = list(paths)
+    files = list(image_files(named))
+    if not files:
+        raise DigitrecError(_nothing_found(named))
+    recognizer = Recognizer.load(model, threads=threads)  # a bad model stops us here
+    previous = check_output(Path(output), resume) if output else Previous()
+    settings = ReadSettings(
+        str(model), single, top_k, max_pixels, threads, keep_normalized=bool(save_normalized)
+    )
+    pending = [file for file in files if file not in previous.files]
+    return ReadJob(
+        pending,
+        settings,
+        skipped=len(files) - len(pending),
+        failed_before=previous.failed,
+        jobs=jobs,
+        output=Path(output) if output else None,
+        ray=ray,
+        save_normalized=Path(save_normalized) if save_normalized else None,
+        recognizer=recognizer if not ray and (jobs or 1) == 1 else None,
+    )
+
+
+def _check_options(
+    top_k: int,
+    max_pixels: int,
+    jobs: int | None,
+    output: str | Path | None,
+    resume: bool,
+    ray: bool | str,
+    save_normalized: str | Path | None,
+) -> None:
+    if top_k < 1:
+        raise DigitrecError("--top-k must be at least 1")
+    if max_pixels < 1:
+        raise DigitrecError("--max-pixels must be positive")
+    if jobs is not None and jobs < 1:
+        raise DigitrecError("--jobs must be at least 1")
+    if resume and not output:
+        raise DigitrecError("--resume continues an --output file; name it")
+    if ray and save_normalized:
+        raise DigitrecError("--save-normalized is not available with --ray")
+
+
+def _nothing_found(paths: list[str | Path]) -> str:
+    if not paths:
+        return "no image files or folders given"
+    names = ", ".join(map(str, paths[:3])) + (", ..." if len(paths) > 3 else "")
+    return f"no image files found in {names}"
+
+
+def image_files(paths: Iterable[str | Path]) -> Iterator[str]:
+    """Each named file as given (even if it will fail to read), and the image files found in
+    each named folder, recursively and sorted; hidden files are passed over."""
+    from PIL import Image
+
+    suffixes = set(Image.registered_extensions())
+    for path in map(Path, paths):
+        if not path.is_dir():
+            yield str(path)
+            continue
+        for found in sorted(path.rglob("*")):
+            hidden = any(part.startswith(".") for part in found.relative_to(path).parts)
+            if found.is_file() and not hidden and found.suffix.lower() in suffixes:
+                yield str(found)
+
+
+def listed_paths(lines: Iterable[str]) -> Iterator[str]:
+    """The paths of a list, one per line (as ``--files-from`` reads it); blank lines skipped."""
+    for line in lines:
+        name = line.rstrip("\r\n")
+        if name.strip():
+            yield name
+
+
+class ReadJob:
+    """The files still to read (``files``); iterating reads them and yields each result."""
+
+    def __init__(
+        self,
+        files: list[str],
+        settings: ReadSettings,
+        *,
+        skipped: int,
+        failed_before: int,
+        jobs: int | None,
+        output: Path | None,
+        ray: bool | str,
+        save_normalized: Path | None,
+        recognizer: Recognizer | None,
+    ):
+        self.files = files
+        self.settings = settings
+        self.skipped = skipped  # listed in the output already
+        self.failed_before = failed_before  # of those, the ones that could not be read
+        self.jobs = jobs
+        self.output = output
+        self.ray = ray
+        self.save_normalized = save_normalized
+        self.recognizer = recognizer
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        with ExitStack() as stack:
+            output = stack.enter_context(open_output(self.output)) if self.output else None
+            saver = NormalizedSaver(self.save_normalized) if self.save_normalized else None
+            for result, normalized in stack.enter_context(closing(self._results())):
+                if output:
+                    output.write(result)
+                if saver and result["error"] is None:
+                    saver.save(Path(result["file"]), normalized)
+                yield result
+
+    def _results(self) -> Iterator[Result]:
+        if self.ray:
+            from digitrec.batch_ray import ray_results
+
+            return ray_results(self.files, self.settings, self.ray, self.jobs)
+        if self.recognizer:
+            return (read_file(self.recognizer, file, self.settings) for file in self.files)
+        return _pool_results(self.files, self.settings, self.jobs or 1)
+
+
+def read_file(recognizer: Recognizer, file: str, settings: ReadSettings) -> Result:
+    """One file's result (its reading, or the error that kept it from being read), and the
+    28×28 inputs the model saw if the settings keep them."""
+    result: dict[str, Any] = {"file": file, "text": "", "digits": [], "error": None}
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own remarks on a malformed file repeat the error its line reports.
+            warnings.filterwarnings("ignore", module="PIL")
+            reading = recognizer.read(file, settings.single, settings.top_k, settings.max_pixels)
+    except DigitrecError as exc:
+        result["error"] = str(exc)
+        return result, []
+    result.update(reading.to_dict())
+    return result, reading.normalized if settings.keep_normalized else []
+
+
+def worker_recognizer(settings: ReadSettings) -> Recognizer:
+    """The model as a worker process or Ray actor loads it: one thread unless told otherwise,
+    since the workers share the cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    return Recognizer.load(settings.model, threads=settings.threads or 1)
+
+
+_worker: tuple[Recognizer, ReadSettings] | None = None  # set in each worker process
+
+
+def _start_worker(settings: ReadSettings) -> None:
+    global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+    _worker = worker_recognizer(settings), settings
+
+
+def _exit_with_parent() -> None:
+    """End this worker process once its parent has ended, even killed (it would wait forever)."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+
+def _read_chunk(files: list[str]) -> list[Result]:
+    assert _worker is not None, "the pool's initializer loads the model"
+    recognizer, settings = _worker
+    return [read_file(recognizer, file, settings) for file in files]
+
+
+def _chunks(files: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(files), CHUNK):
+        yield files[start : start + CHUNK]
+
+
+def _pool_results(files: list[str], settings: ReadSettings, jobs: int) -> Iterator[Result]:
+    """Results from ``jobs`` worker processes, each loading the model once; chunks of files are
+    handed out as workers finish, so that few results are ever waiting in memory."""
+    pool = ProcessPoolExecutor(
+        jobs,
+        mp_context=multiprocessing.get_context("spawn"),  # no copy of this process's threads
+        initializer=_start_worker,
+        initargs=(settings,),
+    )
+    running: set[Future] = set()
+    try:
+        for chunk in _chunks(files):
+            running.add(pool.submit(_read_chunk, chunk))
+            if len(running) >= jobs * IN_FLIGHT:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                yield from _finished(done)
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            yield from _finished(done)
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _finished(done: set[Future]) -> Iterator[Result]:
+    for future in done:
+        try:
+            results = future.result()
+        except BrokenProcessPool:
+            raise DigitrecError(
+                "a worker process ended unexpectedly (killed, or out of memory?); "
+                "the results written so far are kept, and --resume continues"
+            ) from None
+        yield from results
+
+
+class NormalizedSaver:
+    """Writes each image's 28x28 model inputs as ``DIR/<name>-<k>.png`` (names kept unique)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.used: set[str] = set()
+
+    def save(self, source: Path, images: list[np.ndarray]) -> None:
+        from PIL import Image
+
+        from digitrec.files import atomic_path
+
+        name, count = source.stem, 1
+        while name in self.used:
+            count += 1
+            name = f"{source.stem}~{count}"
+        self.used.add(name)
+        for k, image in enumerate(images):
+            pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+            with atomic_path(self.directory / f"{name}-{k}.png", suffix=".png") as tmp:
+                Image.fromarray(pixels).save(tmp)

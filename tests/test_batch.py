@@ -1,0 +1,319 @@
+"""Reading many files (``digitrec.batch``, ``digitrec predict --jobs/--output/--resume/--ray``):
+worker processes and Ray give the results of one process, output lines are whole and written as
+results arrive, a killed run resumes with every image read exactly once, --files-from, Parquet,
+and no TensorFlow in any worker."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fresh_python import SRC, run_importing_none_of
+from PIL import Image
+from test_predict import write_digits
+
+from digitrec.batch import ReadSettings, read_files
+from digitrec.cli import main
+from digitrec.errors import DigitrecError
+
+# Ray Data's own settings warn of their deprecation when it copies them; nothing of ours.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twelve images of one to three digits, one in a subfolder, and a broken file."""
+    root = tmp_path_factory.mktemp("images")
+    for k in range(11):
+        write_digits(root / f"{k:02d}.png", [k % 10, (3 * k) % 10][: 1 + k % 2], seed=k)
+    write_digits(root / "sub" / "inner.jpg", [4, 2, 7], seed=11)
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    return root
+
+
+def output_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def one_process(folder: Path, capsys) -> set[str]:
+    """The JSON lines of the plain single-process run, the reference for the others."""
+    assert main(["predict", str(folder), "--json"]) == 1
+    return set(capsys.readouterr().out.splitlines())
+
+
+def test_two_worker_processes_give_the_results_of_one_process(folder, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", str(folder), "--jobs", "2", "--output", str(out)]) == 1
+    assert capsys.readouterr().out == ""  # the results went to the file
+    assert set(output_lines(out)) == one_process(folder, capsys)
+    assert len(output_lines(out)) == 13
+
+
+def test_a_broken_file_gets_its_error_line_and_the_others_are_read(folder, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", str(folder), "--jobs", "2", "--output", str(out)]) == 1
+    assert "1 of 13 images could not be read" in capsys.readouterr().err
+    results = {Path(r["file"]).name: r for r in map(json.loads, output_lines(out))}
+    assert results.pop("broken.png")["error"].endswith("corrupt PNG image: unreadable header")
+    assert len(results) == 12 and all(r["error"] is None and r["digits"] for r in results.values())
+
+
+def test_each_result_is_written_as_a_whole_line_before_the_next_is_read(folder, tmp_path):
+    out = tmp_path / "out.jsonl"
+    results = iter(read_files([folder], output=out))
+    first = next(results)
+    assert out.read_text() == json.dumps(first) + "\n"
+    second = next(results)
+    assert output_lines(out) == [json.dumps(first), json.dumps(second)]
+    results.close()
+
+
+def test_an_existing_output_is_continued_only_with_resume(folder, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"file": "x.png", "text": "1", "digits": [], "error": null}\n')
+    assert main(["predict", str(folder), "--output", str(out)]) == 2
+    assert "add --resume" in capsys.readouterr().err
+    assert main(["predict", str(folder), "--resume"]) == 2
+    assert "--resume continues an --output file" in capsys.readouterr().err
+    out.write_text(out.read_text() + "not json\n")
+    before = out.read_bytes()
+    assert main(["predict", str(folder), "--output", str(out), "--resume"]) == 2
+    assert "line 2: not a result of digitrec predict" in capsys.readouterr().err
+    assert out.read_bytes() == before
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(folder, tmp_path):
+    out = tmp_path / "out.jsonl"
+    first = iter(read_files([folder], output=out))
+    next(first)
+    with pytest.raises(DigitrecError, match="being written by another digitrec predict"):
+        read_files([folder], output=out, resume=True)
+    first.close()
+    written = out.read_text()
+    second = iter(read_files([folder], output=out, resume=True))  # the first has stopped
+    assert next(second)["file"] not in written
+    second.close()
+
+
+def start_predict(*args: str) -> subprocess.Popen:
+    """``digitrec predict ARGS`` (this checkout's) in a new process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "digitrec", "predict", *args],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for_lines(run: subprocess.Popen, out: Path, count: int) -> None:
+    """Until ``run`` has written ``count`` lines to ``out``, or ended."""
+    while run.poll() is None and (not out.exists() or out.read_bytes().count(b"\n") < count):
+        time.sleep(0.005)
+
+
+def test_a_resumed_run_counts_the_failures_already_in_the_output(folder, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", str(folder / "broken.png"), "--output", str(out)]) == 1
+    capsys.readouterr()
+    good = str(folder / "00.png")
+    assert (
+        main(["predict", str(folder / "broken.png"), good, "--output", str(out), "--resume"]) == 1
+    )
+    assert "1 of 2 images could not be read" in capsys.readouterr().err
+    assert [json.loads(line)["file"] for line in output_lines(out)][1:] == [good]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--ray", "--save-normalized", "x"], "--save-normalized is not available with --ray"),
+        (["--output", "."], "is a folder; name a file"),
+        pytest.param(
+            ["--ray", "127.0.0.1:1"],
+            "cannot reach Ray at 127.0.0.1:1",
+            marks=pytest.mark.skipif(not find_spec("ray"), reason="needs digitrec[scale]"),
+        ),
+    ],
+)
+def test_bad_batch_options_are_clear_errors(folder, options, message, capsys):
+    assert main(["predict", str(folder), *options]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("module", "options"), [("ray", ["--ray"]), ("pyarrow", ["--output", "out.parquet"])]
+)
+def test_ray_and_parquet_without_their_packages_say_what_to_install(
+    folder, module, options, capsys, monkeypatch, tmp_path
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    assert main(["predict", str(folder), *options]) == 2
+    assert "pip install 'digitrec[scale]'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_run_resumes_with_every_image_read_exactly_once(tmp_path, capsys):
+    images = [
+        write_digits(tmp_path / "in" / f"{k:02d}.png", [k % 10, 7, k // 10, 1, 5, 9], seed=k)
+        for k in range(60)
+    ]
+    out = tmp_path / "out.jsonl"
+    run = start_predict(str(tmp_path / "in"), "--jobs", "1", "--output", str(out))
+    wait_for_lines(run, out, 3)
+    run.kill()
+    run.wait()
+    written = out.read_bytes()
+    assert 3 <= written.count(b"\n") < 60, "the run was to be killed while it read"
+    kept = written[: written.rfind(b"\n") + 1]  # a line cut short by the kill is read again
+    done = kept.count(b"\n")
+    with out.open("ab") as file:
+        file.write(b'{"file": "' + str(images[0]).encode()[:12])  # a torn write
+    assert main(["predict", str(tmp_path / "in"), "--output", str(out), "--resume"]) == 0
+    assert f"{done} of 60 images already in" in capsys.readouterr().err
+    assert out.read_bytes().startswith(kept)
+    files = [json.loads(line)["file"] for line in output_lines(out)]
+    assert sorted(files) == sorted(map(str, images))  # each image once, none lost
+    assert main(["predict", str(tmp_path / "in"), "--output", str(out), "--resume"]) == 0
+    assert len(output_lines(out)) == 60  # nothing left to read
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended, waiting for its parent to note it
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes in /proc")
+@pytest.mark.timeout(120)
+def test_worker_processes_end_when_their_parent_is_killed(folder, tmp_path):
+    out = tmp_path / "out.jsonl"
+    run = start_predict(*[str(folder)] * 30, "--jobs", "2", "--output", str(out))
+    wait_for_lines(run, out, 1)
+    workers = children(run.pid)
+    run.kill()
+    run.wait()
+    assert len(workers) >= 2, "the run was to be killed while its workers read"
+    deadline = time.monotonic() + 30
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if running(pid)]
+
+
+def test_files_from_lists_files_and_folders_in_a_file_or_on_stdin(
+    folder, tmp_path, capsys, monkeypatch
+):
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{folder / '00.png'}\n\n  \n{folder / 'sub'}\n")
+    assert main(["predict", "--files-from", str(listing), "--json"]) == 0
+    files = [json.loads(line)["file"] for line in capsys.readouterr().out.splitlines()]
+    assert files == [str(folder / "00.png"), str(folder / "sub" / "inner.jpg")]
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{folder / '01.png'}\n"))
+    assert main(["predict", str(folder / "00.png"), "--files-from", "-", "--json"]) == 0
+    files = [json.loads(line)["file"] for line in capsys.readouterr().out.splitlines()]
+    assert files == [str(folder / "00.png"), str(folder / "01.png")]
+    assert main(["predict", "--files-from", str(tmp_path / "missing.txt")]) == 2
+    assert "--files-from" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    assert main(["predict", "--files-from", "-"]) == 2
+    assert "no image files or folders given" in capsys.readouterr().err
+
+
+def test_worker_processes_save_the_normalized_inputs_of_one_process(folder, tmp_path):
+    assert main(["predict", str(folder), "--save-normalized", str(tmp_path / "one")]) == 1
+    assert main(["predict", str(folder), "--jobs", "2", "--save-normalized", str(tmp_path / "two")])
+    one = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert one == sorted(p.name for p in (tmp_path / "two").iterdir()) and len(one) > 12
+    for name in one:
+        expected = np.asarray(Image.open(tmp_path / "one" / name))
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "two" / name)), expected)
+
+
+def test_parquet_output_holds_the_json_results_and_is_never_extended_or_replaced(
+    folder, tmp_path, capsys
+):
+    parquet = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "out.parquet"
+    assert main(["predict", str(folder), "--output", str(out)]) == 1
+    rows = {row["file"]: row for row in parquet.read_table(out).to_pylist()}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]  # no temporary left
+    for line in one_process(folder, capsys):
+        result = json.loads(line)
+        for digit in result["digits"]:
+            digit["top"] = [{"label": k, "probability": p} for k, p in digit["top"]]
+        assert rows.pop(result["file"]) == result
+    assert not rows
+    assert main(["predict", str(folder), "--output", str(out), "--resume"]) == 2
+    assert "a Parquet file cannot be extended" in capsys.readouterr().err
+    before = out.read_bytes()
+    assert main(["predict", str(folder), "--output", str(out)]) == 2
+    assert "already exists; choose another --output" in capsys.readouterr().err
+    assert out.read_bytes() == before
+
+
+def test_batch_reading_and_ray_import_no_tensorflow(folder):
+    code = (
+        "import digitrec\n"
+        f"results = list(digitrec.read_files([{str(folder)!r}], jobs=2))\n"
+        "assert len(results) == 13\n"
+        "import ray, ray.data, digitrec.batch_ray\n"
+    )
+    pytest.importorskip("ray")
+    run = run_importing_none_of(("tensorflow", "keras"), code)
+    assert run.returncode == 0, run.stderr.decode()
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """A local Ray of 2 CPUs, started as ``digitrec predict --ray`` starts one, for this module."""
+    ray = pytest.importorskip("ray")
+    from digitrec.batch_ray import _connect
+
+    _connect(ray, True, 2)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_gives_the_results_of_one_process(ray_instance, folder, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", str(folder), "--ray", "--output", str(out)]) == 1
+    assert set(output_lines(out)) == one_process(folder, capsys)
+    assert len(output_lines(out)) == 13
+
+
+def test_ray_actors_load_no_tensorflow(ray_instance, folder):
+    from digitrec.batch_ray import ReadActor
+
+    @ray_instance.remote
+    def heavy_modules_after_reading(files: list[str]) -> list[str]:
+        actor = ReadActor(ReadSettings(), "/")
+        lines = actor({"item": np.array(files)})["result"]
+        assert [json.loads(line)["file"] for line in lines] == files
+        return sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+
+    files = [str(folder / "00.png"), str(folder / "broken.png")]
+    assert ray_instance.get(heavy_modules_after_reading.remote(files)) == []
