@@ -9,11 +9,15 @@ reports no usage statistics.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -78,16 +82,40 @@ def _connect(ray: Any, address: bool | str, actors: int | None) -> None:
     try:
         if address is True:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            ray.init(
-                num_cpus=actors or os.cpu_count(),
-                include_dashboard=False,
-                **quiet,
-            )
+            with _described_as_local_cluster():
+                ray.init(
+                    num_cpus=actors or os.cpu_count(),
+                    include_dashboard=False,
+                    **quiet,
+                )
         else:
             _check_reachable(address)
             ray.init(address=address, **quiet)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise DigitrecError(f"cannot start or join Ray at {address}: {exc}") from None
+
+
+@contextmanager
+def _described_as_local_cluster() -> Iterator[None]:
+    """Start Ray's processes with a home folder whose cluster file says "local".
+
+    Even with usage statistics off, Ray's head asks the cloud metadata services
+    (169.254.169.254, metadata.google.internal) which cloud it runs on, unless
+    ``~/ray_bootstrap_config.yaml`` names the provider, as Ray's cluster launcher writes it on
+    a head node. A local instance is no cloud machine: say so, and nothing leaves the machine.
+    """
+    home = Path(tempfile.mkdtemp(prefix="digitrec-ray-"))
+    atexit.register(shutil.rmtree, home, True)  # read by Ray's head as it starts, so kept till exit
+    (home / "ray_bootstrap_config.yaml").write_text("provider:\n  type: local\n")
+    previous = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = previous
 
 
 def _check_reachable(address: str) -> None:
