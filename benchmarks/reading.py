@@ -9,7 +9,8 @@ reader; "tesseract", Tesseract 5 restricted to digits) reads the same images, in
 - "blank", "noise" and "scribble" pages: the share read as empty or rejected (no digit);
 - single MNIST digits rendered as users' images: read exactly;
 - real handwriting that is not MNIST: scikit-learn's bundled digits (43 writers, 8×8), enlarged
-  to users' images, single and in lines of 3-8 digits: read exactly.
+  smoothly, single as users' images and in lines of 3-8 digits written by the page generator's
+  line machinery (``line_samples``): read exactly.
 
 ``--split validation`` (the default) writes its pages with the validation digits (the last
 5,000 training images) in the validation style, and uses the first half of scikit-learn's
@@ -25,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -45,12 +47,13 @@ from common import machine, markdown_table, write_into_readme
 
 from digitrec.config import TrainConfig
 from digitrec.data import load_dataset, split_validation
-from digitrec.reading import page_sample
+from digitrec.reading import line_samples, page_sample
+from digitrec.reading.style import page_style
 from digitrec.recognizer import Recognizer
-from digitrec.synthesis import Style, digit_string_image, user_digit_image
+from digitrec.synthesis import Style, user_digit_image
 
 SPLITS = ("validation", "test")
-# scikit-learn's digits as users' images: 28-64 px high, upright-ish, a little noise, no JPEG.
+# scikit-learn's single digits as users' images: 28-64 px high, a little noise, no JPEG.
 SKLEARN_STYLE = Style(
     scale=(1.4, 3.2), max_rotation=5.0, stroke=(0.0, 0.0), noise=(0.0, 0.03), jpeg_probability=0.0
 )
@@ -193,15 +196,14 @@ def singles(
     ]
 
 
-def rows(digits: tuple[np.ndarray, np.ndarray], count: int, rng: np.random.Generator, style: Style):
-    """``count`` lines of 3-8 random digits written in a row as a user's image."""
-    images, labels = digits
-    cases = []
-    for _ in range(count):
-        picked = rng.choice(len(images), rng.integers(3, 9), replace=False)
-        image, _ = digit_string_image([images[i] for i in picked], rng, style)
-        cases.append(Case(np.asarray(image), "".join(str(labels[i]) for i in picked)))
-    return cases
+def lines(digits: tuple[np.ndarray, np.ndarray], count: int, seed: int, split: str):
+    """``count`` lines of 3-8 digits from the page generator's line machinery, in the split's
+    style: 28-64 px high, varied gaps, slant and pens, maybe in a form field or on ruled paper.
+    Lines it makes without a digit (for training a line reader) are left out."""
+    style = page_style(split)
+    style = replace(style, hand=replace(style.hand, digits=(3, 8)))
+    written = (line for line in line_samples(*digits, 10 * count, seed, style) if line.text)
+    return [Case(line.image, line.text) for line in itertools.islice(written, count)]
 
 
 def tasks(split: str, count: int, seed: int) -> list[Task]:
@@ -217,7 +219,8 @@ def tasks(split: str, count: int, seed: int) -> list[Task]:
     cases = singles(real, count, stream(name, seed), SKLEARN_STYLE)
     made.append(Task(name, "read exactly", cases))
     name = "scikit-learn digits, lines of 3-8"
-    made.append(Task(name, "read exactly", rows(real, count, stream(name, seed), SKLEARN_STYLE)))
+    seed_of_lines = int(stream(name, seed).integers(0, 2**32))
+    made.append(Task(name, "read exactly", lines(real, count, seed_of_lines, split)))
     return made
 
 
