@@ -1,112 +1,297 @@
-"""Reading users' images: models compared on renders of MNIST *validation* digits.
+"""Reading pages side by side: readers compared on the same generated pages, one row per layout.
 
-For each ONNX model (a path, or "default" for the shipped one), the recognizer reads the same
-images, made with `digitrec.synthesis` from the validation split (the last 5,000 training images;
-never the test set, so models and settings may be chosen on this table):
+Each reader (``READERS``: "default", the recognizer's reader; "previous", its connected-component
+reader; "tesseract", Tesseract 5 restricted to digits) reads the same images, in one run:
 
-- single digits rendered as users' images: read correctly, rejected ("?"), misread;
-- strings of 3-10 such digits (varied gaps, heights, slant): read exactly;
-- the validation digits as they are (clean MNIST): accuracy of the calibrated model.
+- pages of the digit layouts of ``digitrec.reading`` (photo, touching, comb, gaps, multiline):
+  the text read exactly, lines joined by "\\n";
+- "letters" pages (printed words, no digit): the share that produce any digit (lower is better);
+- "blank", "noise" and "scribble" pages: the share read as empty or rejected (no digit);
+- single MNIST digits rendered as users' images: read exactly;
+- real handwriting that is not MNIST: scikit-learn's bundled digits (43 writers, 8×8), enlarged
+  smoothly, single as users' images and in lines of 3-8 digits written by the page generator's
+  line machinery (``line_samples``): read exactly.
 
-Accuracy, not speed: the figures are deterministic for a given `--seed`, so one run suffices.
-The rejection threshold of each model was chosen on its own renders of these digits (0.5% least
-confident, other random draws), so its rejection rate here is near 0.5% by construction.
+``--split validation`` (the default) writes its pages with the validation digits (the last
+5,000 training images) in the validation style, and uses the first half of scikit-learn's
+digits: settings may be chosen on it. ``--split test`` uses the MNIST test digits in the test
+style and the other half of scikit-learn's digits, for the final figures only.
+Each reader gets one thread; the time is the mean wall time per image, decoding included.
 
-    python benchmarks/reading.py default runs/x/model.onnx [--digits 2000] [--strings 400]
+    python benchmarks/reading.py [--pages 300] [--split validation] \\
+        [--readers default,previous,tesseract] [--seed 0] [--write-readme]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import itertools
+import os
+import shutil
+import subprocess
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, markdown_table, write_into_readme
 
 from digitrec.config import TrainConfig
-from digitrec.data import as_model_input, load_dataset, split_validation
+from digitrec.data import load_dataset, split_validation
+from digitrec.reading import line_samples, page_sample
+from digitrec.reading.style import page_style
 from digitrec.recognizer import Recognizer
-from digitrec.synthesis import digit_string_image, user_digit_image
+from digitrec.synthesis import Style, user_digit_image
+
+SPLITS = ("validation", "test")
+# scikit-learn's single digits as users' images: 28-64 px high, a little noise, no JPEG.
+SKLEARN_STYLE = Style(
+    scale=(1.4, 3.2), max_rotation=5.0, stroke=(0.0, 0.0), noise=(0.0, 0.03), jpeg_probability=0.0
+)
+
+Reader = Callable[[np.ndarray], str]  # an image (grey or RGB uint8) -> the text read
 
 
-def render(images: np.ndarray, labels: np.ndarray, digits: int, strings: int, seed: int):
-    """User-style single-digit and string images with their true texts."""
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(images), digits, replace=False)
-    singles = [(user_digit_image(images[i], rng), str(labels[i])) for i in tqdm(chosen, "digits")]
-    rows = []
-    for _ in tqdm(range(strings), "strings"):
-        picked = rng.choice(len(images), rng.integers(3, 11), replace=False)
-        image, _ = digit_string_image([images[i] for i in picked], rng)
-        rows.append((image, "".join(str(labels[i]) for i in picked)))
-    return singles, rows
+@dataclass
+class Case:
+    """An image to read and its true text ("" when it holds no digit)."""
+
+    image: np.ndarray
+    truth: str
 
 
-def texts(recognizer: Recognizer, cases: list) -> list[tuple[str, str]]:
-    """(read text, true text) for each case, read in batches of 100 images."""
-    read = []
-    for start in range(0, len(cases), 100):
-        batch = cases[start : start + 100]
-        readings = recognizer.read_many([image for image, _ in batch])
-        read += [(r.text, truth) for r, (_, truth) in zip(readings, batch, strict=True)]
-    return read
+@dataclass
+class Task:
+    """One table row: its images and how a reading is scored."""
+
+    name: str
+    measure: str  # a key of MEASURES
+    cases: list[Case]
 
 
-def measure(model: str, singles: list, rows: list, x_val: np.ndarray, y_val: np.ndarray) -> list:
-    """One table row: the model's figures on the rendered and the clean validation digits."""
-    recognizer = Recognizer.load(model)
-    digit_reads = texts(recognizer, singles)
-    correct = sum(text == truth for text, truth in digit_reads)
-    rejected = sum(text == "?" for text, _ in digit_reads)
-    exact = sum(text == truth for text, truth in texts(recognizer, rows))
-    clean = recognizer.predict_proba(as_model_input(x_val)).argmax(axis=1) == y_val
-    n = len(singles)
+def has_digit(text: str) -> bool:
+    return any(char.isdigit() for char in text)
+
+
+MEASURES: dict[str, Callable[[str, str], bool]] = {
+    "read exactly": lambda text, truth: text == truth,
+    "produce any digit (lower is better)": lambda text, _: has_digit(text),
+    "empty or rejected": lambda text, _: not has_digit(text),
+}
+
+
+# The page layouts read, each with its measure.
+LAYOUT_MEASURES = {
+    **dict.fromkeys(("photo", "touching", "comb", "gaps", "multiline"), "read exactly"),
+    "letters": "produce any digit (lower is better)",
+    **dict.fromkeys(("blank", "noise", "scribble"), "empty or rejected"),
+}
+
+
+def tesseract_text(output: str) -> str:
+    """Tesseract's output as a reading: spaces removed, empty lines dropped, line breaks kept."""
+    lines = ("".join(line.split()) for line in output.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def tesseract(image: np.ndarray) -> str:
+    """Tesseract 5's digits in an image, read as a block of text (``--psm 6``): on single digits
+    and lines of validation images it read at least as many exactly as ``--psm 7`` (one line)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    command = ["tesseract", "stdin", "stdout", "--psm", "6"]
+    command += ["-c", "tessedit_char_whitelist=0123456789"]
+    result = subprocess.run(
+        command,
+        input=buffer.getvalue(),
+        capture_output=True,
+        check=True,
+        timeout=120,
+        env={**os.environ, "OMP_THREAD_LIMIT": "1"},
+    )
+    return tesseract_text(result.stdout.decode())
+
+
+def tesseract_reader() -> Reader:
+    if shutil.which("tesseract") is None:
+        raise SystemExit("tesseract not found: install Tesseract 5 (apt-get install tesseract-ocr)")
+    return tesseract
+
+
+def recognizer_reader() -> Reader:
+    """``Recognizer.read`` of the default model, on one thread."""
+    recognizer = Recognizer.load("default", threads=1)
+    return lambda image: recognizer.read(image).text
+
+
+# "previous" is the same call as "default" until Recognizer.read takes the argument that
+# selects its connected-component reader.
+READERS: dict[str, Callable[[], Reader]] = {
+    "default": recognizer_reader,
+    "previous": recognizer_reader,
+    "tesseract": tesseract_reader,
+}
+
+
+def as_mnist(images8: np.ndarray) -> np.ndarray:
+    """scikit-learn's 8×8 digits (ink 0..16) as MNIST-like uint8 28×28 images: smoothly
+    enlarged to 20×20 and centred, white on black."""
+    out = np.zeros((len(images8), 28, 28), dtype=np.uint8)
+    for image, target in zip(images8, out, strict=True):
+        big = cv2.resize(image.astype(np.float32) / 16, (20, 20), interpolation=cv2.INTER_CUBIC)
+        target[4:24, 4:24] = np.round(np.clip(big, 0, 1) * 255)
+    return out
+
+
+def sklearn_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Half of scikit-learn's digits as MNIST-like images: the first half for validation, the
+    second for test."""
+    digits = load_digits()
+    images, labels = as_mnist(digits.images), digits.target.astype(np.uint8)
+    half = len(images) // 2
+    part = slice(None, half) if split == "validation" else slice(half, None)
+    return images[part], labels[part]
+
+
+def mnist_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The MNIST digits of a split: validation (the last training images) or test."""
+    data = load_dataset("mnist", progress=False)
+    if split == "test":
+        return data.test_images, data.test_labels
+    _, _, images, labels = split_validation(
+        data.train_images, data.train_labels, TrainConfig.val_size
+    )
+    return images, labels
+
+
+def stream(name: str, seed: int) -> np.random.Generator:
+    """The random generator of one row: its own stream for each row name and seed."""
+    return np.random.default_rng([seed, *name.encode()])
+
+
+def pages(layout: str, digits: tuple[np.ndarray, np.ndarray], count: int, seed: int, split: str):
+    """``count`` pages of ``layout`` written with the split's digits in the split's style."""
+    seeds = stream(layout, seed).integers(0, 2**32, count)
+    samples = (page_sample(layout, *digits, int(s), split) for s in seeds)
+    return [Case(sample.image, sample.text) for sample in tqdm(samples, layout, count)]
+
+
+def singles(
+    digits: tuple[np.ndarray, np.ndarray], count: int, rng: np.random.Generator, style: Style
+):
+    """``count`` random digits, each rendered alone as a user's image."""
+    images, labels = digits
+    chosen = rng.choice(len(images), count, replace=count > len(images))
     return [
-        model,
-        f"{correct / n:.2%}",
-        f"{rejected / n:.2%}",
-        f"{(n - correct - rejected) / n:.2%}",
-        f"{exact / len(rows):.2%}",
-        f"{clean.mean():.2%}",
+        Case(np.asarray(user_digit_image(images[i], rng, style)), str(labels[i])) for i in chosen
     ]
+
+
+def lines(digits: tuple[np.ndarray, np.ndarray], count: int, seed: int, split: str):
+    """``count`` lines of 3-8 digits from the page generator's line machinery, in the split's
+    style: 28-64 px high, varied gaps, slant and pens, maybe in a form field or on ruled paper.
+    Lines it makes without a digit (for training a line reader) are left out."""
+    style = page_style(split)
+    style = replace(style, hand=replace(style.hand, digits=(3, 8)))
+    written = (line for line in line_samples(*digits, 10 * count, seed, style) if line.text)
+    return [Case(line.image, line.text) for line in itertools.islice(written, count)]
+
+
+def tasks(split: str, count: int, seed: int) -> list[Task]:
+    """Every row's images: ``count`` of each, the same for every reader."""
+    mnist, real = mnist_digits(split), sklearn_digits(split)
+    made = [
+        Task(layout, measure, pages(layout, mnist, count, seed, split))
+        for layout, measure in LAYOUT_MEASURES.items()
+    ]
+    name = "single MNIST digits, user-style"
+    made.append(Task(name, "read exactly", singles(mnist, count, stream(name, seed), Style())))
+    name = "scikit-learn digits, single"
+    cases = singles(real, count, stream(name, seed), SKLEARN_STYLE)
+    made.append(Task(name, "read exactly", cases))
+    name = "scikit-learn digits, lines of 3-8"
+    seed_of_lines = int(stream(name, seed).integers(0, 2**32))
+    made.append(Task(name, "read exactly", lines(real, count, seed_of_lines, split)))
+    return made
+
+
+def score(reader: Reader, task: Task) -> tuple[float, float]:
+    """The share of the task's images meeting its measure, and the mean milliseconds per image."""
+    met, seconds = 0, 0.0
+    for case in task.cases:
+        start = time.perf_counter()
+        text = reader(case.image)
+        seconds += time.perf_counter() - start
+        met += MEASURES[task.measure](text, case.truth)
+    return met / len(task.cases), 1000 * seconds / len(task.cases)
+
+
+def table(readers: dict[str, Reader], made: list[Task]) -> str:
+    """The markdown table: per row, each reader's share, then each reader's milliseconds."""
+    results = {
+        (name, task.name): score(reader, task)
+        for name, reader in readers.items()
+        for task in tqdm(made, name)
+    }
+    header = ["images", "measure", *readers, *(f"ms/image {name}" for name in readers)]
+    body = [
+        [
+            f"{task.name} ({len(task.cases)})",
+            task.measure,
+            *(f"{results[name, task.name][0]:.1%}" for name in readers),
+            *(f"{results[name, task.name][1]:.0f}" for name in readers),
+        ]
+        for task in made
+    ]
+    return markdown_table(header, body)
+
+
+def reader_names(value: str) -> list[str]:
+    """The ``--readers`` list: known names, comma-separated."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in READERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown reader(s) {', '.join(unknown) or '(none given)'}: "
+            f"expected some of {', '.join(READERS)}"
+        )
+    return names
+
+
+def positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, not {value!r}")
+    return int(value)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", help='ONNX files, or "default"')
-    parser.add_argument("--digits", type=int, default=2000, help="single digits to render")
-    parser.add_argument("--strings", type=int, default=400, help="digit strings to render")
+    parser.add_argument("--pages", type=positive, default=300, help="images per row")
+    parser.add_argument("--split", choices=SPLITS, default="validation")
+    parser.add_argument("--readers", type=reader_names, default="default,previous,tesseract")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args()
 
-    data = load_dataset("mnist", progress=False)
-    _, _, x_val, y_val = split_validation(
-        data.train_images, data.train_labels, TrainConfig.val_size
-    )
-    singles, rows = render(x_val, y_val, args.digits, args.strings, args.seed)
-    table = markdown_table(
-        [
-            "model",
-            f"digits read correctly ({args.digits})",
-            "rejected",
-            "misread",
-            f"strings read exactly ({args.strings})",
-            f"clean validation accuracy ({len(x_val)})",
-        ],
-        [measure(model, singles, rows, x_val, y_val) for model in args.models],
-    )
+    readers = {name: READERS[name]() for name in args.readers}
+    made = tasks(args.split, args.pages, args.seed)
     text = (
-        f"Reading users' images made from MNIST validation digits (seed {args.seed}); "
-        f"{machine()}.\n\n{table}"
+        f"Reading pages made from the MNIST **{args.split}** digits in the {args.split} style, "
+        f"and from scikit-learn's digits ({args.split} half); seed {args.seed}, one thread per "
+        f"reader; {machine()}.\n\n{table(readers, made)}"
     )
     print(text)
     if args.write_readme:
-        write_into_readme("reading", text)
+        write_into_readme("reading" if args.split == "validation" else "reading-test", text)
 
 
 if __name__ == "__main__":
