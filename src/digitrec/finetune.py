@@ -145,14 +145,15 @@ def fit_own(
     verbose: bool = True,
 ) -> keras.callbacks.History:
     """Fit on your training images mixed with MNIST's training split, validating on your
-    held-out images; compiles if needed."""
+    held-out images; compiles anew from the first epoch (a saved model brings its own optimizer,
+    whose schedule may have run down), and a resumed checkpoint keeps its optimizer."""
     from digitrec.train import compile_model
 
     mnist_images, mnist_labels, _, _ = split_validation(
         data.train_images, data.train_labels, config.val_size
     )
     dataset, sources = mixed_dataset(own.train, mnist_images, mnist_labels, config)
-    if not model.compiled:
+    if initial_epoch == 0 or not model.compiled:  # the initial model's optimizer is not ours
         compile_model(model, config, steps_per_epoch=int(dataset.cardinality()))
     validation = (
         as_model_input(own.val.uint8_images()),

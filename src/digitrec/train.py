@@ -194,9 +194,9 @@ def train(
     """
     run_dir = Path(out) if out else default_run_dir(config)
     check_new_run_dir(run_dir)
+    own = own_images(config, verbose)
     data = load_dataset(config.dataset, data_dir, progress=verbose)
     check_split(config, len(data.train_images))
-    own = own_images(config, verbose)
     with new_run_dir(run_dir):
         return _start(run_dir, config, data, verbose, tensorboard, own)
 
