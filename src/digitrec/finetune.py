@@ -48,9 +48,12 @@ class OwnImages:
         }
 
 
-def load_own_images(config: TrainConfig, verbose: bool = True) -> OwnImages:
+def load_own_images(config: TrainConfig, verbose: bool = True) -> OwnImages | None:
     """Read the ``images`` folders (skipped files listed on stderr with their count) and hold
-    out a stratified, seeded ``images_val`` share of them; bad folders raise ``DataError``."""
+    out a stratified, seeded ``images_val`` share of them; bad folders raise ``DataError``.
+    ``None`` for a run without ``images``. Done before any run directory is made."""
+    if not config.images:
+        return None
     data = read_image_folders(config.images)
     if verbose:
         print(f"your images: {data.summary()}", file=sys.stderr)

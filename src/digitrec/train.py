@@ -194,19 +194,11 @@ def train(
     """
     run_dir = Path(out) if out else default_run_dir(config)
     check_new_run_dir(run_dir)
-    own = own_images(config, verbose)
+    own = load_own_images(config, verbose)
     data = load_dataset(config.dataset, data_dir, progress=verbose)
     check_split(config, len(data.train_images))
     with new_run_dir(run_dir):
         return _start(run_dir, config, data, verbose, tensorboard, own)
-
-
-def own_images(config: TrainConfig, verbose: bool) -> OwnImages | None:
-    """The user's own images of a run with ``images``, read and split (before any run directory
-    is made, so that a bad folder leaves nothing behind)."""
-    if not config.images:
-        return None
-    return load_own_images(config, verbose)
 
 
 def _start(
@@ -244,7 +236,7 @@ def resume(
     config = recorded_config(run_dir)
     data = load_dataset(config.dataset, data_dir, progress=verbose)
     check_split(config, len(data.train_images))
-    return _continue(run_dir, config, data, verbose, tensorboard, own_images(config, verbose))
+    return _continue(run_dir, config, data, verbose, tensorboard, load_own_images(config, verbose))
 
 
 def recorded_config(run_dir: Path) -> TrainConfig:
