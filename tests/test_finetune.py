@@ -117,13 +117,17 @@ def test_the_run_records_its_images_and_the_initial_models_architecture(tuned_ru
     assert set(record["images"]["val"]) == {str(d) for d in range(10)}
 
 
-def test_the_run_ends_with_an_onnx_model_calibrated_also_on_your_held_out_images(tuned_run):
+def test_the_run_ends_with_an_onnx_model_calibrated_also_on_your_held_out_images(
+    tuned_run, base_run, own_folder
+):
     from digitrec.recognizer import Recognizer
 
-    recognizer = Recognizer.load(str(tuned_run))
-    metadata = recognizer.metadata
+    metadata = Recognizer.load(str(tuned_run)).metadata
     assert "20 held-out images of the user's own" in metadata["calibration"]["split"]
-    assert (tuned_run / "model.card.md").exists()
+    command = metadata["training_command"]
+    assert command.startswith(f"digitrec train --init {base_run} ")
+    assert f"--images {own_folder}" in command and "--model" not in command
+    assert command in (tuned_run / "model.card.md").read_text()
 
 
 def test_predict_takes_the_run_directory_and_reads_your_digits(tuned_run, tmp_path, capsys):

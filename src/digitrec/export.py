@@ -285,21 +285,24 @@ def training_command(config: dict[str, Any]) -> str:
     from digitrec.train import resolve_config
 
     config = {**TrainConfig().to_dict(), **config}
+    init = {"init": config["init"]} if config["init"] else {}  # fine-tuned: no --model
     try:
-        recipe = resolve_config(config["model"]).to_dict()
+        recipe = resolve_config(None if init else config["model"], **init).to_dict()
     except DigitrecError:  # a model no longer registered: spell out every setting
         recipe = {}
-    words = ["digitrec", "train", "--model", str(config["model"])]
+    start = ["--init", config["init"]] if init else ["--model", str(config["model"])]
+    words = ["digitrec", "train", *start]
     for key, value in config.items():
         if (
-            key in ("model", "model_args", "member_args")
+            key in ("model", "init", "model_args", "member_args")
             or value is None
             or value is False
             or recipe.get(key) == value
         ):
             continue
         flag = "--" + key.replace("_", "-")
-        words += [flag] if value is True else [flag, str(value)]
+        values = value if isinstance(value, list) else [value]  # --images, repeatable
+        words += [flag] if value is True else [word for v in values for word in (flag, str(v))]
     return " ".join(words)
 
 
