@@ -75,7 +75,7 @@ DROPOUT_RANGE = {"type": "float", "low": 0.0, "high": 0.6}
 FINETUNE_RECIPE: dict[str, Any] = {
     "epochs": 15,
     "batch_size": 64,
-    "learning_rate": 3e-4,
+    "learning_rate": 1e-3,
     "schedule": "cosine",
     "augment": 1.0,
     "mix_mnist": 0.5,
