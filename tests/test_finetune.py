@@ -282,3 +282,22 @@ def test_a_bad_image_folder_fails_before_any_run_directory_is_made(tmp_path, cap
     assert code == 2
     assert "not a class folder" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_fine_tuning_run_killed_before_its_first_epoch_resumes_from_the_initial_model(
+    tuned_run, tiny_data, tmp_path
+):
+    from digitrec.saved_models import load_keras
+    from digitrec.train import resume
+
+    run = json.loads((tuned_run / "run.json").read_text())
+    run["config"]["epochs"] = 2
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps(run))
+    resume(run_dir, tiny_data, verbose=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and len(metrics["history"]["val_accuracy"]) == 2
+    assert "own_val_accuracy" in metrics and (run_dir / "model.onnx").exists()
+    # the initial model's small layers (a new "mlp" would have 512 and 256 units)
+    assert load_keras(run_dir)[0].count_params() == load_keras(tuned_run)[0].count_params()
