@@ -19,7 +19,12 @@ import numpy as np
 from digitrec.callbacks import EpochSeeds, Progress
 from digitrec.config import TrainConfig
 from digitrec.data import Dataset, as_model_input, split_validation
-from digitrec.image_folders import ImageFolderData, read_image_folders, stratified_split
+from digitrec.image_folders import (
+    CLASS_NAMES,
+    ImageFolderData,
+    read_image_folders,
+    stratified_split,
+)
 from digitrec.models import MODELS, build_model
 from digitrec.saved_models import initial_model, predict_keras
 
@@ -107,7 +112,7 @@ def mixed_dataset(
         np.concatenate([as_model_input(own.uint8_images()), as_model_input(mnist_images)])
     )
     labels = np.concatenate([own.labels, mnist_labels])
-    targets = tf.constant(keras.utils.to_categorical(labels, 10))
+    targets = tf.constant(keras.utils.to_categorical(labels, len(CLASS_NAMES)))
     order = keras.random.SeedGenerator(config.seed)
     own_indices = tf.range(len(own), dtype="int64")
     mnist_indices = tf.range(len(own), len(labels), dtype="int64")
@@ -160,7 +165,7 @@ def fit_own(
         compile_model(model, config, steps_per_epoch=int(dataset.cardinality()))
     validation = (
         as_model_input(own.val.uint8_images()),
-        keras.utils.to_categorical(own.val.labels, 10),
+        keras.utils.to_categorical(own.val.labels, len(CLASS_NAMES)),
     )
     ours = [EpochSeeds(config.seed, sources), *([Progress()] if verbose else [])]
     return model.fit(
