@@ -143,3 +143,62 @@ def test_tta_report_goes_beside_the_run_and_needs_a_keras_model(tiny_run):
     assert result["accuracy"] == pytest.approx(keras_accuracy(run_dir, data_dir, tta=True))
     with pytest.raises(ModelError, match="test-time augmentation needs a Keras model"):
         evaluate("default", tta=True)
+
+
+def own_folder(root):
+    """Two typeset images of each digit, dark on white, and one file that is no image."""
+    from synthetic import font_digit
+
+    for digit in range(10):
+        (root / str(digit)).mkdir(parents=True)
+        for size in (60, 90):
+            glyph = Image.fromarray(255 - font_digit(digit)).resize((size, size))
+            glyph.save(root / str(digit) / f"{size}.png")
+    (root / "4" / "notes.png").write_text("not an image")
+    return root
+
+
+def counted_accuracy(classify, root):
+    """Accuracy counted here: every readable image read as predict --single reads it."""
+    from digitrec.image_folders import read_image_folders
+
+    data = read_image_folders(root)
+    return float(np.mean(classify(data).argmax(axis=1) == data.labels)), len(data)
+
+
+def test_evaluate_on_your_folders_gives_metrics_confusion_and_report_for_keras(tiny_run, tmp_path):
+    from digitrec.saved_models import load_keras, predict_keras
+
+    run_dir, _ = tiny_run
+    root = own_folder(tmp_path / "mine")
+    result = evaluate(run_dir, images=[root], out=tmp_path / "report")
+    model = load_keras(run_dir)[0]
+    expected, n = counted_accuracy(lambda d: predict_keras(model, d.uint8_images()), root)
+    assert result["accuracy"] == pytest.approx(expected)
+    assert np.sum(result["confusion_matrix"]) == n == 20
+    assert [m["support"] for m in result["per_class"].values()] == [2] * 10
+    assert len(result["skipped"]) == 1 and "notes.png" in result["skipped"][0]
+    assert "your images in" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_evaluate_on_your_folders_reads_an_onnx_model_as_predict_does(tmp_path, capsys):
+    from digitrec.cli import main
+    from digitrec.recognizer import Recognizer
+
+    root = own_folder(tmp_path / "mine")
+    assert main(["evaluate", "default", "--images", str(root), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    recognizer = Recognizer.load("default")
+    expected, _ = counted_accuracy(lambda d: recognizer.predict_proba(d.images[..., None]), root)
+    assert printed["accuracy"] == pytest.approx(expected)
+    assert printed["accuracy"] >= 0.9  # the shipped model reads typeset digits
+    assert main(["evaluate", "default", "--images", str(root)]) == 0
+    text = capsys.readouterr().out
+    assert "skipped         1 unreadable files" in text and "confused with" in text
+
+
+def test_evaluate_refuses_images_together_with_a_dataset(tmp_path, capsys):
+    from digitrec.cli import main
+
+    assert main(["evaluate", "default", "--images", str(tmp_path), "--dataset", "mnist"]) == 2
+    assert "give one" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import inspect
 import json
 import math
 import numbers
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
@@ -21,9 +22,10 @@ from typing import Any, get_origin, get_type_hints
 
 from digitrec.data import DATASETS
 from digitrec.errors import DigitrecError
-from digitrec.models import MODELS, model_spec
+from digitrec.models import FINETUNE_RECIPE, MODELS, model_spec
 
 SCHEDULES = ("constant", "cosine", "onecycle")
+TRAIN_LAYERS = ("all", "head")  # with --init: every layer, or only the last Dense layer
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's global seeds are 32-bit
 # --augment s shifts and zooms by up to 10% × s (digitrec.augment); Keras's layers allow 100%.
 MAX_AUGMENT = 10.0
@@ -139,10 +141,43 @@ class TrainConfig:
         default_factory=dict,
         metadata=about("keyword arguments of the model's builder (JSON object)", metavar="JSON"),
     )
+    init: str = setting(
+        "",
+        "start from trained weights: 'default' (the shipped model), a run directory or a .keras "
+        "file; the architecture is the loaded model's (no --model); '' = from scratch",
+        metavar="SOURCE",
+    )
+    images: list[str] = field(
+        default_factory=list,
+        metadata=about(
+            "folder of your own images, a subfolder per digit, to train on (repeatable)",
+            metavar="DIR",
+        ),
+    )
+    images_val: float = setting(
+        0.2,
+        "fraction of the --images held out for validation (stratified by class, seeded)",
+        above=0,
+        below=1,
+        metavar="FRACTION",
+    )
+    mix_mnist: float = setting(
+        0.5,
+        "with --images: fraction of every batch that is MNIST training images (0 = none)",
+        at_least=0,
+        below=1,
+        metavar="FRACTION",
+    )
+    train_layers: str = setting(
+        "all",
+        "with --init: the layers that train (head = the last Dense layer)",
+        choices=TRAIN_LAYERS,
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
             object.__setattr__(self, f.name, checked(f.name, getattr(self, f.name)))
+        check_finetuning(self)
         arguments = builder_arguments(self.model)
         check_builder_arguments("model_args", self.model_args, self.model, arguments)
         for i, args in enumerate(self.member_args):
@@ -180,10 +215,54 @@ class TrainConfig:
         return TrainConfig.from_dict(merged)
 
 
-def resolve_config(model: str = "lenet5", **overrides: Any) -> TrainConfig:
-    """Defaults, then the model's recipe, then the caller's settings (``None`` means unset)."""
+def resolve_config(model: str | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults, then the recipe, then the caller's settings (``None`` means unset).
+
+    The recipe is the model's (``lenet5`` unless named), or with ``init`` the fine-tuning recipe
+    (``FINETUNE_RECIPE``): the architecture is then the initial model's, so naming one is an error.
+    """
+    if overrides.get("init"):
+        if model is not None:
+            raise DigitrecError(
+                f"{flag('model')} and {flag('init')} exclude each other: fine-tuning keeps the "
+                f"architecture of the initial model ({overrides['init']})"
+            )
+        return TrainConfig().updated(FINETUNE_RECIPE).updated(overrides)
+    model = model or "lenet5"
     spec = model_spec(model)
     return TrainConfig(model=model).updated(spec.recipe).updated(overrides)
+
+
+def check_finetuning(config: TrainConfig) -> None:
+    """The combination rules of ``init`` and ``images``: an initial model brings its own
+    architecture (no builder arguments, no ensemble); only a Keras model has weights to train."""
+    if config.init:
+        if Path(config.init).suffix == ".onnx":
+            raise DigitrecError(
+                f"init ({flag('init')}) {config.init}: an exported ONNX model cannot be "
+                "trained on; give its run directory or .keras file, or 'default'"
+            )
+        clashes = [
+            flag(name)
+            for name, value in (
+                ("model_args", config.model_args),
+                ("member_args", config.member_args),
+                ("ensemble", config.ensemble > 1),
+            )
+            if value
+        ]
+        if clashes:
+            raise DigitrecError(
+                f"{flag('init')} starts from a trained model, whose architecture is fixed: "
+                f"leave out {', '.join(clashes)}"
+            )
+    elif config.train_layers != "all":
+        raise DigitrecError(
+            f"train_layers ({flag('train_layers')}) {config.train_layers!r} needs {flag('init')}: "
+            "a model trained from scratch trains every layer"
+        )
+    if config.images and config.ensemble > 1:
+        raise DigitrecError(f"{flag('images')} trains a single model: leave out {flag('ensemble')}")
 
 
 def flag(name: str) -> str:
@@ -224,6 +303,12 @@ def checked(name: str, value: Any) -> Any:
             raise DigitrecError(f"{wrong} a name, got {value!r}")
         if rules.choices and value not in rules.choices:
             raise DigitrecError(f"{wrong} one of {', '.join(rules.choices)}, got {value!r}")
+    elif kind == list[str]:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise DigitrecError(f"{wrong} a list of paths, got {value!r}")
+        if not all(isinstance(v, str | os.PathLike) and str(v) for v in value):
+            raise DigitrecError(f"{wrong} a list of non-empty paths, got {value!r}")
+        value = [str(v) for v in value]
     elif get_origin(kind) is dict:
         if not isinstance(value, dict):
             raise DigitrecError(f"{wrong} a mapping of argument names to values, got {value!r}")

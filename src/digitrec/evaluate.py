@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from digitrec.data import Dataset, load_dataset
+from digitrec.data import Dataset, DatasetInfo, load_dataset
 from digitrec.files import atomic_path, read_json
 from digitrec.saved_models import Classifier, load_classifier
 from digitrec.saved_models import predict_keras as predict_keras  # train.py imports it from here
@@ -114,9 +114,12 @@ def evaluate(
     perturb: bool = False,
     tta: bool = False,
     progress: Callable[[str], None] | None = None,
+    images: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
-    """Evaluate a model on its dataset's test set; with ``perturb``, also on rotated and shifted
-    test images; with ``tta``, averaging over small shifts. ``progress`` hears each step.
+    """Evaluate a model on its dataset's test set, or with ``images`` on your own class folders
+    (read as ``digitrec predict --single`` reads each file; unreadable ones skipped and counted
+    under ``skipped``); with ``perturb``, also on rotated and shifted images; with ``tta``,
+    averaging over small shifts. ``progress`` hears each step.
 
     Returns the metrics (``classification_metrics``, the accuracy under ``accuracy``). The report
     is written to ``out``, else to a run's directory (its ``tta/`` folder with ``tta``); a model
@@ -126,9 +129,14 @@ def evaluate(
     say(f"loading the model {source}")
     classify, run_dir = load_classifier(source, tta)
     run = read_json(run_dir / "run.json") if run_dir and (run_dir / "run.json").exists() else {}
-    dataset = dataset or run.get("config", {}).get("dataset", "mnist")
-    say(f"loading the {dataset} data")
-    data = load_dataset(dataset, data_dir)
+    skipped = None
+    if images:
+        say(f"reading your images in {', '.join(map(str, images))}")
+        data, skipped = image_folders_dataset(images)
+    else:
+        dataset = dataset or run.get("config", {}).get("dataset", "mnist")
+        say(f"loading the {dataset} data")
+        data = load_dataset(dataset, data_dir)
     history = None
     if run_dir and (run_dir / "metrics.json").exists():
         history = read_json(run_dir / "metrics.json").get("history")
@@ -136,12 +144,28 @@ def evaluate(
     perturbed = None
     if perturb:
         perturbed = perturbed_accuracy(classify, data.test_images, data.test_labels, say)
-    say(f"classifying the {len(data.test_images)} test images" + " (shifted 9 ways)" * tta)
+    what = "images" if images else "test images"
+    say(f"classifying the {len(data.test_images)} {what}" + " (shifted 9 ways)" * tta)
     probs = classify(data.test_images)
     if report_dir:
         say(f"writing the report in {report_dir}")
     result = evaluate_probabilities(data, probs, report_dir, history, perturbed=perturbed)
+    if skipped is not None:
+        result["skipped"] = skipped
     return {"accuracy": result.pop("test_accuracy"), **result}
+
+
+def image_folders_dataset(folders: Sequence[str | Path]) -> tuple[Dataset, list[str]]:
+    """Your class folders as a dataset to evaluate on (their images as its test split), and
+    the files skipped, each with why."""
+    from digitrec.image_folders import CLASS_NAMES, read_image_folders
+
+    own = read_image_folders(list(folders))
+    name = "your images in " + ", ".join(map(str, folders))
+    info = DatasetInfo(name=name, class_names=CLASS_NAMES, files={}, mirrors=())
+    empty = np.zeros((0, 28, 28), np.uint8)
+    data = Dataset(info, empty, empty[:, 0, 0], own.uint8_images(), own.labels)
+    return data, [f"{skip.path}: {skip.reason}" for skip in own.skipped]
 
 
 # --- report -----------------------------------------------------------------------------------

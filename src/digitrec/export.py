@@ -67,6 +67,7 @@ def export_model(
     tta: bool = False,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
+    own_val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
     """Export a run directory's (or ``.keras`` file's) model; verify it; return the output path.
 
@@ -74,7 +75,8 @@ def export_model(
     single-file export as ``model.onnx`` (``.tflite``). Nothing is replaced but an empty file or
     folder, or with ``force`` a previous digitrec export. ``dataset`` defaults to the run's own
     (MNIST for a bare ``.keras`` file); with ``tta`` the exported model averages its predictions
-    over small shifts (``models.with_tta``). ``progress`` hears each step.
+    over small shifts (``models.with_tta``). ``progress`` hears each step. ``own_val``: held-out
+    images of the user's own (uint8, labels) that the calibration is fitted on as well.
     """
     if format not in FORMATS:
         raise ModelError(f"unknown export format {format!r}; known: {', '.join(FORMATS)}")
@@ -108,7 +110,10 @@ def export_model(
             test_probs = run_exported(tmp, format, as_model_input(data.test_images))
             say("calibrating on the validation split (its digits rendered as users' images)")
             bar = progress is not None and sys.stderr.isatty()
-            metadata = {**describe(model, run, data, test_probs, rejection_rate, bar), **origin}
+            metadata = {
+                **describe(model, run, data, test_probs, rejection_rate, bar, own_val),
+                **origin,
+            }
             write_metadata(tmp, metadata)
         else:
             mark(tmp, format, origin)
@@ -216,27 +221,36 @@ def describe(
     test_probs: np.ndarray,
     rejection_rate: float,
     bar: bool = False,
+    own_val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """The exported model's description: what it expects, how it was trained, how well it does
     (``identity`` adds where it came from); ``bar`` shows the rendering's progress bar.
 
     Calibration is fitted on the validation split only (the threshold on its digits rendered as
-    users' images); the test figures are measured once on the exported model's own outputs.
+    users' images, with ``own_val``'s real users' images added to both); the test figures are
+    measured once on the exported model's own outputs.
     """
     config = run.get("config", {})
     val_size = config.get("val_size") or TrainConfig.val_size
     _, _, x_val, y_val = split_validation(data.train_images, data.train_labels, val_size)
-    calibration = calibrate(
-        predict_keras(model, x_val),
-        y_val.astype(np.int64),
-        rejection_rate,
-        user_probs=np.asarray(
-            model.predict(user_style_inputs(x_val, progress=bar)[..., None], verbose=0)
-        ),
+    probs = predict_keras(model, x_val)
+    user_probs = np.asarray(
+        model.predict(user_style_inputs(x_val, progress=bar)[..., None], verbose=0)
     )
+    labels = y_val.astype(np.int64)
+    if own_val is not None:
+        own_probs = predict_keras(model, own_val[0])
+        probs, user_probs = (
+            np.concatenate([probs, own_probs]),
+            np.concatenate([user_probs, own_probs]),
+        )
+        labels = np.concatenate([labels, own_val[1].astype(np.int64)])
+    calibration = calibrate(probs, labels, rejection_rate, user_probs=user_probs)
     split = (
         f"the last {val_size} training images (the threshold: each rendered once as a user's image)"
     )
+    if own_val is not None:
+        split += f", plus {len(own_val[1])} held-out images of the user's own"
     if config.get("val_size") == 0:
         split += ", which this model was trained on (val_size 0): expect it overconfident"
     labels = data.test_labels.astype(np.int64)
@@ -271,21 +285,24 @@ def training_command(config: dict[str, Any]) -> str:
     from digitrec.train import resolve_config
 
     config = {**TrainConfig().to_dict(), **config}
+    init = {"init": config["init"]} if config["init"] else {}  # fine-tuned: no --model
     try:
-        recipe = resolve_config(config["model"]).to_dict()
+        recipe = resolve_config(None if init else config["model"], **init).to_dict()
     except DigitrecError:  # a model no longer registered: spell out every setting
         recipe = {}
-    words = ["digitrec", "train", "--model", str(config["model"])]
+    start = ["--init", config["init"]] if init else ["--model", str(config["model"])]
+    words = ["digitrec", "train", *start]
     for key, value in config.items():
         if (
-            key in ("model", "model_args", "member_args")
+            key in ("model", "init", "model_args", "member_args")
             or value is None
             or value is False
             or recipe.get(key) == value
         ):
             continue
         flag = "--" + key.replace("_", "-")
-        words += [flag] if value is True else [flag, str(value)]
+        values = value if isinstance(value, list) else [value]  # --images, repeatable
+        words += [flag] if value is True else [word for v in values for word in (flag, str(v))]
     return " ".join(words)
 
 

@@ -68,3 +68,29 @@ def load_classifier(source: str | Path, tta: bool = False) -> tuple[Classifier, 
 
     recognizer = Recognizer.load(str(source))
     return lambda images: recognizer.predict_proba(as_model_input(images)), None
+
+
+def initial_model(init: str) -> Any:
+    """The Keras model fine-tuning starts from: ``default`` (the shipped model's Keras weights),
+    a completed run directory or a ``.keras`` file; ``ModelError`` naming what was expected."""
+    if init == "default":
+        from digitrec.assets import default_keras_path
+
+        return load_keras(default_keras_path())[0]
+    path = Path(init)
+    if path.is_dir() and not (path / "model.keras").is_file():
+        raise ModelError(
+            f"--init {init}: the run directory has no model.keras (is the run finished? "
+            "continue it with digitrec train --resume)"
+        )
+    if path.is_file() and path.suffix != ".keras":
+        raise ModelError(
+            f"--init {init}: not a Keras model file; give 'default', a run directory or a "
+            ".keras file"
+        )
+    if not path.exists():
+        raise ModelError(
+            f"--init {init}: no such file or folder; give 'default', a run directory or a "
+            ".keras file"
+        )
+    return load_keras(path)[0]

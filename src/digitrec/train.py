@@ -28,7 +28,16 @@ from digitrec.config import resolve_config as resolve_config  # kept importable 
 from digitrec.data import Dataset, as_model_input, load_dataset, split_validation
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, read_json, write_json
-from digitrec.models import build_model, ensemble, with_tta
+from digitrec.finetune import (
+    OwnImages,
+    export_ready,
+    fit_own,
+    load_own_images,
+    starting_model,
+    validation_accuracy,
+    with_architecture,
+)
+from digitrec.models import ensemble, with_tta
 from digitrec.rundir import (
     CHECKPOINT_DIR,
     MEMBERS_DIR,
@@ -138,13 +147,14 @@ def user_style_mix(
     return inputs
 
 
-def run_record(config: TrainConfig, data: Dataset) -> dict[str, Any]:
+def run_record(config: TrainConfig, data: Dataset, own: OwnImages | None = None) -> dict[str, Any]:
     """What ``run.json`` says about a run: settings, data, software and machine."""
     import tensorflow as tf
 
     return {
         "config": config.to_dict(),
         "dataset": {"name": data.info.name, "checksums": data.checksums},
+        **({"images": own.record()} if own else {}),
         "versions": {
             "digitrec": __version__,
             "python": sys.version.split()[0],
@@ -184,23 +194,31 @@ def train(
     """
     run_dir = Path(out) if out else default_run_dir(config)
     check_new_run_dir(run_dir)
+    own = load_own_images(config, verbose)
     data = load_dataset(config.dataset, data_dir, progress=verbose)
     check_split(config, len(data.train_images))
     with new_run_dir(run_dir):
-        return _start(run_dir, config, data, verbose, tensorboard)
+        return _start(run_dir, config, data, verbose, tensorboard, own)
 
 
 def _start(
-    run_dir: Path, config: TrainConfig, data: Dataset, verbose: bool, tensorboard: bool
+    run_dir: Path,
+    config: TrainConfig,
+    data: Dataset,
+    verbose: bool,
+    tensorboard: bool,
+    own: OwnImages | None = None,
 ) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "run.json", run_record(config, data))
     if config.ensemble > 1:
+        write_json(run_dir / "run.json", run_record(config, data))
         return _train_ensemble(run_dir, config, data, verbose, tensorboard)
     seed_everything(config.seed)
-    model = build_model(config.model, len(data.class_names), **config.model_args)
+    model = starting_model(config, len(data.class_names))
+    config = with_architecture(config, model)
+    write_json(run_dir / "run.json", run_record(config, data, own))
     state = {"epoch": 0, "checkpoint": None, "history": {}}
-    return _fit_and_finish(run_dir, config, data, model, state, verbose, tensorboard)
+    return _fit_and_finish(run_dir, config, data, model, state, verbose, tensorboard, own)
 
 
 def resume(
@@ -218,7 +236,7 @@ def resume(
     config = recorded_config(run_dir)
     data = load_dataset(config.dataset, data_dir, progress=verbose)
     check_split(config, len(data.train_images))
-    return _continue(run_dir, config, data, verbose, tensorboard)
+    return _continue(run_dir, config, data, verbose, tensorboard, load_own_images(config, verbose))
 
 
 def recorded_config(run_dir: Path) -> TrainConfig:
@@ -230,7 +248,12 @@ def recorded_config(run_dir: Path) -> TrainConfig:
 
 
 def _continue(
-    run_dir: Path, config: TrainConfig, data: Dataset, verbose: bool, tensorboard: bool
+    run_dir: Path,
+    config: TrainConfig,
+    data: Dataset,
+    verbose: bool,
+    tensorboard: bool,
+    own: OwnImages | None = None,
 ) -> Path:
     if config.ensemble > 1:
         return _train_ensemble(run_dir, config, data, verbose, tensorboard)
@@ -241,8 +264,8 @@ def _continue(
         model = keras.saving.load_model(run_dir / state["checkpoint"])
     else:  # killed before the first epoch ended
         state = {"epoch": 0, "checkpoint": None, "history": {}}
-        model = build_model(config.model, len(data.class_names), **config.model_args)
-    return _fit_and_finish(run_dir, config, data, model, state, verbose, tensorboard)
+        model = starting_model(config, len(data.class_names))
+    return _fit_and_finish(run_dir, config, data, model, state, verbose, tensorboard, own)
 
 
 def fit(
@@ -287,15 +310,18 @@ def _fit_and_finish(
     state: dict[str, Any],
     verbose: bool,
     tensorboard: bool,
+    own: OwnImages | None = None,
 ) -> Path:
     callbacks: list[keras.callbacks.Callback] = [EpochCheckpoint(run_dir, state)]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")))
-    if state["epoch"] < config.epochs:
+    if state["epoch"] < config.epochs and own:
+        fit_own(model, config, data, own, callbacks, state["epoch"], verbose)
+    elif state["epoch"] < config.epochs:
         fit(model, config, data, callbacks, state["epoch"], verbose)
     history = state["history"]
     seconds = float(sum(history.get("epoch_seconds", [])))
-    _finish(run_dir, config, model, data, state["epoch"], history, seconds)
+    _finish(run_dir, config, model, data, state["epoch"], history, seconds, own)
     return run_dir
 
 
@@ -359,9 +385,11 @@ def _finish(
     epochs: int,
     history: dict[str, list[float]],
     train_seconds: float,
+    own: OwnImages | None = None,
 ) -> None:
     """Save the final model (wrapped for test-time augmentation if configured), evaluate the test
-    set once, write metrics and the report, drop the checkpoints."""
+    set once, write metrics and the report, drop the checkpoints. A run on the user's own images
+    is also exported to ``model.onnx`` and calibrated, before ``metrics.json`` marks it done."""
     from digitrec.evaluate import evaluate_probabilities, predict_keras
 
     if config.tta:
@@ -373,6 +401,9 @@ def _finish(
     metrics["train_seconds"] = train_seconds
     metrics["epochs"] = epochs
     metrics["history"] = history
+    if own:
+        metrics.update(validation_accuracy(model, config, data, own))
+        metrics["onnx"] = str(export_ready(run_dir, own, data.files["train_images"].path.parent))
     write_json(run_dir / "metrics.json", metrics)
     for checkpoint in (run_dir / CHECKPOINT_DIR).glob("*.keras"):
         checkpoint.unlink()

@@ -12,9 +12,10 @@ from digitrec.cli.options import add_data_options
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="evaluate a model on the test set",
+        help="evaluate a model on the test set or your own images",
         description=(
-            "Print a model's metrics on its dataset's test set. The report (report.md and its "
+            "Print a model's metrics on its dataset's test set, or with --images on your own "
+            "images (a subfolder per digit, read as predict --single reads a file). The report (report.md and its "
             "figures) goes to --out, else into the run directory when SOURCE is one; a model "
             "file or 'default' gets no report without --out. Progress goes to stderr."
         ),
@@ -44,6 +45,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="average predictions over small shifts (a run directory or .keras file)",
     )
+    parser.add_argument(
+        "--images",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="evaluate on this folder of your images, a subfolder per digit (repeatable)",
+    )
     add_data_options(parser, dataset_default=None)
     parser.set_defaults(run=run)
 
@@ -56,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     source = args.source or args.model
     if not source:
         raise DigitrecError("name a run directory, model file or 'default' to evaluate")
+    if args.images and args.dataset:
+        raise DigitrecError("--images and --dataset name two sets to evaluate on: give one")
     result = evaluate(
         source,
         args.dataset,
@@ -64,11 +74,15 @@ def run(args: argparse.Namespace) -> int:
         perturb=args.perturb,
         tta=args.tta,
         progress=progress_printer(),
+        images=args.images or (),
     )
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"test accuracy   {result['accuracy']:.2%}  ({result['test_errors']} errors)")
+    if args.images:
+        print_per_class(result)
+    else:
+        print(f"test accuracy   {result['accuracy']:.2%}  ({result['test_errors']} errors)")
     print(f"test loss       {result['test_loss']:.4f}")
     print(
         f"macro precision {result['macro_precision']:.4f}  recall {result['macro_recall']:.4f}"
@@ -78,3 +92,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<22} {accuracy:.2%}")
     print(f"report          {result.get('report', 'none written (--out DIR writes one)')}")
     return 0
+
+
+def print_per_class(result: dict) -> None:
+    """Your images' accuracy, each class's precision and recall, and the confusion matrix."""
+    print(f"skipped         {len(result['skipped'])} unreadable files")
+    print(f"accuracy        {result['accuracy']:.2%}  ({result['test_errors']} errors)")
+    print("class  precision  recall  images   confused with (true row, predicted column)")
+    rows = zip(result["per_class"].items(), result["confusion_matrix"], strict=True)
+    for (name, m), counts in rows:
+        print(
+            f"{name:<6} {m['precision']:>9.2%} {m['recall']:>7.2%} {m['support']:>7}   "
+            + " ".join(f"{n:>3}" for n in counts)
+        )

@@ -56,6 +56,8 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
         }
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
+        elif kind == list[str]:  # a repeatable flag
+            options.update(action="append", metavar=rules.metavar)
         else:
             registered = list(rules.registry) if rules.registry is not None else []
             options["choices"] = rules.choices or registered or None

@@ -16,6 +16,7 @@ from digitrec.cli.options import (
 )
 from digitrec.config import TrainConfig, flag, read_settings, resolve_config
 from digitrec.errors import DigitrecError
+from digitrec.models import FINETUNE_RECIPE
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,10 +25,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train a model (default: the classic LeNet-5)",
         description=textwrap.fill(
             "Train a registered model with its recipe; a --params file and flags override it. "
-            "--resume continues a stopped run with its recorded settings.",
+            "--init SOURCE --images DIR fine-tunes a trained model on your own images with the "
+            "finetune recipe instead. --resume continues a stopped run with its recorded "
+            "settings.",
             79,
         ),
-        epilog=models_epilog(),
+        epilog=models_epilog() + "\n" + finetune_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_setting_options(parser)
@@ -40,6 +43,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     add_data_dir_option(parser)
     parser.set_defaults(run=run)
+
+
+def finetune_epilog(width: int = 79) -> str:
+    """The fine-tuning recipe, for ``--help``."""
+    recipe = ", ".join(f"{key}={json.dumps(value)}" for key, value in FINETUNE_RECIPE.items())
+    return textwrap.fill(
+        f"with --init, the finetune recipe replaces the model's: {recipe}.",
+        width,
+        initial_indent="  ",
+        subsequent_indent="  ",
+    )
 
 
 def config_from(args: argparse.Namespace) -> TrainConfig:

@@ -1,0 +1,207 @@
+"""Fine-tuning on your own images: the images read and split, the initial model, batches mixing
+your images with MNIST's, and a run finished ready to use (ONNX exported and calibrated).
+
+``digitrec train --images DIR [--init SOURCE]`` lands here from ``digitrec.train``: the run
+directory, checkpoints and resuming are a training run's as any other.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+
+from digitrec.callbacks import EpochSeeds, Progress
+from digitrec.config import TrainConfig
+from digitrec.data import Dataset, as_model_input, split_validation
+from digitrec.image_folders import (
+    CLASS_NAMES,
+    ImageFolderData,
+    read_image_folders,
+    stratified_split,
+)
+from digitrec.models import MODELS, build_model
+from digitrec.saved_models import initial_model, predict_keras
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+SKIPPED_SHOWN = 20  # skipped files listed by name; the rest are counted
+
+
+@dataclass
+class OwnImages:
+    """Your images, split: ``train`` to learn from, ``val`` held out (validation, calibration)."""
+
+    train: ImageFolderData
+    val: ImageFolderData
+    folders: list[str]
+    skipped: int
+
+    def record(self) -> dict[str, Any]:
+        """What ``run.json`` says about them."""
+        return {
+            "folders": self.folders,
+            "train": self.train.class_counts(),
+            "val": self.val.class_counts(),
+            "skipped": self.skipped,
+        }
+
+
+def load_own_images(config: TrainConfig, verbose: bool = True) -> OwnImages | None:
+    """Read the ``images`` folders (skipped files listed on stderr with their count) and hold
+    out a stratified, seeded ``images_val`` share of them; bad folders raise ``DataError``.
+    ``None`` for a run without ``images``. Done before any run directory is made."""
+    if not config.images:
+        return None
+    data = read_image_folders(config.images)
+    if verbose:
+        print(f"your images: {data.summary()}", file=sys.stderr)
+    for skip in data.skipped[:SKIPPED_SHOWN]:
+        print(f"  skipped {skip.path}: {skip.reason}", file=sys.stderr)
+    if len(data.skipped) > SKIPPED_SHOWN:
+        print(f"  ... and {len(data.skipped) - SKIPPED_SHOWN} more skipped", file=sys.stderr)
+    train, val = stratified_split(data, config.images_val, config.seed)
+    return OwnImages(train, val, list(config.images), len(data.skipped))
+
+
+def starting_model(config: TrainConfig, num_classes: int) -> keras.Model:
+    """The model a run starts from: ``init``'s trained weights (only the layers that
+    ``train_layers`` names left trainable), else a new registered model."""
+    if not config.init:
+        return build_model(config.model, num_classes, **config.model_args)
+    model = initial_model(config.init)
+    if config.train_layers == "head":
+        head = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
+        for layer in model.layers:
+            layer.trainable = layer is head
+    return model
+
+
+def with_architecture(config: TrainConfig, model: keras.Model) -> TrainConfig:
+    """The settings as recorded: with ``init``, the model named as the loaded one (where it is a
+    registered architecture), since that is what trains."""
+    if config.init and model.name in MODELS:
+        return config.updated({"model": model.name})
+    return config
+
+
+def batch_shares(config: TrainConfig) -> tuple[int, int]:
+    """How many of your images and how many MNIST images make up each batch."""
+    mnist = round(config.batch_size * config.mix_mnist)
+    own = max(1, config.batch_size - mnist)
+    return own, config.batch_size - own
+
+
+def mixed_dataset(
+    own: ImageFolderData, mnist_images: np.ndarray, mnist_labels: np.ndarray, config: TrainConfig
+) -> tuple[tf.data.Dataset, list[Any]]:
+    """One epoch = one pass over your images in a new order, each batch completed with MNIST
+    training images drawn anew (``batch_shares``), augmented if configured; and the random
+    sources the batches draw from, for ``EpochSeeds``."""
+    import tensorflow as tf
+
+    n_own, n_mnist = batch_shares(config)
+    steps = math.ceil(len(own) / n_own)
+    images = tf.constant(
+        np.concatenate([as_model_input(own.uint8_images()), as_model_input(mnist_images)])
+    )
+    labels = np.concatenate([own.labels, mnist_labels])
+    targets = tf.constant(keras.utils.to_categorical(labels, len(CLASS_NAMES)))
+    order = keras.random.SeedGenerator(config.seed)
+    own_indices = tf.range(len(own), dtype="int64")
+    mnist_indices = tf.range(len(own), len(labels), dtype="int64")
+    repeats = math.ceil(steps * n_mnist / max(len(mnist_images), 1))
+
+    def epoch(_: Any) -> tf.data.Dataset:
+        ours = tf.data.Dataset.from_tensor_slices(keras.random.shuffle(own_indices, seed=order))
+        batches = ours.batch(n_own)
+        if n_mnist:
+            drawn = tf.tile(keras.random.shuffle(mnist_indices, seed=order), [repeats])
+            theirs = tf.data.Dataset.from_tensor_slices(drawn[: steps * n_mnist]).batch(n_mnist)
+            batches = tf.data.Dataset.zip(batches, theirs).map(lambda a, b: tf.concat([a, b], 0))
+        return batches
+
+    dataset = (
+        tf.data.Dataset.range(1)
+        .flat_map(epoch)
+        .apply(tf.data.experimental.assert_cardinality(steps))
+        .map(lambda index: (tf.gather(images, index), tf.gather(targets, index)))
+    )
+    sources: list[Any] = [order]
+    if config.augment > 0 or config.elastic > 0:
+        from digitrec.augment import augmenter
+
+        distort = augmenter(config.augment, config.elastic, seed=config.seed)
+        dataset = dataset.map(lambda x, y: (distort(x, training=True), y))
+        sources.append(distort)
+    return dataset.prefetch(tf.data.AUTOTUNE), sources
+
+
+def fit_own(
+    model: keras.Model,
+    config: TrainConfig,
+    data: Dataset,
+    own: OwnImages,
+    callbacks: list[keras.callbacks.Callback],
+    initial_epoch: int = 0,
+    verbose: bool = True,
+) -> keras.callbacks.History:
+    """Fit on your training images mixed with MNIST's training split, validating on your
+    held-out images; compiles anew from the first epoch (a saved model brings its own optimizer,
+    whose schedule may have run down), and a resumed checkpoint keeps its optimizer."""
+    from digitrec.train import compile_model
+
+    mnist_images, mnist_labels, _, _ = split_validation(
+        data.train_images, data.train_labels, config.val_size
+    )
+    dataset, sources = mixed_dataset(own.train, mnist_images, mnist_labels, config)
+    if initial_epoch == 0 or not model.compiled:  # the initial model's optimizer is not ours
+        compile_model(model, config, steps_per_epoch=int(dataset.cardinality()))
+    validation = (
+        as_model_input(own.val.uint8_images()),
+        keras.utils.to_categorical(own.val.labels, len(CLASS_NAMES)),
+    )
+    ours = [EpochSeeds(config.seed, sources), *([Progress()] if verbose else [])]
+    return model.fit(
+        dataset,
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        validation_data=validation,
+        shuffle=False,
+        callbacks=[*ours, *callbacks],
+        verbose=0,
+    )
+
+
+def validation_accuracy(
+    model: keras.Model, config: TrainConfig, data: Dataset, own: OwnImages
+) -> dict[str, float]:
+    """Accuracy on your held-out images and on MNIST's validation split (what the recipe was
+    chosen on); no test image is read."""
+    _, _, mnist_images, mnist_labels = split_validation(
+        data.train_images, data.train_labels, config.val_size
+    )
+    result = {"own_val_accuracy": _accuracy(model, own.val.uint8_images(), own.val.labels)}
+    if len(mnist_images):
+        result["mnist_val_accuracy"] = _accuracy(model, mnist_images, mnist_labels)
+    return result
+
+
+def _accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
+    return float((predict_keras(model, images).argmax(axis=1) == labels).mean())
+
+
+def export_ready(run_dir: Path, own: OwnImages, data_dir: str | Path | None) -> Path:
+    """Export the run's model to ``RUN_DIR/model.onnx``, parity-checked, with temperature and
+    rejection threshold fitted on MNIST's validation split plus your held-out images, so that
+    ``digitrec predict --model RUN_DIR`` and ``serve`` take the run directly."""
+    from digitrec.export import export_model
+
+    held_out = (own.val.uint8_images(), own.val.labels)
+    return export_model(run_dir, "onnx", data_dir=data_dir, own_val=held_out, force=True)
