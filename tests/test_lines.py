@@ -279,6 +279,9 @@ def test_export_matches_keras_and_the_reader_reads_lines(tiny_run, tmp_path):
         for digit in reading.digits:
             x0, y0, x1, y1 = digit.box
             assert 0 <= x0 < x1 <= sample.image.shape[1] and 0 <= y0 < y1 <= sample.image.shape[0]
+            assert digit.posteriors.shape == (11,) and abs(digit.posteriors.sum() - 1) < 1e-4
+            assert digit.posteriors.argmax() == digit.label
+            assert digit.posteriors[digit.label] <= digit.confidence + 1e-6
 
 
 def test_export_failing_its_parity_check_leaves_no_file(tiny_run, tmp_path, monkeypatch):

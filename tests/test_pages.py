@@ -24,7 +24,7 @@ PLAIN = PageStyle(  # nothing varies but size, digits and gaps: each digit is re
     hand=Hand(
         size_jitter=0.0, max_rotation=0.0, slant=(0, 0), pen=(0, 0), max_slope=0, gaps=((0.3, 0.6),)
     ),
-    print=Print(contexts=(1, 0, 0, 0, 0, 0, 0), label_probability=0.0),
+    print=Print(contexts=(1, 0, 0, 0, 0, 0, 0), label_probability=0.0, empty_line_fraction=0.0),
     camera=Camera(
         paper=(1, 1),
         fade=(0, 0),
@@ -75,12 +75,30 @@ def test_line_samples_are_grey_lines_whose_digit_boxes_hold_ink():
     for sample in line_samples(DIGITS, LABELS, 40, seed=1):
         rows, cols = sample.image.shape
         assert sample.image.dtype == np.uint8 and rows < cols + 60
+        if sample.text == "":
+            continue
         assert sample.text.isdigit() and 1 <= len(sample.text) <= 12
         assert len(sample.boxes) == len(sample.text)
         heights = [y1 - y0 for _, y0, _, y1 in sample.boxes]
         assert 1.1 * max(heights) < rows < 3.0 * max(heights)
         for box in sample.boxes:
             assert inside(box, (0, 0, cols, rows)) and has_dark_ink(sample.image, box)
+
+
+def test_a_fifth_of_training_lines_hold_no_digit():
+    samples = list(line_samples(DIGITS, LABELS, 300, seed=3))
+    empty = [sample for sample in samples if sample.text == ""]
+    assert 0.14 < len(empty) / len(samples) < 0.26
+    for sample in empty:
+        assert sample.boxes == [] and sample.image.dtype == np.uint8
+        assert sample.image.ndim == 2 and min(sample.image.shape) >= 16
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0])
+def test_the_style_sets_the_fraction_of_lines_without_digits(fraction):
+    style = PageStyle(print=Print(empty_line_fraction=fraction))
+    texts = [sample.text for sample in line_samples(DIGITS, LABELS, 30, seed=4, style=style)]
+    assert all((text == "") == (fraction == 1.0) for text in texts)
 
 
 def test_line_text_spells_the_labels_of_the_digits_drawn_left_to_right():

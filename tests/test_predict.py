@@ -57,7 +57,7 @@ def test_json_is_one_object_per_image_with_the_documented_fields(tmp_path, capsy
     expected = Recognizer.load("default").read(first, top_k=2).to_dict()
     assert lines[0] == {"file": str(first), **json.loads(json.dumps(expected)), "error": None}
     for line in lines:
-        assert list(line) == ["file", "text", "digits", "error"]
+        assert list(line) == ["file", "text", "digits", "lines", "error"]
         assert isinstance(line["text"], str) and line["error"] is None
         for digit in line["digits"]:
             assert list(digit) == ["label", "confidence", "box", "top"]

@@ -86,7 +86,10 @@ def test_read_gives_digits_left_to_right_with_boxes_in_image_pixels(recognizer):
         assert normalized.shape == (28, 28) and normalized.max() <= 1
         assert len(digit.top) == 3 and digit.top[0] == (digit.top[0][0], digit.confidence)
     as_dict = reading.to_dict()
-    assert set(as_dict) == {"text", "digits"} and len(as_dict["text"]) == 3
+    assert set(as_dict) == {"text", "digits", "lines"} and len(as_dict["text"]) == 3
+    assert as_dict["lines"] == [
+        {"text": reading.text, "box": as_dict["lines"][0]["box"], "digits": as_dict["digits"]}
+    ]
     assert set(as_dict["digits"][0]) == {"label", "confidence", "box", "top"}
     assert recognizer.read(image, top_k=1).digits[0].top == reading.digits[0].top[:1]
 
@@ -122,7 +125,7 @@ def test_ink_shaped_like_no_digit_is_rejected_whatever_the_model_says(recognizer
         return [replace(crop, plausible=False) for crop in imaging.image_digits(*args)]
 
     monkeypatch.setattr(module, "image_digits", implausible)
-    reading = recognizer.read(row_of([4, 2]))
+    reading = recognizer.read(row_of([4, 2]), reader="digits")
     assert reading.text == "??" and all(
         d.label is None and d.confidence > 0 for d in reading.digits
     )

@@ -100,7 +100,7 @@ def test_single_reads_the_whole_image_as_one_digit_and_top_k_sets_the_list_lengt
 def test_a_blank_image_reads_as_no_digits(client):
     blank = png_bytes(np.full((100, 100), 255, np.uint8))
     body = client.post(RECOGNIZE, content=blank, headers=PNG).json()
-    assert body == {"text": "", "digits": [], "error": None, "normalized": []}
+    assert body == {"text": "", "digits": [], "lines": [], "error": None, "normalized": []}
 
 
 # --- errors ------------------------------------------------------------------------------------

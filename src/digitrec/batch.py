@@ -201,7 +201,7 @@ class ReadJob:
 def read_file(recognizer: Recognizer, file: str, settings: ReadSettings) -> Result:
     """One file's result (its reading, or the error that kept it from being read), and the
     28×28 inputs the model saw if the settings keep them."""
-    result: dict[str, Any] = {"file": file, "text": "", "digits": [], "error": None}
+    result: dict[str, Any] = {"file": file, "text": "", "digits": [], "lines": [], "error": None}
     try:
         with warnings.catch_warnings():
             # Pillow's own remarks on a malformed file repeat the error its line reports.

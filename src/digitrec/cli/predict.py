@@ -128,14 +128,19 @@ def listed_paths(name: str | None) -> list[str]:
 
 
 def table_row(result: dict[str, Any], width: int) -> str:
-    """One aligned line: the file, the text read, and each digit with its confidence."""
+    """Aligned rows, one per line read (top to bottom): the file (on the first row), the
+    line's text, and each of its digits with its confidence."""
     if result["error"]:
         return f"{result['file']:<{width}}  error: {result['error']}"
-    digits = "  ".join(
-        f"{digit['label']} ({digit['confidence']:.1%})"
-        if digit["label"] is not None
-        else f"? (best {digit['top'][0][0]}, {digit['confidence']:.1%})"
-        for digit in result["digits"]
-    )
-    text = result["text"] or "(no digits)"
-    return f"{result['file']:<{width}}  {text:<12}  {digits}".rstrip()
+    lines = result["lines"] or [{"text": "(no digits)", "digits": []}]
+    rows = []
+    for k, line in enumerate(lines):
+        digits = "  ".join(
+            f"{digit['label']} ({digit['confidence']:.1%})"
+            if digit["label"] is not None
+            else f"? (best {digit['top'][0][0]}, {digit['confidence']:.1%})"
+            for digit in line["digits"]
+        )
+        name = result["file"] if k == 0 else ""
+        rows.append(f"{name:<{width}}  {line['text']:<12}  {digits}".rstrip())
+    return "\n".join(rows)

@@ -52,11 +52,20 @@ class DetectSettings:
 @dataclass
 class LineBox:
     """A text line found on a page: its box (x0, y0, x1, y1; exclusive ends) in the image's
-    pixels, and the line cut out upright (the page's skew undone) with a margin: uint8 grey,
-    dark ink on light paper."""
+    pixels, the line cut out upright (the page's skew undone) with a margin: uint8 grey, dark
+    ink on light paper, and the affine map (2x3) from the crop's pixels to the image's."""
 
     box: Box
     crop: np.ndarray
+    to_page: np.ndarray = field(default_factory=lambda: np.eye(2, 3), repr=False)
+
+    def page_box(self, box: Box) -> Box:
+        """A box in the crop's pixels as the box around it in the image's pixels."""
+        x0, y0, x1, y1 = box
+        corners = np.float64([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+        moved = corners @ self.to_page[:, :2].T + self.to_page[:, 2]
+        (a, b), (c, d) = np.floor(moved.min(axis=0)), np.ceil(moved.max(axis=0))
+        return (int(a), int(b), int(c), int(d))
 
 
 def find_lines(image: np.ndarray, settings: DetectSettings = DetectSettings()) -> list[LineBox]:
@@ -78,7 +87,7 @@ def find_lines(image: np.ndarray, settings: DetectSettings = DetectSettings()) -
     return [
         LineBox(
             turn.box_back(_points(labels, pieces, group), scale, gray.shape),
-            turn.crop(gray, _union(pieces, group), margin, scale),
+            *turn.crop(gray, _union(pieces, group), margin, scale),
         )
         for group in lines
     ]
@@ -122,9 +131,12 @@ class _Turn:
         rows, cols = shape[:2]
         return (max(0, int(x0)), max(0, int(y0)), min(cols, int(x1)), min(rows, int(y1)))
 
-    def crop(self, gray: np.ndarray, box: Box, margin: float, scale: float) -> np.ndarray:
+    def crop(
+        self, gray: np.ndarray, box: Box, margin: float, scale: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The upright box, ``margin`` work pixels wider on each side, cut from the original
-        grey image at its own resolution (uint8); paper white beyond its edges."""
+        grey image at its own resolution (uint8; paper white beyond its edges), and the affine
+        map (2x3) from the crop's pixels to the image's."""
         x0, y0, x1, y1 = box[0] - margin, box[1] - margin, box[2] + margin, box[3] + margin
         size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
         # crop pixel (u, v) -> upright (x0 + u / scale, y0 + v / scale) -> work -> original
@@ -139,7 +151,7 @@ class _Turn:
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=1.0,
         )
-        return np.round(np.clip(part, 0, 1) * 255).astype(np.uint8)
+        return np.round(np.clip(part, 0, 1) * 255).astype(np.uint8), to_original[:2]
 
 
 def _without_rules(mask: np.ndarray, settings: DetectSettings) -> tuple[np.ndarray, float]:

@@ -56,12 +56,14 @@ class Alignment(NamedTuple):
 
 
 class LineDigit(NamedTuple):
-    """One digit read in a line: label, confidence, and box (x0, y0, x1, y1; ends exclusive)
-    in the line crop's pixels."""
+    """One digit read in a line: label, confidence, box (x0, y0, x1, y1; ends exclusive) in the
+    line crop's pixels, and the posteriors (digits, then the blank) of the frame where its
+    label peaks, from which a calibrated confidence and the runner-up labels are taken."""
 
     label: int
     confidence: float
     box: tuple[int, int, int, int]
+    posteriors: np.ndarray | None = None
 
 
 @dataclass
@@ -238,6 +240,8 @@ class LineReader:
         alignments = greedy_decode(posteriors, blank=len(self.alphabet))
         boxes = digit_boxes(line, alignments, self.stride)
         digits = [
-            LineDigit(a.label, a.confidence, box) for a, box in zip(alignments, boxes, strict=True)
+            LineDigit(a.label, a.confidence, box, posteriors[a.first + peak])
+            for a, box in zip(alignments, boxes, strict=True)
+            for peak in [int(np.argmax(posteriors[a.first : a.end, a.label]))]
         ]
         return LineReading("".join(self.alphabet[d.label] for d in digits), digits)

@@ -6,7 +6,8 @@ settings, the test split for test figures. Every variation is drawn from the ran
 (``digitrec.reading.style``; "train" and "validation" share one, "test" differs in declared
 parameters) with ``numpy.random.default_rng(seed)``: the same arguments give the same image.
 
-- ``line_samples``: text lines cropped with a small margin, for training a line recognizer.
+- ``line_samples``: text lines cropped with a small margin, for training a line recognizer;
+  a fraction of them (the style's ``empty_line_fraction``) hold no digit (text "").
 - ``page_sample``: a whole page of one layout (see ``LAYOUTS``), with each line's truth.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from digitrec.errors import DigitrecError
-from digitrec.reading import layouts
+from digitrec.reading import layouts, printing
 from digitrec.reading.layouts import Digits
 from digitrec.reading.printing import FIELDS
 from digitrec.reading.sheet import LineTruth, Sheet
@@ -26,6 +27,7 @@ from digitrec.reading.style import PageStyle, page_style
 from digitrec.reading.writing import Box, write_number
 
 LAYOUTS = tuple(layouts.LAYOUTS)
+EMPTY_KINDS = ("words", "stamp", "scribble", "specks", "rules", "edge")
 
 
 @dataclass
@@ -53,14 +55,21 @@ def line_samples(
 ) -> Iterator[LineSample]:
     """``count`` lines of 1 to 12 digits drawn from ``digits`` (uint8 (N, 28, 28)) and their
     ``labels``: varied gaps (wide to overlapping), sizes, slant, slope and pens, in form fields
-    or on ruled paper, under uneven light, blurred, noisy, maybe JPEG-compressed. ``style``
-    names the ranges ("train", "validation", "test") or gives them. Bad arguments raise at once,
-    not at the first sample."""
+    or on ruled paper, maybe after a printed word, under uneven light, blurred, noisy, maybe
+    JPEG-compressed. The style's ``empty_line_fraction`` of them hold no digit (text "", see
+    ``EMPTY_KINDS``): what else a line finder crops from a page. ``style`` names the ranges
+    ("train", "validation", "test") or gives them. Bad arguments raise at once, not at the
+    first sample."""
     if count < 0:
         raise DigitrecError(f"count must be 0 or more, not {count}")
     source, ranges = Digits(digits, labels), page_style(style)
     rng = np.random.default_rng(seed)
-    return (_line_sample(source, ranges, rng) for _ in range(count))
+    return (
+        _empty_line(ranges, rng)
+        if rng.random() < ranges.print.empty_line_fraction
+        else _line_sample(source, ranges, rng)
+        for _ in range(count)
+    )
 
 
 def _line_sample(source: Digits, style: PageStyle, rng: np.random.Generator) -> LineSample:
@@ -88,6 +97,67 @@ def _line_sample(source: Digits, style: PageStyle, rng: np.random.Generator) -> 
         sheet.paste(sheet.text, label, round(margins[0]), max(0, bottom))
     image, (truth,) = sheet.picture()
     return LineSample(image, truth.text, truth.digit_boxes)
+
+
+def _empty_line(style: PageStyle, rng: np.random.Generator) -> LineSample:
+    """A line crop without a digit, of one of ``EMPTY_KINDS``: printed words or a stamp (no
+    digit in either), a pen's scribble, specks of dust, fragments of printed rules, or the dark
+    sliver of a desk beyond the page's edge."""
+    height = rng.uniform(*style.hand.line_height)
+    kind = EMPTY_KINDS[rng.integers(len(EMPTY_KINDS))]
+    rows = round(height * rng.uniform(1.2, 1.8))
+    cols = round(height * rng.uniform(1.0, 8.0))
+    if kind == "words":
+        ink = layouts.label(style.print, height, rng)
+    elif kind == "stamp":
+        ink = printing.stamp(0.6 * height, style.print, rng)
+    elif kind == "scribble":
+        ink = printing.scribble((round(height), cols), max(1, round(height / 12)), rng)
+    else:
+        ink = None
+    if ink is not None:
+        rows, cols = max(rows, ink.shape[0] + 4), max(cols, ink.shape[1] + 4)
+    sheet = Sheet((rows, cols), height, style, rng)
+    if ink is not None:
+        layer = sheet.stamps if kind == "stamp" else sheet.text if kind == "words" else sheet.hand
+        top, left = (rows - ink.shape[0]) // 2, int(rng.integers(0, cols - ink.shape[1] + 1))
+        sheet.paste(layer, ink, left, top)
+    elif kind == "specks":
+        printing.specks(sheet.hand, rng, max(2.0, 0.12 * height))
+    elif kind == "rules":
+        _rule_fragments(sheet, rng)
+    image, _ = sheet.picture()
+    if kind == "edge":
+        image = _page_edge(image, style, rng)
+    return LineSample(image, "", [])
+
+
+def _rule_fragments(sheet: Sheet, rng: np.random.Generator) -> None:
+    """One to four straight pieces of printed rules and box sides across the sheet."""
+    rows, cols = sheet.shape
+    for _ in range(rng.integers(1, 5)):
+        if rng.random() < 0.5:
+            y = rng.uniform(0, rows)
+            start, end = (rng.uniform(0, cols / 2), y), (rng.uniform(cols / 2, cols), y)
+        else:
+            x = rng.uniform(0, cols)
+            start, end = (x, rng.uniform(0, rows / 3)), (x, rng.uniform(2 * rows / 3, rows))
+        printing.line(sheet.rules, start, end, sheet.rule_width)
+
+
+def _page_edge(image: np.ndarray, style: PageStyle, rng: np.random.Generator) -> np.ndarray:
+    """The image with a dark desk beyond a soft, slightly tilted page edge on one side."""
+    rows, cols = image.shape
+    y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    if rng.random() < 0.7:
+        x, y = y, x  # the edge runs across the line rather than along it
+    along = y + rng.uniform(-0.2, 0.2) * x
+    if rng.random() < 0.5:
+        along = along.max() - along
+    edge = rng.uniform(0.05, 0.6) * along.max()
+    beyond = 1 / (1 + np.exp(-np.clip((along - edge) / rng.uniform(0.5, 3.0), -30, 30)))
+    desk = rng.uniform(*style.camera.desk) * 255
+    return np.round(image * (1 - beyond) + desk * beyond).astype(np.uint8)
 
 
 def page_sample(

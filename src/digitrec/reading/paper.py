@@ -133,13 +133,19 @@ def skew(ink: np.ndarray, settings: PaperSettings) -> float:
     )
     rows, cols = small.shape
     diagonal = int(np.ceil(np.hypot(rows, cols)))
+    ys, xs = np.nonzero(small)
+    weights = small[ys, xs]
+    xs, ys = xs - cols / 2, ys - rows / 2
     angles = np.arange(-settings.max_skew, settings.max_skew + 0.25, 0.5)
     scores = []
-    for angle in angles:
-        matrix = cv2.getRotationMatrix2D((cols / 2, rows / 2), float(angle), 1.0)
-        matrix[:, 2] += ((diagonal - cols) / 2, (diagonal - rows) / 2)
-        turned = cv2.warpAffine(small, matrix, (diagonal, diagonal), flags=cv2.INTER_LINEAR)
-        scores.append(float(np.var(turned.sum(axis=1))))
+    for angle in np.radians(angles):  # the rows' ink after turning the image by the angle
+        turned = np.cos(angle) * ys - np.sin(angle) * xs + diagonal / 2
+        row = np.floor(turned)
+        share = turned - row  # each pixel's ink is shared by the two rows it falls between
+        row = np.clip(row.astype(int), 0, diagonal - 2)
+        profile = np.bincount(row, weights * (1 - share), minlength=diagonal)
+        profile += np.bincount(row + 1, weights * share, minlength=diagonal)
+        scores.append(float(np.var(profile)))
     best = int(np.argmax(scores))
     level = scores[int(np.argmin(np.abs(angles)))]
     return float(angles[best]) if scores[best] > settings.skew_evidence * level else 0.0

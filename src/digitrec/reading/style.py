@@ -61,6 +61,10 @@ class Print:
     # ruled paper, squared paper, table (pages choose theirs by layout).
     contexts: tuple[float, ...] = (0.3, 0.15, 0.1, 0.1, 0.15, 0.1, 0.1)
     label_probability: float = 0.1  # a printed word left of a line sample's number
+    # Line samples without digits (text ""): what a line finder also returns from a page
+    # (printed words, stamps, scribbles, specks, rule fragments, a sliver of the page's edge),
+    # so that a line reader learns to read nothing there.
+    empty_line_fraction: float = 0.2
     field_label_probability: float = 0.8  # a comb field on a page has a printed label by it
     distractor_probability: float = 0.5  # a digit page has distractors
     stamp_colours: tuple[Colour, ...] = ((0.2, 0.3, 0.75), (0.75, 0.2, 0.25))

@@ -140,7 +140,7 @@ async function send(blob, name) {
     if (sequence !== state.sequence) return;
     if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
     showReading(body);
-    offerCorrection(body.digits.length ? { blob, name, text: body.text } : null);
+    offerCorrection(body.digits.length ? { blob, name, text: body.text.replaceAll("\n", "") } : null);
   } catch (error) {
     if (sequence !== state.sequence) return;
     statusEl.classList.add("error");
@@ -160,7 +160,13 @@ function showEmpty() {
 }
 
 function showReading(reading) {
-  resultEl.textContent = reading.text;
+  // One block per line read, top to bottom.
+  resultEl.replaceChildren(...reading.lines.map((line) => {
+    const row = document.createElement("span");
+    row.className = "result-line";
+    row.textContent = line.text;
+    return row;
+  }));
   const count = reading.digits.length;
   const unsure = reading.digits.filter((d) => d.label === null).length;
   statusEl.textContent = count === 0
@@ -173,8 +179,13 @@ function digitItem(digit, png) {
   const item = document.createElement("li");
   item.className = "digit";
   const preview = document.createElement("img");
-  preview.src = `data:image/png;base64,${png}`;
-  preview.alt = `28 by 28 image the model saw for digit ${digit.label ?? "?"}`;
+  if (png) {  // the page reader sees lines, not 28 by 28 digits: no preview then
+    preview.src = `data:image/png;base64,${png}`;
+    preview.alt = `28 by 28 image the model saw for digit ${digit.label ?? "?"}`;
+  } else {
+    preview.alt = "";
+    preview.hidden = true;
+  }
   preview.width = 56;
   preview.height = 56;
   const bars = document.createElement("ul");

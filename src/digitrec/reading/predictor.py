@@ -1,0 +1,134 @@
+"""Reading whole pages: the text lines found classically (``detect.find_lines``), each read by
+the CTC line recognizer (``lines.LineReader``), the digits given with calibrated confidences
+and boxes in the page's pixels. NumPy, OpenCV and ONNX Runtime only: no TensorFlow.
+
+The line model's metadata carries what was fitted on validation pages at export
+(``digitrec.reading.rejection``): the temperature that calibrates a digit's frame posteriors,
+the confidence below which a digit is shown as "?", and the mean confidence below which a line
+is taken for no writing at all (a printed word, a stamp, a scribble) and left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitrec.calibration import apply_temperature
+from digitrec.decoding import decode_image
+from digitrec.errors import ModelError
+from digitrec.reading.detect import LineBox, find_lines
+from digitrec.reading.lines import LineDigit, LineReader, LineReading
+from digitrec.recognizer import UNKNOWN, Digit, Line, _metadata, _session
+
+LINE_MODEL = "lines.onnx"
+PAGE_SIDE = 2400  # pages are decoded at most this long: line crops need no more
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """What the predictor leaves unread: digits below ``digit_threshold`` (calibrated) are
+    "?", lines whose mean calibrated confidence is below ``line_threshold`` are dropped."""
+
+    temperature: float = 1.0
+    digit_threshold: float = 0.0
+    line_threshold: float = 0.0
+
+
+class PagePredictor:
+    """The page reader: line finding, then the line model on all the lines in one batch."""
+
+    def __init__(self, reader: LineReader, rejection: Rejection | None = None):
+        self.reader = reader
+        meta = reader.metadata
+        self.rejection = rejection or Rejection(
+            float(meta.get("temperature", 1.0)),
+            float(meta.get("digit_threshold", 0.0)),
+            float(meta.get("line_threshold", 0.0)),
+        )
+
+    @classmethod
+    def load(cls, model: str | Path = "default", threads: int | None = None) -> PagePredictor:
+        """Open an exported line model, or ``"default"`` for the one shipped in the package."""
+        if str(model) != "default":
+            return cls(LineReader.load(model, threads))
+        resource = resources.files("digitrec") / "assets" / LINE_MODEL
+        source = f"default line model ({LINE_MODEL})"
+        try:
+            content = resource.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{source}: cannot read model file ({exc.strerror or exc})") from None
+        session = _session(content, source, threads)
+        return cls(LineReader(session, _metadata(session, source), source))
+
+    @staticmethod
+    def decode(image: Any, max_pixels: int) -> tuple[np.ndarray, float]:
+        """An image as grey pixels at most ``PAGE_SIDE`` long, and the factor from those pixels
+        to the image's own."""
+        decoded = decode_image(image, max_pixels, max_side=PAGE_SIDE)
+        return decoded.pixels, decoded.size[0] / decoded.pixels.shape[0]
+
+    def read_lines(self, gray: np.ndarray, factor: float = 1.0, top_k: int = 3) -> list[Line]:
+        """The lines of digits on a grey page, top to bottom; boxes in pixels ``factor`` times
+        those of ``gray``. Lines read as nothing or rejected as no writing are left out."""
+        found = find_lines(gray)
+        readings = self.reader.read_lines([line.crop for line in found])
+        size = (round(gray.shape[1] * factor), round(gray.shape[0] * factor))
+        lines = [
+            self._line(box, reading, _Scale(factor, size), top_k)
+            for box, reading in zip(found, readings, strict=True)
+        ]
+        return [line for line in lines if line is not None]
+
+    def line_confidences(self, readings: Sequence[LineReading]) -> list[list[float]]:
+        """Each line's digits' calibrated confidences (for choosing the thresholds)."""
+        return [[self._probs(d)[d.label] for d in reading.digits] for reading in readings]
+
+    def _line(self, found: LineBox, reading: LineReading, scale: _Scale, top_k: int) -> Line | None:
+        """A line's digits, or None for a line read as nothing or rejected as no writing."""
+        if not reading.digits:
+            return None
+        digits = [self._digit(found, digit, scale, top_k) for digit in reading.digits]
+        if np.mean([d.confidence for d in digits]) < self.rejection.line_threshold:
+            return None
+        text = "".join(UNKNOWN if d.label is None else str(d.label) for d in digits)
+        return Line(text, scale.box(found.box), digits)
+
+    def _probs(self, digit: LineDigit) -> np.ndarray:
+        """The calibrated probabilities of the ten digits at the digit's peak frame."""
+        frame = np.asarray(digit.posteriors, np.float64)[None, : len(self.reader.alphabet)]
+        frame = frame / max(float(frame.sum()), 1e-12)
+        return apply_temperature(frame, self.rejection.temperature)[0]
+
+    def _digit(self, found: LineBox, digit: LineDigit, scale: _Scale, top_k: int) -> Digit:
+        probs = self._probs(digit)
+        order = np.argsort(-probs)[: max(top_k, 1)]
+        confidence = float(probs[digit.label])
+        return Digit(
+            label=digit.label if confidence >= self.rejection.digit_threshold else None,
+            confidence=confidence,
+            box=scale.box(found.page_box(digit.box)),
+            top=[(int(i), float(probs[i])) for i in order[:top_k]],
+        )
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """From decoded pixels to the image's own (``factor``), within its ``size`` (cols, rows)."""
+
+    factor: float
+    size: tuple[int, int]
+
+    def box(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        x0, y0, x1, y1 = (v * self.factor for v in box)
+        cols, rows = self.size
+        return (
+            min(max(0, int(x0)), cols - 1),
+            min(max(0, int(y0)), rows - 1),
+            min(int(np.ceil(x1)), cols),
+            min(int(np.ceil(y1)), rows),
+        )
