@@ -188,6 +188,26 @@ def test_predict_json_the_python_api_and_the_web_api_give_the_lines(
     assert set(pages["lines"][0]) == {"text", "box", "digits"}
 
 
+def test_the_reader_is_chosen_alike_in_predict_the_web_api_and_python(
+    recognizer, mnist, tmp_path, capsys
+):
+    page = page_of("multiline", 1, mnist)
+    (tmp_path / "page.png").write_bytes(png_bytes(page.image))
+    assert main(["predict", "--json", "--reader", "auto", str(tmp_path / "page.png")]) == 0
+    line = json.loads(capsys.readouterr().out)
+    with local_client(create_app(recognizer.models)) as client:
+        api = client.post(
+            RECOGNIZE + "?reader=auto", content=png_bytes(page.image), headers=PNG
+        ).json()
+        refused = client.post(RECOGNIZE + "?reader=x", content=png_bytes(page.image), headers=PNG)
+    python = json.loads(json.dumps(recognizer.read(page.image).to_dict()))
+    assert line["lines"] == api["lines"] == python["lines"]
+    assert len(python["lines"]) > 1  # the page reader, not the classifier's one row
+    assert refused.status_code == 422
+    with pytest.raises(SystemExit):
+        main(["predict", "--reader", "x", str(tmp_path / "page.png")])
+
+
 def test_the_predict_table_shows_one_row_per_line():
     digit = {"label": 4, "confidence": 0.9, "box": [0, 0, 1, 1], "top": [[4, 0.9]]}
     unsure = {**digit, "label": None}

@@ -29,7 +29,7 @@ import numpy as np
 from digitrec.batch_output import Previous, check_output, open_output
 from digitrec.errors import DigitrecError
 from digitrec.imaging import MAX_PIXELS
-from digitrec.recognizer import Recognizer
+from digitrec.recognizer import DEFAULT_READER, Recognizer
 
 CHUNK = 16  # files per task handed to a worker process
 IN_FLIGHT = 2  # tasks queued per worker process: each stays busy, few results wait in memory
@@ -45,6 +45,7 @@ class ReadSettings:
     top_k: int = 3
     max_pixels: int = MAX_PIXELS
     threads: int | None = None  # ONNX Runtime threads; 1 per worker unless set
+    reader: str = DEFAULT_READER  # "digits", "pages" or "auto" (Recognizer.read)
     keep_normalized: bool = False  # send back the 28×28 inputs, for --save-normalized
 
 
@@ -56,6 +57,7 @@ def read_files(
     top_k: int = 3,
     max_pixels: int = MAX_PIXELS,
     threads: int | None = None,
+    reader: str = DEFAULT_READER,
     jobs: int | None = None,
     output: str | Path | None = None,
     resume: bool = False,
@@ -83,7 +85,7 @@ def read_files(
     recognizer = Recognizer.load(model, threads=threads)  # a bad model stops us here
     previous = check_output(Path(output), resume) if output else Previous()
     settings = ReadSettings(
-        str(model), single, top_k, max_pixels, threads, keep_normalized=bool(save_normalized)
+        str(model), single, top_k, max_pixels, threads, reader, bool(save_normalized)
     )
     pending = [file for file in files if file not in previous.files]
     return ReadJob(
@@ -206,7 +208,9 @@ def read_file(recognizer: Recognizer, file: str, settings: ReadSettings) -> Resu
         with warnings.catch_warnings():
             # Pillow's own remarks on a malformed file repeat the error its line reports.
             warnings.filterwarnings("ignore", module="PIL")
-            reading = recognizer.read(file, settings.single, settings.top_k, settings.max_pixels)
+            reading = recognizer.read(
+                file, settings.single, settings.top_k, settings.max_pixels, settings.reader
+            )
     except DigitrecError as exc:
         result["error"] = str(exc)
         return result, []

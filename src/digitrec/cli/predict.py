@@ -13,6 +13,8 @@ PROGRESS_FROM = 20  # a progress bar is shown (on a terminal) from this many fil
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from digitrec.recognizer import DEFAULT_READER, READERS
+
     parser = subparsers.add_parser(
         "predict",
         help="read the digits in images",
@@ -35,6 +37,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-k", type=int, default=3, help="classes listed per digit (default 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image per line")
     parser.add_argument("--single", action="store_true", help="each image is exactly one digit")
+    parser.add_argument(
+        "--reader",
+        choices=READERS,
+        default=DEFAULT_READER,
+        help="'digits': the single-digit classifier on the ink's pieces; 'pages': lines found "
+        "and read by the line model (several lines, touching digits, form boxes); 'auto': the "
+        f"page reader, or the classifier where it is surer (default: {DEFAULT_READER})",
+    )
     parser.add_argument(
         "--save-normalized", type=Path, metavar="DIR", help="write the 28x28 images the model saw"
     )
@@ -83,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         max_pixels=MAX_PIXELS if args.max_pixels is None else args.max_pixels,
         threads=args.threads,
+        reader=args.reader,
         jobs=args.jobs,
         output=args.output,
         resume=args.resume,

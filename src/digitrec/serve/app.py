@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from fastapi import Depends, FastAPI, Query, Request
@@ -27,7 +27,7 @@ from starlette.requests import ClientDisconnect
 from digitrec import __version__
 from digitrec.errors import ImageError
 from digitrec.imaging import MAX_PIXELS
-from digitrec.recognizer import Recognizer
+from digitrec.recognizer import DEFAULT_READER, READERS, Recognizer
 from digitrec.serve.capacity import ReadCapacity, Saturated
 from digitrec.serve.corrections import DIGITS_FIELD, Collection, store_correction
 from digitrec.serve.middleware import (
@@ -55,6 +55,13 @@ IMAGE_FIELD = "image"
 RETRY_AFTER_S = 1  # what a refused client is told to wait: reads take milliseconds
 T = TypeVar("T")
 Single = Annotated[bool, Query(description="read the image as exactly one digit")]
+Reader = Annotated[
+    Literal[READERS],  # type: ignore[valid-type]
+    Query(
+        description="'digits': the single-digit classifier; 'pages': lines found and read by "
+        "the line model; 'auto': the page reader, or the classifier where it is surer"
+    ),
+]
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -184,10 +191,17 @@ async def within(seconds: float, body: Awaitable[T]) -> T:
 
 
 def recognize_bytes(
-    recognizer: Recognizer, data: bytes, max_pixels: int | None, single: bool, top_k: int
+    recognizer: Recognizer,
+    data: bytes,
+    max_pixels: int | None,
+    single: bool,
+    top_k: int,
+    reader: str = DEFAULT_READER,
 ) -> dict[str, Any]:
     """Decode, read and describe one image; CPU-bound, so it runs in a worker thread."""
-    reading = recognizer.read(data, single=single, top_k=top_k, max_pixels=max_pixels or MAX_PIXELS)
+    reading = recognizer.read(
+        data, single=single, top_k=top_k, max_pixels=max_pixels or MAX_PIXELS, reader=reader
+    )
     return recognition_of(reading)
 
 
@@ -295,11 +309,12 @@ def create_app(
         recognizer: Annotated[Recognizer, Depends(get_recognizer)],
         single: Single = False,
         top_k: Annotated[int, Query(ge=1, le=10, description="labels listed per digit")] = 3,
+        reader: Reader = DEFAULT_READER,
     ) -> dict[str, Any]:
         with capacity.admit():
             data = await within(settings.body_timeout, image_bytes(request))
             return await capacity.run(
-                recognize_bytes, recognizer, data, settings.max_pixels, single, top_k
+                recognize_bytes, recognizer, data, settings.max_pixels, single, top_k, reader
             )
 
     @app.post(
