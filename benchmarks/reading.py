@@ -1,7 +1,8 @@
 """Reading pages side by side: readers compared on the same generated pages, one row per layout.
 
-Each reader (``READERS``: "default", the recognizer's reader; "previous", its connected-component
-reader; "tesseract", Tesseract 5 restricted to digits) reads the same images, in one run:
+Each reader (``READERS``: the recognizer's "auto", "pages" and "digits" readers — "digits" is the
+connected-component reader that came before the page reader —; "tesseract", Tesseract 5
+restricted to digits) reads the same images, in one run:
 
 - pages of the digit layouts of ``digitrec.reading`` (photo, touching, comb, gaps, multiline):
   the text read exactly, lines joined by "\\n";
@@ -19,7 +20,7 @@ style and the other half of scikit-learn's digits, for the final figures only.
 Each reader gets one thread; the time is the mean wall time per image, decoding included.
 
     python benchmarks/reading.py [--pages 300] [--split validation] \\
-        [--readers default,previous,tesseract] [--seed 0] [--write-readme]
+        [--readers auto,pages,digits,tesseract] [--seed 0] [--write-readme]
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from digitrec.config import TrainConfig
 from digitrec.data import load_dataset, split_validation
 from digitrec.reading import line_samples, page_sample
 from digitrec.reading.style import page_style
+from digitrec.recognizer import READERS as RECOGNIZER_READERS
 from digitrec.recognizer import Recognizer
 from digitrec.synthesis import Style, user_digit_image
 
@@ -127,17 +129,19 @@ def tesseract_reader() -> Reader:
     return tesseract
 
 
-def recognizer_reader() -> Reader:
-    """``Recognizer.read`` of the default model, on one thread."""
-    recognizer = Recognizer.load("default", threads=1)
-    return lambda image: recognizer.read(image).text
+def recognizer_reader(reader: str) -> Callable[[], Reader]:
+    """``Recognizer.read`` of the shipped models with one of its readers, on one thread."""
+
+    def make() -> Reader:
+        recognizer = Recognizer.load("default", threads=1)
+        return lambda image: recognizer.read(image, reader=reader).text
+
+    return make
 
 
-# "previous" is the same call as "default" until Recognizer.read takes the argument that
-# selects its connected-component reader.
+# "digits" is the connected-component reader that was the only one before pages were read.
 READERS: dict[str, Callable[[], Reader]] = {
-    "default": recognizer_reader,
-    "previous": recognizer_reader,
+    **{name: recognizer_reader(name) for name in RECOGNIZER_READERS},
     "tesseract": tesseract_reader,
 }
 
@@ -277,7 +281,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=positive, default=300, help="images per row")
     parser.add_argument("--split", choices=SPLITS, default="validation")
-    parser.add_argument("--readers", type=reader_names, default="default,previous,tesseract")
+    parser.add_argument("--readers", type=reader_names, default="auto,pages,digits,tesseract")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args()

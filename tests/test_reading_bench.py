@@ -33,7 +33,7 @@ def test_every_page_layout_but_the_user_renders_has_a_row(bench):
     assert set(bench.LAYOUT_MEASURES) == set(LAYOUTS) - {"user"}
 
 
-def test_previous_reader_scored_on_three_pages_of_every_row(bench, mnist_dir):
+def test_the_digits_reader_scored_on_three_pages_of_every_row(bench, mnist_dir):
     made = bench.tasks("validation", 3, seed=0)
     names = [task.name for task in made]
     assert names[: len(bench.LAYOUT_MEASURES)] == list(bench.LAYOUT_MEASURES)
@@ -47,8 +47,8 @@ def test_previous_reader_scored_on_three_pages_of_every_row(bench, mnist_dir):
             assert set(case.truth) <= set("0123456789\n")
     assert any("\n" in case.truth for case in made[names.index("multiline")].cases)
 
-    reader = bench.READERS["previous"]()
-    lines = bench.table({"previous": reader}, made).splitlines()
+    reader = bench.READERS["digits"]()
+    lines = bench.table({"digits": reader}, made).splitlines()
     assert len(lines) == 2 + len(made)
     for line, task in zip(lines[2:], made, strict=True):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
@@ -117,6 +117,6 @@ def test_sklearn_digits_become_mnist_like_and_the_splits_share_none(bench):
 
 
 def test_unknown_reader_names_are_refused_by_name(bench):
-    assert bench.reader_names("previous, tesseract") == ["previous", "tesseract"]
+    assert bench.reader_names("digits, tesseract") == ["digits", "tesseract"]
     with pytest.raises(argparse.ArgumentTypeError, match=r"unknown reader.*ocr"):
         bench.reader_names("previous,ocr")
