@@ -13,6 +13,8 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +30,7 @@ from digitrec.config import resolve_config as resolve_config  # kept importable 
 from digitrec.data import Dataset, as_model_input, load_dataset, split_validation
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, read_json, write_json
-from digitrec.models import build_model, ensemble, with_tta
+from digitrec.models import as_float32, build_model, ensemble, with_tta
 from digitrec.rundir import (
     CHECKPOINT_DIR,
     MEMBERS_DIR,
@@ -46,6 +48,26 @@ EVAL_BATCH = 1000
 
 def default_run_dir(config: TrainConfig) -> Path:
     return RUNS_DIR / f"{datetime.now():%Y%m%d-%H%M%S}-{config.model}"
+
+
+@contextmanager
+def precision_policy(precision: str) -> Iterator[None]:
+    """Layers built inside compute in ``precision``: "bfloat16" is Keras's ``mixed_bfloat16``
+    (float32 weights, bfloat16 arithmetic; about a quarter faster on a CPU with AVX-512 BF16)."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(
+        "mixed_bfloat16" if precision == "bfloat16" else "float32"
+    )
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def new_model(config: TrainConfig, num_classes: int) -> keras.Model:
+    """The configured architecture, untrained, computing in the configured precision."""
+    with precision_policy(config.precision):
+        return build_model(config.model, num_classes, **config.model_args)
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int) -> Any:
@@ -198,7 +220,7 @@ def _start(
     if config.ensemble > 1:
         return _train_ensemble(run_dir, config, data, verbose, tensorboard)
     seed_everything(config.seed)
-    model = build_model(config.model, len(data.class_names), **config.model_args)
+    model = new_model(config, len(data.class_names))
     state = {"epoch": 0, "checkpoint": None, "history": {}}
     return _fit_and_finish(run_dir, config, data, model, state, verbose, tensorboard)
 
@@ -241,7 +263,7 @@ def _continue(
         model = keras.saving.load_model(run_dir / state["checkpoint"])
     else:  # killed before the first epoch ended
         state = {"epoch": 0, "checkpoint": None, "history": {}}
-        model = build_model(config.model, len(data.class_names), **config.model_args)
+        model = new_model(config, len(data.class_names))
     return _fit_and_finish(run_dir, config, data, model, state, verbose, tensorboard)
 
 
@@ -360,10 +382,11 @@ def _finish(
     history: dict[str, list[float]],
     train_seconds: float,
 ) -> None:
-    """Save the final model (wrapped for test-time augmentation if configured), evaluate the test
-    set once, write metrics and the report, drop the checkpoints."""
+    """Save the final model in float32 (wrapped for test-time augmentation if configured),
+    evaluate the test set once, write metrics and the report, drop the checkpoints."""
     from digitrec.evaluate import evaluate_probabilities, predict_keras
 
+    model = as_float32(model)
     if config.tta:
         model = with_tta(model)
     with atomic_path(run_dir / "model.keras", suffix=".keras") as tmp:
