@@ -67,12 +67,7 @@ def ensemble_file(tiny_data, tmp_path_factory) -> Path:
     ]
     outputs = keras.layers.Average()([member(inputs) for member in members])
     model = keras.Model(inputs, outputs, name="ensemble")
-    model.compile("adam", "sparse_categorical_crossentropy")
-    data = load_dataset("tiny", tiny_data, download=False, progress=False)
-    model.fit(as_model_input(data.train_images[:200]), data.train_labels[:200], verbose=0)
-    path = tmp_path_factory.mktemp("ensemble") / "ensemble.keras"
-    model.save(path)
-    return path
+    return saved_after_brief_training(model, tiny_data, tmp_path_factory.mktemp("ensemble"))
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +76,15 @@ def bfloat16_checkpoint(tiny_data, tmp_path_factory) -> Path:
     from digitrec.train import new_model, resolve_config
 
     model = new_model(resolve_config("lenet5", precision="bfloat16"), 10)
+    return saved_after_brief_training(model, tiny_data, tmp_path_factory.mktemp("bfloat16"))
+
+
+def saved_after_brief_training(model, tiny_data: Path, directory: Path) -> Path:
+    """``model`` fitted for one pass over 200 tiny training images, saved as ``model.keras``."""
     model.compile("adam", "sparse_categorical_crossentropy")
     data = load_dataset("tiny", tiny_data, download=False, progress=False)
     model.fit(as_model_input(data.train_images[:200]), data.train_labels[:200], verbose=0)
-    path = tmp_path_factory.mktemp("bfloat16") / "checkpoint.keras"
+    path = directory / "model.keras"
     model.save(path)
     return path
 
