@@ -370,3 +370,14 @@ def test_progress_stops_at_the_last_step_and_is_plain_lines_off_a_terminal(
     assert [line.split(" ")[0] for line in steps] == ["4/4", "4/4"]  # 50 images, batches of 16
     assert lines.index("Epoch 1/2") < lines.index("Epoch 2/2")
     assert not any("\r" in line or "\x1b" in line or "\b" in line for line in lines)
+
+
+def test_the_training_pipeline_makes_iterators_without_autotuning_or_rewrites():
+    """Keras makes a new iterator every epoch; these would each cost seconds at some epochs."""
+    from digitrec.train import training_dataset
+
+    images = np.zeros((20, 28, 28), np.uint8)
+    dataset, _ = training_dataset(images, np.arange(20) % 10, tiny_config(), 10)
+    options = dataset.options()
+    assert options.autotune.enabled is False
+    assert options.experimental_optimization.apply_default_optimizations is False
