@@ -6,7 +6,10 @@ Every model trains with its default recipe (``digitrec train --model NAME --seed
 ``train_seconds`` (training only, data in memory), its ratio to LeNet-5's, and the test accuracy
 as mean ± std and worst seed. ``--ensembles best`` adds a row for
 ``digitrec train --model best --ensemble N --seed FIRST`` (N = the number of seeds, trained into
-``OUT/best/ensemble-N-seed-FIRST``; its time is the sum of the members'). Runs already complete in
+``OUT/best/ensemble-N-seed-FIRST``; its time is the sum of the members'). In the same pass the
+classic tutorial script (``default_run.py``) trains once per reference seed, and the PyTorch speed
+recipe once where PyTorch is installed; every row gives its time as a ratio to the classic script's.
+Runs already complete in
 OUT are reused and runs cut short are resumed, so a long benchmark can be done in stages:
 
     nice .venv/bin/python benchmarks/train_models.py --models fast,mlp --seeds 0-4 --out runs/bench-models
@@ -23,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 from common import machine, markdown_table, median, write_into_readme
+from default_run import classic_run, torch_run
 
 from digitrec.data import Dataset, load_dataset
 from digitrec.files import read_json
@@ -113,10 +117,17 @@ def summarize(name: str, run_dirs: list[Path], perturb: bool, data: Dataset) -> 
     return summary
 
 
-def table(summaries: list[dict], perturb: bool) -> str:
+def script_line(name: str, results: list[tuple[float, float]]) -> str:
+    """A reference script's median time and accuracies in words."""
+    accuracies = ", ".join(f"{a:.2%}" for a, _ in results)
+    return f"{name}: median {median([s for _, s in results]):.1f} s (test {accuracies})"
+
+
+def table(summaries: list[dict], perturb: bool, classic_seconds: float) -> str:
     reference = next(s for s in summaries if s["model"] == REFERENCE)
     header = ["model", "parameters", "MACs / image", "epochs", "median train s"]
-    header += [f"time vs {REFERENCE}", "test accuracy (mean ± std)", "worst seed", "seeds"]
+    header += [f"time vs {REFERENCE}", "time vs classic script"]
+    header += ["test accuracy (mean ± std)", "worst seed", "seeds"]
     header += ["worst rotated/shifted (mean)"] if perturb else []
     rows = []
     for s in summaries:
@@ -127,6 +138,7 @@ def table(summaries: list[dict], perturb: bool) -> str:
             s["epochs"],
             f"{s['seconds']:.1f}",
             f"{s['seconds'] / reference['seconds']:.2f}×",
+            f"{s['seconds'] / classic_seconds:.2f}×",
             f"{s['mean']:.2%}" + ("" if s["std"] is None else f" ± {s['std']:.2%}"),
             f"{s['worst']:.2%}",
             s["seeds"],
@@ -159,11 +171,16 @@ def main() -> None:
             reused += was_reused
             name = f"{model} ensemble of {len(seeds)}"
             summaries.append(summarize(name, [run_dir], args.perturb, test_data))
+    classic = [classic_run(seed) for seed in models[REFERENCE]]
+    pytorch = [r for r in [torch_run(models[REFERENCE][0])] if r]  # once: the outside reference
+    scripts = [script_line("classic tutorial script (LeNet-5, 10 epochs)", classic)]
+    scripts += [script_line("PyTorch speed recipe (1 epoch)", pytorch)] if pytorch else []
     stages = f", {reused} of them trained in an earlier stage of this benchmark" if reused else ""
     text = (
         f"{machine()}; load average {load_before:.1f} at the start of this pass, "
         f"{os.getloadavg()[0]:.1f} at the end (a shared machine: times are noisy). "
-        f"Runs in `{out}`{stages}.\n\n" + table(summaries, args.perturb)
+        f"Runs in `{out}`{stages}. In this pass: {'; '.join(scripts)}.\n\n"
+        + table(summaries, args.perturb, median([s for _, s in classic]))
     )
     print(text)
     if args.write_readme:

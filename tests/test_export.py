@@ -67,12 +67,59 @@ def ensemble_file(tiny_data, tmp_path_factory) -> Path:
     ]
     outputs = keras.layers.Average()([member(inputs) for member in members])
     model = keras.Model(inputs, outputs, name="ensemble")
+    return saved_after_brief_training(model, tiny_data, tmp_path_factory.mktemp("ensemble"))
+
+
+@pytest.fixture(scope="module")
+def bfloat16_checkpoint(tiny_data, tmp_path_factory) -> Path:
+    """LeNet-5 trained briefly in bfloat16 mixed precision, saved as such (a checkpoint)."""
+    from digitrec.train import new_model, resolve_config
+
+    model = new_model(resolve_config("lenet5", precision="bfloat16"), 10)
+    return saved_after_brief_training(model, tiny_data, tmp_path_factory.mktemp("bfloat16"))
+
+
+def saved_after_brief_training(model, tiny_data: Path, directory: Path) -> Path:
+    """``model`` fitted for one pass over 200 tiny training images, saved as ``model.keras``."""
     model.compile("adam", "sparse_categorical_crossentropy")
     data = load_dataset("tiny", tiny_data, download=False, progress=False)
     model.fit(as_model_input(data.train_images[:200]), data.train_labels[:200], verbose=0)
-    path = tmp_path_factory.mktemp("ensemble") / "ensemble.keras"
+    path = directory / "model.keras"
     model.save(path)
     return path
+
+
+def test_a_bfloat16_model_is_saved_computing_in_float32_with_its_outputs(
+    bfloat16_checkpoint, tiny_data
+):
+    from digitrec.models import as_float32, computes_in_float32
+    from digitrec.saved_models import load_keras
+
+    model, _ = load_keras(bfloat16_checkpoint)
+    assert not computes_in_float32(model)
+    copy = as_float32(model)
+    assert computes_in_float32(copy)
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    images = as_model_input(load_dataset("tiny", tiny_data, download=False).test_images)
+    mixed, exact = model.predict(images, verbose=0), copy.predict(images, verbose=0)
+    assert exact.dtype == np.float32
+    assert np.abs(exact - np.asarray(mixed, dtype=np.float32)).max() < 0.02
+    for ours, theirs in zip(copy.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_bfloat16_checkpoint_exports_to_onnx_in_float32(bfloat16_checkpoint, tiny_data, tmp_path):
+    import onnx
+
+    result = export_model_quietly(bfloat16_checkpoint, "onnx", tmp_path / "m.onnx", tiny_data)
+    proto = onnx.load(str(result))
+    bfloat16 = onnx.TensorProto.BFLOAT16
+    assert proto.graph.initializer
+    assert all(tensor.data_type != bfloat16 for tensor in proto.graph.initializer)
+    casts = [a.i for node in proto.graph.node for a in node.attribute if a.name == "to"]
+    assert bfloat16 not in casts
+    metadata = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    assert metadata["parity"]["max_difference"] <= 1e-5
 
 
 def keras_probs(source: Path, tiny_data: Path) -> tuple[np.ndarray, np.ndarray]:

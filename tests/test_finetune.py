@@ -161,7 +161,7 @@ def test_init_starts_from_the_weights_of_a_run_or_a_keras_file(base_run, kind):
     from digitrec.saved_models import load_keras
 
     source = base_run if kind == "run directory" else base_run / "model.keras"
-    model = starting_model(resolve_config(init=str(source)), 10)
+    model = starting_model(resolve_config(init=str(source)))
     expected = load_keras(base_run)[0]
     for got, want in zip(model.get_weights(), expected.get_weights(), strict=True):
         np.testing.assert_array_equal(got, want)
@@ -173,7 +173,7 @@ def test_init_default_starts_from_the_shipped_model():
     from digitrec.saved_models import load_keras
 
     config = resolve_config(init="default")
-    model = starting_model(config, 10)
+    model = starting_model(config)
     shipped = load_keras(default_keras_path())[0]
     np.testing.assert_array_equal(model.get_weights()[0], shipped.get_weights()[0])
     assert with_architecture(config, model).model == "best"
@@ -182,7 +182,7 @@ def test_init_default_starts_from_the_shipped_model():
 def test_head_only_leaves_every_layer_but_the_last_dense_frozen(base_run):
     from digitrec.finetune import starting_model
 
-    model = starting_model(resolve_config(init=str(base_run), train_layers="head"), 10)
+    model = starting_model(resolve_config(init=str(base_run), train_layers="head"))
     assert [layer.name for layer in model.layers if layer.trainable] == [model.layers[-1].name]
     assert len(model.trainable_weights) == 2
 
@@ -204,7 +204,7 @@ def test_a_bad_init_source_is_a_clear_model_error(tmp_path, make, message):
     from digitrec.finetune import starting_model
 
     with pytest.raises(ModelError, match=message):
-        starting_model(resolve_config(init=str(make(tmp_path))), 10)
+        starting_model(resolve_config(init=str(make(tmp_path))))
 
 
 @pytest.mark.parametrize(

@@ -226,12 +226,38 @@ def test_user_style_training_renders_training_images_only(tiny_registered, tmp_p
     assert not any(image.tobytes() in validation for image in images)
 
 
+def test_a_bfloat16_run_trains_in_bfloat16_and_saves_a_float32_model(tiny_registered, tmp_path):
+    import keras
+
+    from digitrec.callbacks import EpochCheckpoint
+    from digitrec.models import computes_in_float32
+    from digitrec.train import train
+
+    trained_in = []
+    save = EpochCheckpoint.on_epoch_end
+
+    def record_policy(self, epoch, logs=None):
+        trained_in.append(self.model.layers[0].dtype_policy.name)
+        save(self, epoch, logs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EpochCheckpoint, "on_epoch_end", record_policy)
+        run_dir = train(
+            tiny_config(precision="bfloat16"), tmp_path / "run", tiny_registered, verbose=False
+        )
+    assert trained_in == ["mixed_bfloat16"] * 2
+    model = keras.saving.load_model(run_dir / "model.keras")
+    assert computes_in_float32(model)
+    assert keras.mixed_precision.global_policy().name == "float32"  # as it was before
+
+
 class Killed(Exception):
     """Stands for the process being killed."""
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(
-    tiny_registered, tmp_path, monkeypatch
+    precision, tiny_registered, tmp_path, monkeypatch
 ):
     """Data order, augmentation, dropout and the schedule's step all carry on across a resume."""
     import keras
@@ -239,7 +265,9 @@ def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(
     from digitrec.callbacks import EpochCheckpoint
     from digitrec.train import resume, train
 
-    config = tiny_config(schedule="onecycle", augment=1.0, elastic=1.0, steps_per_execution=3)
+    config = tiny_config(
+        schedule="onecycle", augment=1.0, elastic=1.0, steps_per_execution=3, precision=precision
+    )
     whole = train(config, tmp_path / "whole", tiny_registered, verbose=False)
 
     save = EpochCheckpoint.on_epoch_end
@@ -342,3 +370,14 @@ def test_progress_stops_at_the_last_step_and_is_plain_lines_off_a_terminal(
     assert [line.split(" ")[0] for line in steps] == ["4/4", "4/4"]  # 50 images, batches of 16
     assert lines.index("Epoch 1/2") < lines.index("Epoch 2/2")
     assert not any("\r" in line or "\x1b" in line or "\b" in line for line in lines)
+
+
+def test_the_training_pipeline_makes_iterators_without_autotuning_or_rewrites():
+    """Keras makes a new iterator every epoch; these would each cost seconds at some epochs."""
+    from digitrec.train import training_dataset
+
+    images = np.zeros((20, 28, 28), np.uint8)
+    dataset, _ = training_dataset(images, np.arange(20) % 10, tiny_config(), 10)
+    options = dataset.options()
+    assert options.autotune.enabled is False
+    assert options.experimental_optimization.apply_default_optimizations is False

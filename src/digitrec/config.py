@@ -26,6 +26,7 @@ from digitrec.models import FINETUNE_RECIPE, MODELS, model_spec
 
 SCHEDULES = ("constant", "cosine", "onecycle")
 TRAIN_LAYERS = ("all", "head")  # with --init: every layer, or only the last Dense layer
+PRECISIONS = ("float32", "bfloat16")
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's global seeds are 32-bit
 # --augment s shifts and zooms by up to 10% × s (digitrec.augment); Keras's layers allow 100%.
 MAX_AUGMENT = 10.0
@@ -136,6 +137,12 @@ class TrainConfig:
     tta: bool = setting(False, "save the model averaging its predictions over small shifts")
     steps_per_execution: int = setting(
         32, "batches per TensorFlow call (less Python overhead, same maths)", at_least=1
+    )
+    precision: str = setting(
+        "float32",
+        "arithmetic of training: float32, or bfloat16 mixed precision (float32 weights; the "
+        "saved model computes in float32)",
+        choices=PRECISIONS,
     )
     model_args: dict[str, Any] = field(
         default_factory=dict,

@@ -36,6 +36,7 @@ from digitrec.export_output import (
     written_paths,
 )
 from digitrec.files import atomic_directory, atomic_path, read_json, remove_stale_temporaries
+from digitrec.models import as_float32
 from digitrec.quiet import filtered_stderr
 from digitrec.saved_models import load_keras, predict_keras
 from digitrec.synthesis import user_style_inputs
@@ -85,6 +86,7 @@ def export_model(
     say = progress or (lambda message: None)
     say(f"loading the model {source}")
     model, run_dir = load_keras(source, tta)
+    model = as_float32(model)  # e.g. a checkpoint of a bfloat16 run
     out = output_path(Path(source), run_dir, format, Path(out) if out else None)
     check_output(out, format, force)
     run = read_json(run_dir / "run.json") if run_dir and (run_dir / "run.json").exists() else {}

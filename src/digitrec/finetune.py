@@ -25,7 +25,7 @@ from digitrec.image_folders import (
     read_image_folders,
     stratified_split,
 )
-from digitrec.models import MODELS, build_model
+from digitrec.models import MODELS
 from digitrec.saved_models import initial_model, predict_keras
 
 if TYPE_CHECKING:
@@ -70,11 +70,8 @@ def load_own_images(config: TrainConfig, verbose: bool = True) -> OwnImages | No
     return OwnImages(train, val, list(config.images), len(data.skipped))
 
 
-def starting_model(config: TrainConfig, num_classes: int) -> keras.Model:
-    """The model a run starts from: ``init``'s trained weights (only the layers that
-    ``train_layers`` names left trainable), else a new registered model."""
-    if not config.init:
-        return build_model(config.model, num_classes, **config.model_args)
+def starting_model(config: TrainConfig) -> keras.Model:
+    """``init``'s trained model, with only the layers that ``train_layers`` names trainable."""
     model = initial_model(config.init)
     if config.train_layers == "head":
         head = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]

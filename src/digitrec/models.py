@@ -167,6 +167,7 @@ def mlp(
     batch_size=128,
     learning_rate=0.01,
     schedule="onecycle",
+    precision="bfloat16",
     space={
         "learning_rate": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
         "epochs": {"type": "int", "low": 1, "high": 3},
@@ -284,6 +285,33 @@ def with_tta(model: keras.Model, shifts: tuple[tuple[int, int], ...] = TTA_SHIFT
         [model(shift_layer(dy, dx)(inputs)) for dy, dx in shifts]
     )
     return keras.Model(inputs, outputs, name=f"{model.name}_tta")
+
+
+def computes_in_float32(model: keras.Model) -> bool:
+    """Whether every layer of ``model`` (nested models included) computes in float32."""
+    return all(
+        computes_in_float32(layer)
+        if isinstance(layer, keras.Model)
+        else layer.dtype_policy.compute_dtype == "float32"
+        for layer in model.layers
+    )
+
+
+def as_float32(model: keras.Model) -> keras.Model:
+    """``model`` computing in float32: the same architecture rebuilt with float32 layers and the
+    same weights (mixed-precision layers keep float32 weights, so nothing is rounded). Saved and
+    exported models compute in float32, whatever precision trained them."""
+    if computes_in_float32(model):
+        return model
+
+    def float32_layer(layer: layers.Layer) -> layers.Layer:
+        if isinstance(layer, keras.Model):
+            return as_float32(layer)
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=float32_layer)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def multiply_accumulates(model: keras.Model) -> int:
