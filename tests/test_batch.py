@@ -263,7 +263,8 @@ def test_parquet_output_holds_the_json_results_and_is_never_extended_or_replaced
     assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]  # no temporary left
     for line in one_process(folder, capsys):
         result = json.loads(line)
-        for digit in result["digits"]:
+        lines_digits = [digit for item in result["lines"] for digit in item["digits"]]
+        for digit in [*result["digits"], *lines_digits]:
             digit["top"] = [{"label": k, "probability": p} for k, p in digit["top"]]
         assert rows.pop(result["file"]) == result
     assert not rows

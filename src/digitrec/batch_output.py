@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from types import UnionType
+from typing import Any, BinaryIO, Protocol, Union, get_args, get_origin, get_type_hints
 
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path
+from digitrec.recognizer import Reading
 
 PARQUET_SUFFIX = ".parquet"
 ROW_GROUP = 10_000  # Parquet rows buffered before they are written as one row group
@@ -163,17 +165,14 @@ def _pyarrow() -> Any:
 
 
 class ParquetRows:
-    """Buffers rows and writes them as row groups; ``top`` pairs become (label, probability)."""
+    """Buffers rows and writes them as row groups; each ``top`` pair becomes a
+    (label, probability) struct."""
 
     def __init__(self, writer: Any, schema: Any):
         self.writer, self.schema, self.rows = writer, schema, []
 
     def write(self, result: dict[str, Any]) -> None:
-        digits = [
-            {**digit, "top": [{"label": k, "probability": p} for k, p in digit["top"]]}
-            for digit in result["digits"]
-        ]
-        self.rows.append({**result, "digits": digits})
+        self.rows.append(_with_top_structs(result))
         if len(self.rows) >= ROW_GROUP:
             self.flush()
 
@@ -185,21 +184,53 @@ class ParquetRows:
             self.rows = []
 
 
+def _with_top_structs(value: Any) -> Any:
+    """A result with each digit's ``top`` pairs as {label, probability} records."""
+    if isinstance(value, dict):
+        return {
+            key: [{"label": k, "probability": p} for k, p in item]
+            if key == "top"
+            else _with_top_structs(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_with_top_structs(item) for item in value]
+    return value
+
+
 def _parquet_schema(pa: Any) -> Any:
-    top = pa.struct([("label", pa.int64()), ("probability", pa.float64())])
-    digit = pa.struct(
-        [
-            ("label", pa.int64()),
-            ("confidence", pa.float64()),
-            ("box", pa.list_(pa.int64())),
-            ("top", pa.list_(top)),
-        ]
-    )
+    """The Parquet schema of a result line: ``file`` and ``error``, then the fields of
+    ``Reading`` as ``to_dict`` gives them, typed from the dataclasses themselves."""
+    reading = _arrow_struct(pa, Reading)
     return pa.schema(
         [
             ("file", pa.string()),
-            ("text", pa.string()),
-            ("digits", pa.list_(digit)),
+            *(reading.field(i) for i in range(reading.num_fields)),
             ("error", pa.string()),
         ]
     )
+
+
+def _arrow_struct(pa: Any, record: type) -> Any:
+    hints = get_type_hints(record)
+    return pa.struct(
+        [
+            (item.name, _arrow_type(pa, hints[item.name], item.name))
+            for item in fields(record)
+            if not item.metadata.get("array")
+        ]
+    )
+
+
+def _arrow_type(pa: Any, annotation: Any, name: str) -> Any:
+    """The Arrow type of a result field's annotation (``top`` pairs as labelled structs)."""
+    if name == "top":
+        return pa.list_(pa.struct([("label", pa.int64()), ("probability", pa.float64())]))
+    if is_dataclass(annotation):
+        return _arrow_struct(pa, annotation)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (list, tuple):
+        return pa.list_(_arrow_type(pa, args[0], ""))
+    if origin in (Union, UnionType):  # "int | None": nullable, as every Arrow field is
+        return _arrow_type(pa, next(arg for arg in args if arg is not type(None)), name)
+    return {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}[annotation]
