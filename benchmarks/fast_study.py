@@ -112,8 +112,9 @@ class EpochTimer(keras.callbacks.Callback):
 
 def train_once(variant: Variant, seed: int, data: Any) -> tuple[float, float]:
     """(train seconds, validation accuracy) of one seed's run of a variant."""
+    from digitrec.model_setup import precision_policy
     from digitrec.models import build_model
-    from digitrec.train import fit, precision_policy, resolve_config, seed_everything
+    from digitrec.train import fit, resolve_config, seed_everything
 
     config = resolve_config("fast", seed=seed, val_size=5000).updated(variant.settings)
     keras.backend.clear_session()

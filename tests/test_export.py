@@ -73,7 +73,8 @@ def ensemble_file(tiny_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def bfloat16_checkpoint(tiny_data, tmp_path_factory) -> Path:
     """LeNet-5 trained briefly in bfloat16 mixed precision, saved as such (a checkpoint)."""
-    from digitrec.train import new_model, resolve_config
+    from digitrec.config import resolve_config
+    from digitrec.model_setup import new_model
 
     model = new_model(resolve_config("lenet5", precision="bfloat16"), 10)
     return saved_after_brief_training(model, tiny_data, tmp_path_factory.mktemp("bfloat16"))

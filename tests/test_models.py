@@ -32,8 +32,8 @@ def test_every_model_trains_a_step_and_reloads_with_identical_predictions(name, 
     import keras
 
     from digitrec.config import resolve_config
+    from digitrec.model_setup import compile_model
     from digitrec.models import build_model
-    from digitrec.train import compile_model
 
     images, labels = tiny_batch()
     model = build_model(name)
@@ -110,7 +110,7 @@ def test_multiply_accumulates_are_counted_from_layer_shapes():
 
 def test_one_cycle_schedule_warms_up_to_the_peak_then_decays_to_zero():
     from digitrec.config import resolve_config
-    from digitrec.train import learning_rate
+    from digitrec.model_setup import learning_rate
 
     config = resolve_config("fast", learning_rate=0.01, schedule="onecycle", warmup=0.25, epochs=2)
     schedule = learning_rate(config, steps_per_epoch=50)  # 100 steps, 25 of warm-up

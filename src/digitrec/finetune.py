@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from digitrec.callbacks import EpochSeeds, Progress
 from digitrec.config import TrainConfig
 from digitrec.data import Dataset, as_model_input, split_validation
 from digitrec.image_folders import (
@@ -152,7 +151,7 @@ def fit_own(
     """Fit on your training images mixed with MNIST's training split, validating on your
     held-out images; compiles anew from the first epoch (a saved model brings its own optimizer,
     whose schedule may have run down), and a resumed checkpoint keeps its optimizer."""
-    from digitrec.train import compile_model
+    from digitrec.model_setup import compile_model, fit_epochs
 
     mnist_images, mnist_labels, _, _ = split_validation(
         data.train_images, data.train_labels, config.val_size
@@ -164,15 +163,8 @@ def fit_own(
         as_model_input(own.val.uint8_images()),
         keras.utils.to_categorical(own.val.labels, len(CLASS_NAMES)),
     )
-    ours = [EpochSeeds(config.seed, sources), *([Progress()] if verbose else [])]
-    return model.fit(
-        dataset,
-        epochs=config.epochs,
-        initial_epoch=initial_epoch,
-        validation_data=validation,
-        shuffle=False,
-        callbacks=[*ours, *callbacks],
-        verbose=0,
+    return fit_epochs(
+        model, config, dataset, sources, validation, callbacks, initial_epoch, verbose
     )
 
 

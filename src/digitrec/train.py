@@ -13,8 +13,6 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +21,7 @@ import keras
 import numpy as np
 
 from digitrec import __version__
-from digitrec.callbacks import EpochCheckpoint, EpochSeeds, Progress
+from digitrec.callbacks import EpochCheckpoint
 from digitrec.config import SCHEDULES as SCHEDULES  # kept importable from here
 from digitrec.config import TrainConfig, check_split
 from digitrec.config import resolve_config as resolve_config  # kept importable from here
@@ -39,7 +37,8 @@ from digitrec.finetune import (
     validation_accuracy,
     with_architecture,
 )
-from digitrec.models import as_float32, build_model, ensemble, with_tta
+from digitrec.model_setup import compile_model, fit_epochs, new_model
+from digitrec.models import as_float32, ensemble, with_tta
 from digitrec.rundir import (
     CHECKPOINT_DIR,
     MEMBERS_DIR,
@@ -52,71 +51,14 @@ from digitrec.rundir import (
 if TYPE_CHECKING:
     import tensorflow as tf
 
-EVAL_BATCH = 1000
-
 
 def default_run_dir(config: TrainConfig) -> Path:
     return RUNS_DIR / f"{datetime.now():%Y%m%d-%H%M%S}-{config.model}"
 
 
-@contextmanager
-def precision_policy(precision: str) -> Iterator[None]:
-    """Layers built inside compute in ``precision``: "bfloat16" is Keras's ``mixed_bfloat16``
-    (float32 weights, bfloat16 arithmetic; about a quarter faster on a CPU with AVX-512 BF16)."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(
-        "mixed_bfloat16" if precision == "bfloat16" else "float32"
-    )
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-def new_model(config: TrainConfig, num_classes: int) -> keras.Model:
-    """The configured architecture, untrained, computing in the configured precision."""
-    with precision_policy(config.precision):
-        return build_model(config.model, num_classes, **config.model_args)
-
-
 def first_model(config: TrainConfig, num_classes: int) -> keras.Model:
     """The model a run starts from: ``init``'s trained weights, else a new one."""
     return starting_model(config) if config.init else new_model(config, num_classes)
-
-
-def learning_rate(config: TrainConfig, steps_per_epoch: int) -> Any:
-    """The configured learning rate: constant, cosine decay to 0, or one-cycle (a linear warm-up
-    from 1/25 of the peak over ``config.warmup`` of the steps, then cosine decay to 0)."""
-    total = steps_per_epoch * config.epochs
-    if config.schedule == "constant":
-        return config.learning_rate
-    if config.schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total)
-    warmup = int(config.warmup * total)  # "onecycle", the last of SCHEDULES
-    return keras.optimizers.schedules.CosineDecay(
-        config.learning_rate / 25,
-        decay_steps=max(total - warmup, 1),
-        warmup_target=config.learning_rate,
-        warmup_steps=warmup,
-    )
-
-
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam with the configured learning-rate schedule and, if asked, weight averaging (EMA)."""
-    return keras.optimizers.Adam(
-        learning_rate(config, steps_per_epoch),
-        use_ema=config.ema > 0,
-        ema_momentum=config.ema or 0.99,
-    )
-
-
-def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
-    model.compile(
-        optimizer=make_optimizer(config, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-        steps_per_execution=config.steps_per_execution,
-    )
 
 
 def training_dataset(
@@ -328,16 +270,8 @@ def fit(
         else None
     )
     dataset, random_sources = training_dataset(x_train, y_train, config, num_classes, verbose)
-    ours = [EpochSeeds(config.seed, random_sources), *([Progress()] if verbose else [])]
-    return model.fit(
-        dataset,
-        epochs=config.epochs,
-        initial_epoch=initial_epoch,
-        validation_data=validation,
-        validation_batch_size=EVAL_BATCH,
-        shuffle=False,  # the dataset draws its own order (EpochSeeds)
-        callbacks=[*ours, *(callbacks or [])],
-        verbose=0,  # Progress shows it
+    return fit_epochs(
+        model, config, dataset, random_sources, validation, callbacks or [], initial_epoch, verbose
     )
 
 

@@ -24,6 +24,7 @@ from digitrec.config import TrainConfig
 from digitrec.data import Dataset, load_dataset, split_validation
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, read_json, write_json
+from digitrec.model_setup import learning_rate
 from digitrec.reading.line_model import (
     LineCTCLoss,
     LineSource,
@@ -34,7 +35,7 @@ from digitrec.reading.line_model import (
     prepared,
 )
 from digitrec.reading.lines import HEIGHT, decode_text
-from digitrec.train import CHECKPOINT_DIR, STATE_FILE, EpochCheckpoint, learning_rate, run_record
+from digitrec.train import CHECKPOINT_DIR, STATE_FILE, EpochCheckpoint, run_record
 
 VAL_BATCH = 64
 
