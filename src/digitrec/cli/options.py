@@ -31,20 +31,20 @@ def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_setting_options(parser: argparse.ArgumentParser) -> None:
-    """A flag for every training setting (``--batch-size`` for ``batch_size``), typed, with its
-    choices, valid range and default in the help. A flag not given is ``None``, so that a
-    model's recipe or a ``--params`` file can supply the value."""
-    group = parser.add_argument_group(
-        "training settings",
-        textwrap.fill(
-            "Defaults as shown; a model's recipe (listed below) replaces some, a --params file "
-            "replaces those, and flags replace all.",
-            77,
-        ),
-    )
+def add_setting_options(
+    parser: argparse.ArgumentParser,
+    names: tuple[str, ...] | None = None,
+    intro: str = "Defaults as shown; a model's recipe (listed below) replaces some, a "
+    "--params file replaces those, and flags replace all.",
+) -> None:
+    """A flag for every training setting (``--batch-size`` for ``batch_size``), or for those
+    ``names``, typed, with its choices, valid range and default in the help. A flag not given
+    is ``None``, so that a model's recipe or a ``--params`` file can supply the value."""
+    group = parser.add_argument_group("training settings", textwrap.fill(intro, 77))
     defaults = TrainConfig().to_dict()
     for f in fields(TrainConfig):
+        if names is not None and f.name not in names:
+            continue
         kind, rules = setting_types()[f.name], description(f.name)
         default = defaults[f.name]
         shown = json.dumps(default) if isinstance(default, (dict, list)) else default
@@ -66,10 +66,14 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag(f.name), **options)
 
 
-def settings_given(args: argparse.Namespace) -> dict[str, Any]:
-    """The training settings given as flags."""
+def settings_given(
+    args: argparse.Namespace, names: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """The training settings given as flags (of those ``names``, if given)."""
     return {
-        name: getattr(args, name) for name in setting_types() if getattr(args, name) is not None
+        name: getattr(args, name)
+        for name in names or tuple(setting_types())
+        if getattr(args, name, None) is not None
     }
 
 

@@ -6,7 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from digitrec.cli.options import add_data_options
+from digitrec.cli.options import add_data_options, add_setting_options, settings_given
+
+FIXED_SETTINGS = ("epochs", "val_size")  # training settings a search can fix instead of search
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,8 +32,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes on this machine")
     parser.add_argument("--space", type=Path, metavar="FILE", help="JSON/YAML search-space changes")
     parser.add_argument("--subset", type=int, metavar="N", help="train on N images (quick search)")
-    parser.add_argument("--epochs", type=int, help="fix the epochs instead of searching them")
-    parser.add_argument("--val-size", type=int, help="training images held out for validation")
     parser.add_argument("--seed", type=int, default=0, help="sampler and training seed")
     parser.add_argument("--out", type=Path, metavar="DIR", help="study folder for the outputs")
     parser.add_argument(
@@ -40,6 +40,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train the best settings on the full training set and evaluate the test set once",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_setting_options(
+        parser,
+        FIXED_SETTINGS,
+        "Fixed for every trial instead of searched (default: the model's recipe).",
+    )
     add_data_options(parser)
     parser.set_defaults(run=run)
 
@@ -47,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from digitrec.tune import TuneSettings, retrain, tune
 
-    fixed = {"epochs": args.epochs, "val_size": args.val_size, "seed": args.seed}
+    fixed = {**settings_given(args, FIXED_SETTINGS), "seed": args.seed}
     settings = TuneSettings(
         model=args.model,
         trials=args.trials,
