@@ -13,7 +13,6 @@ from sklearn import metrics as skm
 from digitrec.data import Dataset, DatasetInfo, load_dataset
 from digitrec.files import atomic_path, read_json
 from digitrec.saved_models import Classifier, load_classifier
-from digitrec.saved_models import predict_keras as predict_keras  # train.py imports it from here
 
 MISTAKES_SHOWN = 25
 ROTATION_DEGREES = 15.0

@@ -22,7 +22,6 @@ import numpy as np
 
 from digitrec import __version__
 from digitrec.callbacks import EpochCheckpoint
-from digitrec.config import SCHEDULES as SCHEDULES  # kept importable from here
 from digitrec.config import TrainConfig, check_split
 from digitrec.config import resolve_config as resolve_config  # kept importable from here
 from digitrec.data import Dataset, as_model_input, load_dataset, split_validation
@@ -364,7 +363,8 @@ def _finish(
     evaluate the test set once, write metrics and the report, drop the checkpoints. A run on the
     user's own images is also exported to ``model.onnx`` and calibrated, before ``metrics.json``
     marks it done."""
-    from digitrec.evaluate import evaluate_probabilities, predict_keras
+    from digitrec.evaluate import evaluate_probabilities
+    from digitrec.saved_models import predict_keras
 
     model = as_float32(model)
     if config.tta:
