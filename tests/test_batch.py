@@ -288,6 +288,16 @@ def test_batch_reading_and_ray_import_no_tensorflow(folder):
     assert run.returncode == 0, run.stderr.decode()
 
 
+def test_one_process_starts_local_ray_again_after_shutting_it_down(folder):
+    """Ray's first local start keeps an authentication token in the home folder it is given;
+    a second start in the same process failed when that folder was a new one."""
+    pytest.importorskip("ray")
+    files = [str(folder / "00.png"), str(folder / "broken.png")]
+    for _ in range(2):
+        results = list(read_files(files, jobs=1, ray=True))
+        assert sorted(Path(result["file"]).name for result in results) == ["00.png", "broken.png"]
+
+
 @pytest.fixture(scope="module")
 def ray_instance():
     """A local Ray of 2 CPUs, started as ``digitrec predict --ray`` starts one, for this module."""

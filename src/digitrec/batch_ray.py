@@ -10,6 +10,7 @@ reports no usage statistics.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import os
@@ -104,11 +105,8 @@ def _described_as_local_cluster() -> Iterator[None]:
     ``~/ray_bootstrap_config.yaml`` names the provider, as Ray's cluster launcher writes it on
     a head node. A local instance is no cloud machine: say so, and nothing leaves the machine.
     """
-    home = Path(tempfile.mkdtemp(prefix="digitrec-ray-"))
-    atexit.register(shutil.rmtree, home, True)  # read by Ray's head as it starts, so kept till exit
-    (home / "ray_bootstrap_config.yaml").write_text("provider:\n  type: local\n")
     previous = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
+    os.environ["HOME"] = str(_local_home())
     try:
         yield
     finally:
@@ -116,6 +114,17 @@ def _described_as_local_cluster() -> Iterator[None]:
             os.environ.pop("HOME", None)
         else:
             os.environ["HOME"] = previous
+
+
+@functools.cache
+def _local_home() -> Path:
+    """The home folder of this process's local Ray instances: one for all of them, as Ray
+    keeps the authentication token of its first start there (``~/.ray/auth_token``) and a
+    later start in the same process expects to find it."""
+    home = Path(tempfile.mkdtemp(prefix="digitrec-ray-"))
+    atexit.register(shutil.rmtree, home, True)  # read by Ray's head as it starts, so kept till exit
+    (home / "ray_bootstrap_config.yaml").write_text("provider:\n  type: local\n")
+    return home
 
 
 def _check_reachable(address: str) -> None:
