@@ -104,7 +104,8 @@ def _empty_line(style: PageStyle, rng: np.random.Generator) -> LineSample:
     digit in either), a pen's scribble, specks of dust, fragments of printed rules, or the dark
     sliver of a desk beyond the page's edge."""
     height = rng.uniform(*style.hand.line_height)
-    kind = EMPTY_KINDS[rng.integers(len(EMPTY_KINDS))]
+    weights = np.asarray(style.print.empty_kinds, float)
+    kind = EMPTY_KINDS[rng.choice(len(EMPTY_KINDS), p=weights / weights.sum())]
     rows = round(height * rng.uniform(1.2, 1.8))
     cols = round(height * rng.uniform(1.0, 8.0))
     if kind == "words":

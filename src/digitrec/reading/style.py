@@ -64,7 +64,10 @@ class Print:
     # Line samples without digits (text ""): what a line finder also returns from a page
     # (printed words, stamps, scribbles, specks, rule fragments, a sliver of the page's edge),
     # so that a line reader learns to read nothing there.
-    empty_line_fraction: float = 0.2
+    empty_line_fraction: float = 0.3
+    # Their kinds' weights (``pages.EMPTY_KINDS``): words and scribbles, which a reader most
+    # often took for digits, twice as often as the rest.
+    empty_kinds: tuple[float, ...] = (2, 1, 2, 1, 1, 1)
     field_label_probability: float = 0.8  # a comb field on a page has a printed label by it
     distractor_probability: float = 0.5  # a digit page has distractors
     stamp_colours: tuple[Colour, ...] = ((0.2, 0.3, 0.75), (0.75, 0.2, 0.25))
