@@ -12,7 +12,7 @@ MNIST's test set is read once, after.
 share of the 30 per class, and MNIST's validation split): it never reads the rest or MNIST test.
 
     python benchmarks/own_digits.py [--write-readme]
-    python benchmarks/own_digits.py --choose
+    python benchmarks/own_digits.py --choose [--only RECIPE ...]
 """
 
 from __future__ import annotations
@@ -49,6 +49,13 @@ CANDIDATES = {
     "all layers, lr 3e-4, mix 0.5, 5 epochs": {"learning_rate": 3e-4, "epochs": 5},
     "all layers, lr 3e-4, mix 0.5, 30 epochs": {"learning_rate": 3e-4, "epochs": 30},
     "head only, lr 1e-3, mix 0.5": {"learning_rate": 1e-3, "train_layers": "head"},
+    "frozen norm, lr 1e-3, mix 0.5": {"learning_rate": 1e-3, "train_layers": "frozen-norm"},
+    "frozen norm, lr 3e-4, mix 0.5": {"learning_rate": 3e-4, "train_layers": "frozen-norm"},
+    "frozen norm, lr 1e-3, mix 0.75": {
+        "learning_rate": 1e-3,
+        "train_layers": "frozen-norm",
+        "mix_mnist": 0.75,
+    },
 }
 
 
@@ -91,10 +98,11 @@ def fine_tune(yours: Path, out: Path, data_dir: str | None, **settings) -> tuple
     return out, time.perf_counter() - started
 
 
-def choose(yours: Path, work: Path, data_dir: str | None) -> str:
-    """The candidate recipes' accuracy on the validation splits, as a table."""
+def choose(yours: Path, work: Path, data_dir: str | None, names: list[str]) -> str:
+    """The accuracy of the candidate recipes ``names`` on the validation splits, as a table."""
     rows = []
-    for name, settings in CANDIDATES.items():
+    for name in names:
+        settings = CANDIDATES[name]
         run, seconds = fine_tune(yours, work / f"run{len(rows)}", data_dir, **settings)
         metrics = json.loads((run / "metrics.json").read_text())
         rows.append(
@@ -136,6 +144,14 @@ def measure(yours: Path, rest: Path, work: Path, data_dir: str | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--choose", action="store_true", help="compare recipes on validation")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=CANDIDATES,
+        metavar="RECIPE",
+        help="with --choose: compare only these recipes (repeatable; the table is printed, "
+        "not written into the README)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", help="MNIST's directory (default: $DIGITREC_DATA_DIR)")
     parser.add_argument("--write-readme", action="store_true")
@@ -148,12 +164,12 @@ def main() -> None:
         work = Path(tmp)
         render(digits.images, digits.target, yours, work / "yours")
         if args.choose:
-            table = choose(work / "yours", work, args.data_dir)
+            table = choose(work / "yours", work, args.data_dir, args.only or list(CANDIDATES))
         else:
             render(digits.images, digits.target, rest, work / "rest")
             table = measure(work / "yours", work / "rest", work, args.data_dir)
     print(table)
-    if args.write_readme:
+    if args.write_readme and not args.only:
         write_into_readme("own-choose" if args.choose else "own", table)
 
 

@@ -187,6 +187,23 @@ def test_head_only_leaves_every_layer_but_the_last_dense_frozen(base_run):
     assert len(model.trainable_weights) == 2
 
 
+def test_frozen_norm_trains_all_but_batch_normalization_which_keeps_its_statistics():
+    import keras
+
+    from digitrec.finetune import starting_model
+
+    model = starting_model(resolve_config(init="default", train_layers="frozen-norm"))
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    others = [layer for layer in model.layers if layer.weights and layer not in norms]
+    assert norms and others and all(layer.trainable for layer in others)
+    assert not any(layer.trainable for layer in norms)
+    before = [np.array(w) for w in model.non_trainable_weights]
+    batch = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    model(batch, training=True)
+    for old, new in zip(before, model.non_trainable_weights, strict=True):
+        np.testing.assert_array_equal(old, np.array(new))
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

@@ -25,7 +25,9 @@ from digitrec.errors import DigitrecError
 from digitrec.models import FINETUNE_RECIPE, MODELS, model_spec
 
 SCHEDULES = ("constant", "cosine", "onecycle")
-TRAIN_LAYERS = ("all", "head")  # with --init: every layer, or only the last Dense layer
+# With --init: every layer; every layer but batch normalization, which keeps the statistics it
+# learned (and runs as at inference); or only the last Dense layer.
+TRAIN_LAYERS = ("all", "frozen-norm", "head")
 PRECISIONS = ("float32", "bfloat16")
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's global seeds are 32-bit
 # --augment s shifts and zooms by up to 10% × s (digitrec.augment); Keras's layers allow 100%.
@@ -177,7 +179,7 @@ class TrainConfig:
     )
     train_layers: str = setting(
         "all",
-        "with --init: the layers that train (head = the last Dense layer)",
+        "with --init: the layers that train (frozen-norm = all but batch normalization, head = the last Dense layer)",
         choices=TRAIN_LAYERS,
     )
 

@@ -76,6 +76,9 @@ def starting_model(config: TrainConfig) -> keras.Model:
         head = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
         for layer in model.layers:
             layer.trainable = layer is head
+    elif config.train_layers == "frozen-norm":
+        for layer in model.layers:  # a frozen BatchNormalization runs in inference mode
+            layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
     return model
 
 
