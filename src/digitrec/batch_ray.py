@@ -28,7 +28,7 @@ import numpy as np
 from digitrec.batch import ReadSettings, Result, read_file, worker_recognizer
 from digitrec.errors import DigitrecError
 
-BATCH = 16  # files per call of an actor
+BATCH = 64  # files per call of an actor
 CONNECT_TIMEOUT = 10  # seconds to wait for a cluster's address to answer
 
 

@@ -26,6 +26,7 @@ from digitrec.files import atomic_path, read_json
 from digitrec.reading.line_model import LineSource, LineTrainSettings, batch_arrays, prepared
 from digitrec.reading.line_training import default_source
 from digitrec.reading.lines import ALPHABET, BLANK, HEIGHT, STRIDE, LineReader
+from digitrec.reading.style import Print
 
 PARITY_LINES = 64
 PARITY_TOLERANCE = 1e-4
@@ -139,8 +140,13 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
         lines += ["", f"## {title}", "", "| layout | pages read exactly |", "| --- | --- |"]
         lines += [f"| {layout} | {value:.1%} |" for layout, value in table.items()]
     lines += ["", "## Training settings", "", "```json", json.dumps(settings, indent=2), "```"]
+    tail = CARD_TAIL.format(
+        empty=f"{Print().empty_line_fraction:.0%}",
+        epochs=settings.get("epochs"),
+        steps=settings.get("steps_per_epoch"),
+    )
     with atomic_path(Path(out), suffix=".md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n" + CARD_TAIL)
+        tmp.write_text("\n".join(lines) + "\n" + tail)
     return Path(out)
 
 
@@ -148,7 +154,7 @@ CARD_TAIL = """
 ## Data
 
 Training lines: ``digitrec.reading.pages.line_samples`` (style "train") made from MNIST's first
-55,000 training images, fresh every epoch; a fifth of them hold no digit (printed words,
+55,000 training images, fresh every epoch; {empty} of them hold no digit (printed words,
 stamps, scribbles, specks, rule fragments, page edges). The best epoch was chosen on 1,000
 lines made from the validation split (the last 5,000 training images). The temperature and
 thresholds were chosen on generated validation pages of every layout
@@ -164,7 +170,7 @@ from digitrec.reading.line_training import train_line_model
 from digitrec.reading.line_export import export_line_model
 from digitrec.reading.rejection import store_rejection
 
-run = train_line_model(LineTrainSettings(epochs=16, steps_per_epoch=200), "runs/lines")
+run = train_line_model(LineTrainSettings(epochs={epochs}, steps_per_epoch={steps}), "runs/lines")
 onnx = export_line_model(run)               # parity-checked against Keras
 store_rejection(onnx, per_layout=30)        # validation pages only
 # then copy it to src/digitrec/assets/lines.onnx
