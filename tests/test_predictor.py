@@ -20,7 +20,7 @@ from digitrec.errors import ModelError
 from digitrec.reading import page_sample
 from digitrec.reading.detect import LineBox
 from digitrec.reading.predictor import LINE_MODEL, PagePredictor
-from digitrec.recognizer import Digit, Line, Reading, Recognizer, choose_reader
+from digitrec.recognizer import Recognizer
 from digitrec.serve.app import create_app
 
 pytestmark = pytest.mark.mnist
@@ -241,7 +241,7 @@ def test_the_page_reader_imports_no_tensorflow(tmp_path, mnist):
     image.write_bytes(png_bytes(page_of("multiline", 0, mnist).image))
     script = f"""
 import sys
-from digitrec.recognizer import Digit, Line, Reading, Recognizer, choose_reader
+from digitrec.recognizer import Recognizer
 reading = Recognizer.load("default").read({str(image)!r}, reader="auto")
 assert len(reading.lines) >= 2, reading
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx"))
@@ -271,20 +271,3 @@ def test_the_rejection_is_fitted_on_validation_pages_and_stored_in_the_model(tmp
     stored = PagePredictor.load(model).rejection
     assert stored.line_threshold == meta["line_threshold"]
     assert stored.digit_threshold == meta["digit_threshold"]
-
-
-def _classifier_reading(confidence: float) -> Reading:
-    """The classifier's reading of one large digit (the whole of a 100-pixel-high image)."""
-    digit = Digit(label=4, confidence=confidence, box=(10, 5, 60, 95), top=[(4, confidence)])
-    return Reading("4", [digit], [], [Line("4", digit.box, [digit])])
-
-
-@pytest.mark.parametrize(("confidence", "chosen"), [(0.98, "pages"), (0.999, "digits")])
-def test_where_the_page_reader_read_nothing_auto_needs_a_very_sure_classifier(confidence, chosen):
-    nothing = Reading.of_lines([])
-    assert choose_reader(nothing, _classifier_reading(confidence), 100) == chosen
-
-
-def test_where_the_page_reader_read_a_digit_auto_takes_the_classifiers_sure_big_digit():
-    page = Reading.of_lines([Line("9", (10, 5, 60, 95), [Digit(9, 0.9, (10, 5, 60, 95), [])])])
-    assert choose_reader(page, _classifier_reading(0.98), 100) == "digits"

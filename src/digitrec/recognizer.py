@@ -40,11 +40,6 @@ READERS = ("auto", "pages", "digits")
 # validation pages exactly against 33% for "digits" (the README's "Reading pages").
 DEFAULT_READER = "digits"
 BIG_DIGIT = 0.3  # digits this fraction of the image high are not on a page (``choose_reader``)
-# Where the page reader read no writing at all, the classifier's reading is given only if it is
-# at least this sure of every digit (``choose_reader``): on 60 validation pages of each layout
-# (validation digits, seed 20000), 0.99 took "auto" from 78% to 90% of scribble pages read as
-# nothing and left every other layout as it was (0.95 gave 85%, 0.995 the same as 0.99).
-SURE_ALONE = 0.99
 
 
 def _plain(value: Any) -> Any:
@@ -304,12 +299,9 @@ def choose_reader(page: Reading, digits: Reading, height: int) -> str:
     one line, the classifier is sure of all its digits, finds at least as many, and either all
     of them are at least ``BIG_DIGIT`` of the image high (an isolated digit, the drawing page)
     or there are two or more on the page reader's one line (a clean row of digits); the page
-    reader's otherwise. Where the page reader read nothing (its line model took the ink for no
-    writing), the classifier must also be at least ``SURE_ALONE`` sure of every digit. Chosen
-    by measurement on validation pages of every layout (the README's "Reading pages")."""
+    reader's otherwise. Chosen by measurement on validation pages of every layout (the
+    README's "Reading pages")."""
     if len(page.lines) > 1 or not digits.digits or UNKNOWN in digits.text:
-        return "pages"
-    if not page.digits and min(d.confidence for d in digits.digits) < SURE_ALONE:
         return "pages"
     if len(digits.digits) < len(page.digits):
         return "pages"
