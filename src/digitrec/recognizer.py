@@ -36,8 +36,8 @@ UNKNOWN = "?"
 READERS = ("auto", "pages", "digits")
 # The reader ``read`` uses unless told. Still the classifier: with "auto" as the default, 80% of
 # the tests' synthetic scribble pages read as nothing, under the 90% required of the default
-# reader (the page reader reads some large scribbles as digits); "auto" reads 82% of
-# validation pages exactly against 33% for "digits" (the README's "Reading pages").
+# reader (the page reader reads some large scribbles as digits), though "auto" reads far more
+# of every digit layout exactly (the README's "Reading users' images" has the figures).
 DEFAULT_READER = "digits"
 BIG_DIGIT = 0.3  # digits this fraction of the image high are not on a page (``choose_reader``)
 
