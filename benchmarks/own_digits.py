@@ -49,6 +49,15 @@ CANDIDATES = {
     "all layers, lr 3e-4, mix 0.5, 5 epochs": {"learning_rate": 3e-4, "epochs": 5},
     "all layers, lr 3e-4, mix 0.5, 30 epochs": {"learning_rate": 3e-4, "epochs": 30},
     "head only, lr 1e-3, mix 0.5": {"learning_rate": 1e-3, "train_layers": "head"},
+    "all layers, lr 1e-3, mix 0.75": {"learning_rate": 1e-3, "mix_mnist": 0.75},
+    "all layers, lr 1e-3, mix 0.9": {"learning_rate": 1e-3, "mix_mnist": 0.9},
+    "all layers, lr 1e-3, mix 0.5, 5 epochs": {"learning_rate": 1e-3, "epochs": 5},
+    "all layers, lr 1e-3, mix 0.75, 5 epochs": {
+        "learning_rate": 1e-3,
+        "mix_mnist": 0.75,
+        "epochs": 5,
+    },
+    "all layers, lr 1e-3, mix 0.5, no augmentation": {"learning_rate": 1e-3, "augment": 0.0},
     "frozen norm, lr 1e-3, mix 0.5": {"learning_rate": 1e-3, "train_layers": "frozen-norm"},
     "frozen norm, lr 3e-4, mix 0.5": {"learning_rate": 3e-4, "train_layers": "frozen-norm"},
     "frozen norm, lr 1e-3, mix 0.75": {
