@@ -20,7 +20,7 @@ from digitrec.errors import ModelError
 from digitrec.reading import page_sample
 from digitrec.reading.detect import LineBox
 from digitrec.reading.predictor import LINE_MODEL, PagePredictor
-from digitrec.recognizer import Recognizer
+from digitrec.recognizer import Digit, Line, Reading, Recognizer, choose_reader
 from digitrec.serve.app import create_app
 
 pytestmark = pytest.mark.mnist
@@ -271,3 +271,18 @@ def test_the_rejection_is_fitted_on_validation_pages_and_stored_in_the_model(tmp
     stored = PagePredictor.load(model).rejection
     assert stored.line_threshold == meta["line_threshold"]
     assert stored.digit_threshold == meta["digit_threshold"]
+
+
+def _one_digit(label: int | None, box: tuple[int, int, int, int] = (10, 5, 60, 95)) -> Reading:
+    """A reading of one digit, large in a 100-pixel-high image (``label`` None: unsure)."""
+    digit = Digit(label, 0.95, box, [])
+    return Reading.of_lines([Line("?" if label is None else str(label), box, [digit])])
+
+
+def test_auto_gives_the_page_readers_one_sure_digit_over_the_classifiers():
+    assert choose_reader(_one_digit(9), _one_digit(0, (0, 2, 70, 98)), 100) == "pages"
+
+
+@pytest.mark.parametrize("page", [Reading.of_lines([]), _one_digit(None)])
+def test_auto_gives_the_classifiers_large_digit_where_the_page_reader_has_none_it_is_sure_of(page):
+    assert choose_reader(page, _one_digit(4), 100) == "digits"

@@ -299,9 +299,12 @@ def choose_reader(page: Reading, digits: Reading, height: int) -> str:
     one line, the classifier is sure of all its digits, finds at least as many, and either all
     of them are at least ``BIG_DIGIT`` of the image high (an isolated digit, the drawing page)
     or there are two or more on the page reader's one line (a clean row of digits); the page
-    reader's otherwise. Chosen by measurement on validation pages of every layout (the
-    README's "Reading pages")."""
+    reader's otherwise, and where both read one digit and the page reader is sure of it (the
+    classifier takes the edge of a photographed page for part of the digit). Chosen by
+    measurement on validation pages of every layout (the README's "Reading pages")."""
     if len(page.lines) > 1 or not digits.digits or UNKNOWN in digits.text:
+        return "pages"
+    if len(page.digits) == len(digits.digits) == 1 and UNKNOWN not in page.text:
         return "pages"
     if len(digits.digits) < len(page.digits):
         return "pages"
