@@ -58,6 +58,15 @@ CANDIDATES = {
         "epochs": 5,
     },
     "all layers, lr 1e-3, mix 0.5, no augmentation": {"learning_rate": 1e-3, "augment": 0.0},
+    "all layers, lr 1e-3, mix 0.5, label smoothing 0.1": {
+        "learning_rate": 1e-3,
+        "label_smoothing": 0.1,
+    },
+    "all layers, lr 1e-3, mix 0.75, label smoothing 0.1": {
+        "learning_rate": 1e-3,
+        "mix_mnist": 0.75,
+        "label_smoothing": 0.1,
+    },
     "frozen norm, lr 1e-3, mix 0.5": {"learning_rate": 1e-3, "train_layers": "frozen-norm"},
     "frozen norm, lr 3e-4, mix 0.5": {"learning_rate": 3e-4, "train_layers": "frozen-norm"},
     "frozen norm, lr 1e-3, mix 0.75": {
