@@ -179,7 +179,8 @@ class TrainConfig:
     )
     train_layers: str = setting(
         "all",
-        "with --init: the layers that train (frozen-norm = all but batch normalization, head = the last Dense layer)",
+        "with --init: the layers that train (frozen-norm = all but batch normalization, "
+        "head = the last Dense layer)",
         choices=TRAIN_LAYERS,
     )
 

@@ -26,7 +26,7 @@ from digitrec.files import atomic_path, read_json
 from digitrec.reading.line_model import LineSource, LineTrainSettings, batch_arrays, prepared
 from digitrec.reading.line_training import default_source
 from digitrec.reading.lines import ALPHABET, BLANK, HEIGHT, STRIDE, LineReader
-from digitrec.reading.style import Print
+from digitrec.reading.style import page_style
 
 PARITY_LINES = 64
 PARITY_TOLERANCE = 1e-4
@@ -141,7 +141,7 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
         lines += [f"| {layout} | {value:.1%} |" for layout, value in table.items()]
     lines += ["", "## Training settings", "", "```json", json.dumps(settings, indent=2), "```"]
     tail = CARD_TAIL.format(
-        empty=f"{Print().empty_line_fraction:.0%}",
+        empty=f"{page_style('train').print.empty_line_fraction:.0%}",
         epochs=settings.get("epochs"),
         steps=settings.get("steps_per_epoch"),
     )
