@@ -69,6 +69,18 @@ CANDIDATES = {
     },
     "frozen norm, lr 1e-3, mix 0.5": {"learning_rate": 1e-3, "train_layers": "frozen-norm"},
     "frozen norm, lr 3e-4, mix 0.5": {"learning_rate": 3e-4, "train_layers": "frozen-norm"},
+    "all layers, lr 1e-3, mix 0.5, keep 0.2 of the start": {
+        "learning_rate": 1e-3,
+        "keep_init": 0.2,
+    },
+    "all layers, lr 1e-3, mix 0.5, keep 0.3 of the start": {
+        "learning_rate": 1e-3,
+        "keep_init": 0.3,
+    },
+    "all layers, lr 1e-3, mix 0.5, keep 0.5 of the start": {
+        "learning_rate": 1e-3,
+        "keep_init": 0.5,
+    },
     "frozen norm, lr 1e-3, mix 0.75": {
         "learning_rate": 1e-3,
         "train_layers": "frozen-norm",

@@ -204,6 +204,19 @@ def test_frozen_norm_trains_all_but_batch_normalization_which_keeps_its_statisti
         np.testing.assert_array_equal(old, np.array(new))
 
 
+@pytest.mark.parametrize("share", [0.0, 0.25])
+def test_keep_init_averages_the_trained_weights_with_the_starting_models(base_run, share):
+    from digitrec.finetune import keep_starting_weights, starting_model
+
+    config = resolve_config(init=str(base_run), keep_init=share)
+    model = starting_model(config)
+    start = model.get_weights()
+    model.set_weights([w + 1.0 for w in start])  # what training moved
+    kept = keep_starting_weights(model, config)
+    for got, before in zip(kept.get_weights(), start, strict=True):
+        np.testing.assert_allclose(got, before + (1 - share), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -232,6 +245,7 @@ def test_a_bad_init_source_is_a_clear_model_error(tmp_path, make, message):
         ({"init": "default", "model_args": {"dropout": 0.1}}, "leave out --model-args"),
         ({"init": "default", "ensemble": 2}, "leave out --ensemble"),
         ({"train_layers": "head"}, "needs --init"),
+        ({"keep_init": 0.3}, r"keep_init \(--keep-init\) 0.3 needs --init"),
         ({"images": ["a"], "ensemble": 2}, "--images trains a single model"),
         ({"images": "folder"}, "must be a list of paths"),
         ({"mix_mnist": 1.0}, r"mix_mnist \(--mix-mnist\) must be >= 0 and < 1"),

@@ -183,6 +183,14 @@ class TrainConfig:
         "head = the last Dense layer)",
         choices=TRAIN_LAYERS,
     )
+    keep_init: float = setting(
+        0.0,
+        "with --init: share of the starting model in the result, whose weights are averaged "
+        "with the trained ones (weight-space ensembling, WiSE-FT; 0 = the trained weights)",
+        at_least=0,
+        below=1,
+        metavar="FRACTION",
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -237,7 +245,8 @@ def resolve_config(model: str | None = None, **overrides: Any) -> TrainConfig:
                 f"{flag('model')} and {flag('init')} exclude each other: fine-tuning keeps the "
                 f"architecture of the initial model ({overrides['init']})"
             )
-        return TrainConfig().updated(FINETUNE_RECIPE).updated(overrides)
+        recipe = {**FINETUNE_RECIPE, "init": overrides["init"]}  # keep_init needs init
+        return TrainConfig().updated(recipe).updated(overrides)
     model = model or "lenet5"
     spec = model_spec(model)
     return TrainConfig(model=model).updated(spec.recipe).updated(overrides)
@@ -270,6 +279,11 @@ def check_finetuning(config: TrainConfig) -> None:
         raise DigitrecError(
             f"train_layers ({flag('train_layers')}) {config.train_layers!r} needs {flag('init')}: "
             "a model trained from scratch trains every layer"
+        )
+    elif config.keep_init:
+        raise DigitrecError(
+            f"keep_init ({flag('keep_init')}) {config.keep_init} needs {flag('init')}: "
+            "there is no starting model to keep"
         )
     if config.images and config.ensemble > 1:
         raise DigitrecError(f"{flag('images')} trains a single model: leave out {flag('ensemble')}")

@@ -82,6 +82,19 @@ def starting_model(config: TrainConfig) -> keras.Model:
     return model
 
 
+def keep_starting_weights(model: keras.Model, config: TrainConfig) -> keras.Model:
+    """The trained ``model`` with its weights (batch-normalization statistics included) averaged
+    with the starting model's, ``keep_init`` of them the starting model's: weight-space
+    ensembling (WiSE-FT), which keeps more of what the starting model knew."""
+    if not config.keep_init:
+        return model
+    start = initial_model(config.init).get_weights()
+    trained = model.get_weights()
+    share = config.keep_init
+    model.set_weights([share * s + (1 - share) * t for s, t in zip(start, trained, strict=True)])
+    return model
+
+
 def with_architecture(config: TrainConfig, model: keras.Model) -> TrainConfig:
     """The settings as recorded: with ``init``, the model named as the loaded one (where it is a
     registered architecture), since that is what trains."""

@@ -80,6 +80,7 @@ FINETUNE_RECIPE: dict[str, Any] = {
     "augment": 1.0,
     "mix_mnist": 0.5,
     "train_layers": "all",
+    "keep_init": 0.3,
     "steps_per_execution": 1,
 }
 

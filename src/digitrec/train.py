@@ -31,6 +31,7 @@ from digitrec.finetune import (
     OwnImages,
     export_ready,
     fit_own,
+    keep_starting_weights,
     load_own_images,
     starting_model,
     validation_accuracy,
@@ -293,6 +294,7 @@ def _fit_and_finish(
         fit(model, config, data, callbacks, state["epoch"], verbose)
     history = state["history"]
     seconds = float(sum(history.get("epoch_seconds", [])))
+    model = keep_starting_weights(model, config)
     _finish(run_dir, config, model, data, state["epoch"], history, seconds, own)
     return run_dir
 
