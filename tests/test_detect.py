@@ -75,6 +75,14 @@ def test_crop_holds_the_line_with_a_margin():
     assert line.crop.min() <= page.image[y0:y1, x0:x1].min() + 10
 
 
+def test_a_region_is_cut_out_with_a_margin_of_paper_as_far_as_the_page_goes():
+    from digitrec.reading.detect import region_crop
+
+    page = np.arange(200 * 300).reshape(200, 300)
+    np.testing.assert_array_equal(region_crop(page, (100, 50, 140, 90)), page[39:101, 89:151])
+    np.testing.assert_array_equal(region_crop(page, (0, 0, 20, 40)), page[0:51, 0:31])
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_blank_and_ruled_paper_has_no_lines(seed):
     assert find_lines(page_sample("blank", DIGITS, LABELS, seed, PLAIN).image) == []

@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from importlib import resources
 
+import cv2
 import numpy as np
 import pytest
 from serve_support import PNG, RECOGNIZE, local_client, png_bytes
@@ -18,9 +19,9 @@ from digitrec.cli import main
 from digitrec.cli.predict import table_row
 from digitrec.errors import ModelError
 from digitrec.reading import page_sample
-from digitrec.reading.detect import LineBox
+from digitrec.reading.detect import LineBox, find_lines
 from digitrec.reading.predictor import LINE_MODEL, PagePredictor
-from digitrec.recognizer import Digit, Line, Reading, Recognizer, choose_reader
+from digitrec.recognizer import Digit, Line, Reading, Recognizer, choose_reader, lone_digit
 from digitrec.serve.app import create_app
 
 pytestmark = pytest.mark.mnist
@@ -145,6 +146,30 @@ def test_a_strict_line_threshold_leaves_every_line_out(recognizer, mnist):
     assert strict.read(page_of("multiline", 0, mnist).image, reader="pages").lines == []
 
 
+def test_lines_the_line_filter_doubts_are_left_out(recognizer, mnist):
+    image = page_of("multiline", 0, mnist).image
+    readings = recognizer.pages.reader.read_lines([f.crop for f in find_lines(image)])
+    assert readings and all(0 <= r.writing <= 1 for r in readings)
+    pages = replace(recognizer.pages.rejection, writing_threshold=1.01)
+    strict = Recognizer(recognizer.models.session, recognizer.models.metadata, "strict")
+    strict.pages = PagePredictor(recognizer.pages.reader, pages)
+    assert strict.read(image, reader="pages").lines == []
+
+
+@pytest.mark.parametrize(("threshold", "read"), [(0.0, True), (1.01, False)])
+def test_auto_takes_a_digit_the_page_reader_missed_only_where_the_line_filter_passes_it(
+    recognizer, mnist, threshold, read
+):
+    image = np.full((400, 400), 255, np.uint8)  # more than a crop: the page reader runs
+    image[60:340, 100:300] = 255 - cv2.resize(mnist.test_images[0], (200, 280))
+    pages = replace(recognizer.pages.rejection, region_threshold=threshold)
+    judged = Recognizer(recognizer.models.session, recognizer.models.metadata, "judged")
+    judged.pages = PagePredictor(recognizer.pages.reader, pages)
+    judged.pages.read_lines = lambda *_: []  # as where the line finder drops a large digit
+    expected = str(mnist.test_labels[0]) if read else ""
+    assert judged.read(image, reader="auto").text == expected
+
+
 def test_the_digits_reader_is_the_single_digit_classifier_alone(recognizer, mnist):
     image = page_of("touching", 0, mnist).image
     alone = Recognizer.load("default", lines=None)
@@ -257,7 +282,7 @@ assert not heavy, heavy
 
 
 def test_the_rejection_is_fitted_on_validation_pages_and_stored_in_the_model(tmp_path, mnist_dir):
-    from digitrec.reading.rejection import LINE_CUTS, store_rejection
+    from digitrec.reading.rejection import LINE_CUTS, WRITING_CUTS, store_rejection
 
     model = tmp_path / "lines.onnx"
     model.write_bytes(LINE_BYTES)
@@ -268,8 +293,12 @@ def test_the_rejection_is_fitted_on_validation_pages_and_stored_in_the_model(tmp
     assert figures["validation_pages"] == 10 and figures["temperature_digits"] > 0
     exact = figures["val_page_exact_by_line_threshold"]
     assert exact[meta["line_threshold"]] == max(exact.values())
+    assert meta["writing_threshold"] in WRITING_CUTS  # the shipped model has a line filter
+    by_writing = figures["val_page_exact_by_writing_threshold"]
+    assert by_writing[meta["writing_threshold"]] == max(by_writing.values()) == max(exact.values())
     stored = PagePredictor.load(model).rejection
     assert stored.line_threshold == meta["line_threshold"]
+    assert stored.writing_threshold == meta["writing_threshold"]
     assert stored.digit_threshold == meta["digit_threshold"]
 
 
@@ -277,6 +306,22 @@ def _one_digit(label: int | None, box: tuple[int, int, int, int] = (10, 5, 60, 9
     """A reading of one digit, large in a 100-pixel-high image (``label`` None: unsure)."""
     digit = Digit(label, 0.95, box, [])
     return Reading.of_lines([Line("?" if label is None else str(label), box, [digit])])
+
+
+def test_a_lone_digit_is_one_sure_digit_large_in_the_image():
+    assert lone_digit(_one_digit(4), 100)
+    assert not lone_digit(_one_digit(None), 100)
+    assert not lone_digit(_one_digit(4, (10, 5, 30, 25)), 100)
+    assert not lone_digit(Reading.of_lines([]), 100)
+
+
+def test_auto_reads_a_small_image_of_one_large_digit_without_the_page_reader(
+    recognizer, mnist, monkeypatch
+):
+    image = np.full((120, 100), 255, np.uint8)
+    image[10:110, 10:90] = 255 - cv2.resize(mnist.test_images[0], (80, 100))
+    monkeypatch.setattr(recognizer.pages, "read_lines", lambda *_: pytest.fail("page reader"))
+    assert recognizer.read(image).text == str(mnist.test_labels[0])
 
 
 def test_auto_gives_the_page_readers_one_sure_digit_over_the_classifiers():

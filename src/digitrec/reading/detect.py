@@ -24,6 +24,8 @@ import numpy as np
 from digitrec.decoding import array_to_gray
 from digitrec.reading.paper import PaperSettings, find_ink, outline, skew
 
+REGION_MARGIN = 0.25  # paper around a region cut out by ``region_crop``, in its heights
+
 Box = tuple[int, int, int, int]
 
 
@@ -91,6 +93,14 @@ def find_lines(image: np.ndarray, settings: DetectSettings = DetectSettings()) -
         )
         for group in lines
     ]
+
+
+def region_crop(gray: np.ndarray, box: Box) -> np.ndarray:
+    """The part of a page in ``box`` (its pixels), with a margin of paper of ``REGION_MARGIN``
+    of the box's height around it as far as the page goes."""
+    x0, y0, x1, y1 = box
+    margin = round(REGION_MARGIN * (y1 - y0)) + 1
+    return gray[max(0, y0 - margin) : y1 + margin, max(0, x0 - margin) : x1 + margin]
 
 
 def iou(a: Box, b: Box) -> float:

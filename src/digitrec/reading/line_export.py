@@ -23,6 +23,7 @@ from digitrec.data import load_dataset, split_validation
 from digitrec.errors import ModelError
 from digitrec.export import write_metadata
 from digitrec.files import atomic_path, read_json
+from digitrec.reading.line_filter import FILTER_MODEL, FILTER_RECORD
 from digitrec.reading.line_model import LineSource, LineTrainSettings, batch_arrays, prepared
 from digitrec.reading.line_training import default_source
 from digitrec.reading.lines import ALPHABET, BLANK, HEIGHT, STRIDE, LineReader
@@ -58,14 +59,14 @@ def export_line_model(
         raise ModelError(
             f"{run_dir}/run.json: not a line training run's settings ({exc})"
         ) from None
-    model = keras.saving.load_model(run_dir / "model.keras")
+    model = with_filter(keras.saving.load_model(run_dir / "model.keras"), run_dir)
     data = load_dataset(settings.dataset, data_dir, progress=False)
     _, _, x_val, y_val = split_validation(data.train_images, data.train_labels, settings.val_size)
     samples = list(
         (source or default_source())(x_val, y_val, settings.val_lines, settings.seed, style="train")
     )
     parity_inputs, _ = batch_arrays(list(prepared(samples[:PARITY_LINES])))
-    expected = np.asarray(model(parity_inputs, training=False))
+    expected = [np.asarray(output) for output in keras.tree.flatten(model(parity_inputs))]
     out = Path(out) if out else run_dir / "model.onnx"
     metadata: dict[str, Any] = {
         "model_name": model.name,
@@ -76,11 +77,16 @@ def export_line_model(
         "input": INPUT_DESCRIPTION,
         "output": "frame posteriors (N, width / stride, classes): the digits, then the CTC blank",
     }
+    if len(expected) > 1:
+        metadata["writing_output"] = (
+            "second output: the probability (N, 1) that each line holds handwritten digits"
+        )
+        metadata["line_filter"] = filter_record(run_dir)
     with atomic_path(out, suffix=".onnx") as tmp:
         model.export(str(tmp), format="onnx", verbose=False)
         write_metadata(tmp, metadata)
         reader = LineReader.load(tmp)
-        difference = check_parity(expected, reader.posteriors(parity_inputs), out)
+        difference = check_outputs(expected, reader.outputs(parity_inputs), out)
         readings = reader.read_lines([sample.image for sample in samples])
         right = sum(r.text == s.text for r, s in zip(readings, samples, strict=True))
         metadata.update(
@@ -96,8 +102,35 @@ def export_line_model(
             exported=datetime.now().isoformat(timespec="seconds"),
         )
         write_metadata(tmp, metadata)
-        check_parity(expected, LineReader.load(tmp).posteriors(parity_inputs), out)
+        check_outputs(expected, LineReader.load(tmp).outputs(parity_inputs), out)
     return out
+
+
+def with_filter(model: keras.Model, run_dir: Path) -> keras.Model:
+    """The line model, with the run's line filter (``line_filter``), if it has one, as a
+    second output on the same input."""
+    path = run_dir / FILTER_MODEL
+    if not path.is_file():
+        return model
+    line_filter = keras.saving.load_model(path)
+    outputs = [model.outputs[0], line_filter(model.inputs[0])]
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
+def filter_record(run_dir: Path) -> dict[str, Any]:
+    """What the model card says of the line filter: its data, settings and validation."""
+    record = read_json(run_dir / FILTER_RECORD)
+    return {key: value for key, value in record.items() if key != "history"}
+
+
+def check_outputs(expected: list[np.ndarray], actual: list[np.ndarray], out: Path) -> float:
+    """``check_parity`` of every output; the largest difference."""
+    if len(actual) != len(expected):
+        raise ModelError(
+            f"export to {out} failed its check: {len(actual)} outputs, Keras gives "
+            f"{len(expected)}; the output was deleted"
+        )
+    return max(check_parity(e, a, out) for e, a in zip(expected, actual, strict=True))
 
 
 def check_parity(expected: np.ndarray, actual: np.ndarray, out: Path) -> float:
@@ -134,6 +167,23 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
         ("digit threshold ('?')", f"{meta.get('digit_threshold', 0.0):.4f}"),
         ("line threshold (no writing)", f"{meta.get('line_threshold', 0.0):.4f}"),
     ]
+    if "line_filter" in meta:
+        found = meta["line_filter"]
+        rows += [
+            (
+                "line filter: validation crops right",
+                f"{found['val_accuracy']:.2%} of {found['val_crops']}",
+            ),
+            (
+                "line filter: training crops",
+                f"{found['train_crops']:,} ({found['train_share_with_digits']:.0%} with digits)",
+            ),
+            ("writing threshold (line filter)", f"{meta.get('writing_threshold', 0.0):.2f}"),
+            (
+                "region threshold (line filter on the classifier's ink)",
+                f"{meta.get('region_threshold', 0.0):.4f}",
+            ),
+        ]
     lines = [f"# Model card: line reader ({meta.get('model_name')})", "", "| | |", "| --- | --- |"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     for title, table in figures.items():
@@ -144,10 +194,19 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
         empty=f"{page_style('train').print.empty_line_fraction:.0%}",
         epochs=settings.get("epochs"),
         steps=settings.get("steps_per_epoch"),
+        filter_line=_filter_call(meta.get("line_filter")),
     )
     with atomic_path(Path(out), suffix=".md") as tmp:
         tmp.write_text("\n".join(lines) + "\n" + tail)
     return Path(out)
+
+
+def _filter_call(record: dict[str, Any] | None) -> str:
+    """The call that trained the line filter, for the card's "Reproduce" (none without one)."""
+    if not record:
+        return ""
+    settings = ", ".join(f"{key}={value!r}" for key, value in record["settings"].items())
+    return f"train_line_filter(run, FilterSettings({settings}))\n"
 
 
 CARD_TAIL = """
@@ -162,16 +221,23 @@ thresholds were chosen on generated validation pages of every layout
 from test-style pages (other fonts, rule colours, pens, shadows, blur) made from MNIST's test
 images, measured once after everything was chosen.
 
+The line filter (the second output, if the model has one: ``digitrec.reading.line_filter``)
+learned from the line finder's crops of generated pages of every layout (training split, style
+"train"; where no crop of a page holds digits, the region of the ink the single-digit reader
+takes for digits), each labelled by the true line it covers; its epoch was chosen by the loss
+on crops of validation pages.
+
 ## Reproduce
 
 ```python
 from digitrec.reading.line_model import LineTrainSettings
 from digitrec.reading.line_training import train_line_model
 from digitrec.reading.line_export import export_line_model
+from digitrec.reading.line_filter import FilterSettings, train_line_filter
 from digitrec.reading.rejection import store_rejection
 
 run = train_line_model(LineTrainSettings(epochs={epochs}, steps_per_epoch={steps}), "runs/lines")
-onnx = export_line_model(run)               # parity-checked against Keras
+{filter_line}onnx = export_line_model(run)               # parity-checked against Keras
 store_rejection(onnx, per_layout=30)        # validation pages only
 # then copy it to src/digitrec/assets/lines.onnx
 ```

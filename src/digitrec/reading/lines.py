@@ -68,10 +68,13 @@ class LineDigit(NamedTuple):
 
 @dataclass
 class LineReading:
-    """What a line says: its text and each digit, left to right."""
+    """What a line says: its text and each digit, left to right; ``writing``, where the model
+    has a line filter (``line_filter``), the probability that the crop holds handwritten digits
+    at all."""
 
     text: str
     digits: list[LineDigit] = field(default_factory=list)
+    writing: float | None = None
 
 
 # --- preprocessing -------------------------------------------------------------------------------
@@ -205,6 +208,7 @@ class LineReader:
         self.height = int(metadata["height"])
         self.stride = int(metadata["stride"])
         self.input_name = session.get_inputs()[0].name
+        self.has_filter = len(session.get_outputs()) > 1  # a line filter's second output
 
     @classmethod
     def load(cls, path: str | Path, threads: int | None = None) -> LineReader:
@@ -216,9 +220,14 @@ class LineReader:
         session = _session(content, str(path), threads)
         return cls(session, _metadata(session, str(path)), str(path))
 
+    def outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        """The model's outputs for a batch (N, height, width, 1): the frame posteriors
+        (N, frames, classes), then, with a line filter, the probability of writing (N, 1)."""
+        return self.session.run(None, {self.input_name: batch})
+
     def posteriors(self, batch: np.ndarray) -> np.ndarray:
         """Frame posteriors (N, frames, classes) of a batch (N, height, width, 1)."""
-        return self.session.run(None, {self.input_name: batch})[0]
+        return self.outputs(batch)[0]
 
     def read_line(self, image: InputImage) -> LineReading:
         """Read one line crop (a path, bytes, PIL image or array; dark ink on light or the
@@ -230,13 +239,16 @@ class LineReader:
         lines = [prepare_line(load_image(image), self.height, self.stride) for image in images]
         if not lines:
             return []
-        posteriors = self.posteriors(pad_batch([line.image for line in lines]))
+        posteriors, *filtered = self.outputs(pad_batch([line.image for line in lines]))
+        writing = [float(p) for p in filtered[0][:, 0]] if filtered else [None] * len(lines)
         return [
-            self._reading(line, frames[: line.image.shape[1] // self.stride])
-            for line, frames in zip(lines, posteriors, strict=True)
+            self._reading(line, frames[: line.image.shape[1] // self.stride], chance)
+            for line, frames, chance in zip(lines, posteriors, writing, strict=True)
         ]
 
-    def _reading(self, line: PreparedLine, posteriors: np.ndarray) -> LineReading:
+    def _reading(
+        self, line: PreparedLine, posteriors: np.ndarray, writing: float | None = None
+    ) -> LineReading:
         alignments = greedy_decode(posteriors, blank=len(self.alphabet))
         boxes = digit_boxes(line, alignments, self.stride)
         digits = [
@@ -244,4 +256,4 @@ class LineReader:
             for a, box in zip(alignments, boxes, strict=True)
             for peak in [int(np.argmax(posteriors[a.first : a.end, a.label]))]
         ]
-        return LineReading("".join(self.alphabet[d.label] for d in digits), digits)
+        return LineReading("".join(self.alphabet[d.label] for d in digits), digits, writing)

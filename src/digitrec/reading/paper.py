@@ -123,6 +123,9 @@ def outline(mask: np.ndarray) -> np.ndarray:
     return outline
 
 
+SKEW_ELEMENTS = 1_000_000  # ink pixels times angles turned at once: bounds the memory of skew
+
+
 def skew(ink: np.ndarray, settings: PaperSettings) -> float:
     """The angle (degrees, counter-clockwise) that makes the rows of ink horizontal: the one
     whose horizontal projection varies most, tried every half degree; 0 unless another is
@@ -137,15 +140,29 @@ def skew(ink: np.ndarray, settings: PaperSettings) -> float:
     weights = small[ys, xs]
     xs, ys = xs - cols / 2, ys - rows / 2
     angles = np.arange(-settings.max_skew, settings.max_skew + 0.25, 0.5)
-    scores = []
-    for angle in np.radians(angles):  # the rows' ink after turning the image by the angle
-        turned = np.cos(angle) * ys - np.sin(angle) * xs + diagonal / 2
-        row = np.floor(turned)
-        share = turned - row  # each pixel's ink is shared by the two rows it falls between
-        row = np.clip(row.astype(int), 0, diagonal - 2)
-        profile = np.bincount(row, weights * (1 - share), minlength=diagonal)
-        profile += np.bincount(row + 1, weights * share, minlength=diagonal)
-        scores.append(float(np.var(profile)))
+    step = max(1, SKEW_ELEMENTS // max(len(weights), 1))  # angles turned at once
+    scores = np.concatenate(
+        [
+            _row_variances(ys, xs, weights, np.radians(angles[i : i + step]), diagonal)
+            for i in range(0, len(angles), step)
+        ]
+    )
     best = int(np.argmax(scores))
     level = scores[int(np.argmin(np.abs(angles)))]
     return float(angles[best]) if scores[best] > settings.skew_evidence * level else 0.0
+
+
+def _row_variances(
+    ys: np.ndarray, xs: np.ndarray, weights: np.ndarray, angles: np.ndarray, diagonal: int
+) -> np.ndarray:
+    """For each angle (radians), the variance of the rows' ink after turning the ink at
+    (``ys``, ``xs``, centred) by it; each pixel's ink shared by the two rows it falls between.
+    All angles in one pass: angle ``k``'s rows are counted at ``k * diagonal`` on."""
+    turned = np.cos(angles)[:, None] * ys - np.sin(angles)[:, None] * xs + diagonal / 2
+    row = np.floor(turned)
+    share = turned - row
+    row = np.clip(row.astype(int), 0, diagonal - 2) + diagonal * np.arange(len(angles))[:, None]
+    size = len(angles) * diagonal
+    profile = np.bincount(row.ravel(), (weights * (1 - share)).ravel(), minlength=size)
+    profile += np.bincount(row.ravel() + 1, (weights * share).ravel(), minlength=size)
+    return profile.reshape(len(angles), diagonal).var(axis=1)

@@ -21,7 +21,7 @@ import numpy as np
 from digitrec.calibration import apply_temperature
 from digitrec.decoding import decode_image
 from digitrec.errors import ModelError
-from digitrec.reading.detect import LineBox, find_lines
+from digitrec.reading.detect import LineBox, find_lines, region_crop
 from digitrec.reading.lines import LineDigit, LineReader, LineReading
 from digitrec.recognizer import UNKNOWN, Digit, Line, _metadata, _session
 
@@ -32,11 +32,16 @@ PAGE_SIDE = 2400  # pages are decoded at most this long: line crops need no more
 @dataclass(frozen=True)
 class Rejection:
     """What the predictor leaves unread: digits below ``digit_threshold`` (calibrated) are
-    "?", lines whose mean calibrated confidence is below ``line_threshold`` are dropped."""
+    "?", lines whose mean calibrated confidence is below ``line_threshold`` are dropped, and so
+    are lines the line filter gives a probability of writing below ``writing_threshold``; the
+    ink the single-digit classifier reads where the page reader read nothing is taken for
+    writing at ``region_threshold`` or more (``passes_filter``)."""
 
     temperature: float = 1.0
     digit_threshold: float = 0.0
     line_threshold: float = 0.0
+    writing_threshold: float = 0.0
+    region_threshold: float = 0.0
 
 
 class PagePredictor:
@@ -49,6 +54,8 @@ class PagePredictor:
             float(meta.get("temperature", 1.0)),
             float(meta.get("digit_threshold", 0.0)),
             float(meta.get("line_threshold", 0.0)),
+            float(meta.get("writing_threshold", 0.0)),
+            float(meta.get("region_threshold", 0.0)),
         )
 
     @classmethod
@@ -84,13 +91,28 @@ class PagePredictor:
         ]
         return [line for line in lines if line is not None]
 
+    def region_writing(self, gray: np.ndarray, box: tuple[int, int, int, int]) -> float | None:
+        """The line filter's probability that the part of ``gray`` in ``box`` (its pixels; a
+        margin of paper added) holds handwritten digits; None for a model without a filter."""
+        region = region_crop(gray, box)
+        return None if min(region.shape) < 2 else self.reader.read_lines([region])[0].writing
+
+    def passes_filter(self, gray: np.ndarray, box: tuple[int, int, int, int]) -> bool:
+        """Whether the line filter takes that region for writing (``region_threshold``)."""
+        writing = self.region_writing(gray, box)
+        return writing is None or writing >= self.rejection.region_threshold
+
+    def filtered_out(self, reading: LineReading) -> bool:
+        """Whether the line filter takes the line for no handwritten digits."""
+        return reading.writing is not None and reading.writing < self.rejection.writing_threshold
+
     def line_confidences(self, readings: Sequence[LineReading]) -> list[list[float]]:
         """Each line's digits' calibrated confidences (for choosing the thresholds)."""
         return [[self._probs(d)[d.label] for d in reading.digits] for reading in readings]
 
     def _line(self, found: LineBox, reading: LineReading, scale: _Scale, top_k: int) -> Line | None:
         """A line's digits, or None for a line read as nothing or rejected as no writing."""
-        if not reading.digits:
+        if not reading.digits or self.filtered_out(reading):
             return None
         digits = [self._digit(found, digit, scale, top_k) for digit in reading.digits]
         if np.mean([d.confidence for d in digits]) < self.rejection.line_threshold:

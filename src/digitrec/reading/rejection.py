@@ -6,15 +6,20 @@ here. On them, after the line finder and the line model have read every page onc
 
 1. the temperature is fitted (``calibration.fit_temperature``) on the digits of found lines
    read with as many digits as the line they lie on holds, against that line's true digits;
-2. the line threshold is the mean-confidence cut that reads the most pages exactly (lines
-   below it are taken for no writing: a printed word, a stamp, a scribble);
+2. the line threshold (a mean confidence) and, for a model with a line filter, the writing
+   threshold (the filter's probability) are the pair of cuts that reads the most pages
+   exactly (lines below either are taken for no writing: a printed word, a stamp, a scribble);
 3. the digit threshold rejects the ``REJECTION_RATE`` least confident digits of the kept
-   lines, as the single-digit classifier's does.
+   lines, as the single-digit classifier's does;
+4. with a line filter, the region threshold (``reader="auto"``: the filter judging the ink that
+   the single-digit classifier reads where the page reader read nothing) rejects the
+   ``REJECTION_RATE`` least likely of ``REGION_DIGITS`` validation digits rendered as users'
+   images, and is at most the writing threshold.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,8 @@ from digitrec.reading.sheet import LineTruth
 from digitrec.recognizer import Recognizer
 
 LINE_CUTS = np.round(np.arange(0.0, 0.96, 0.025), 3)
+REGION_DIGITS = 400  # validation digits as users' images, for the region threshold
+WRITING_CUTS = np.round(np.arange(0.0, 0.96, 0.05), 3)
 
 
 @dataclass
@@ -75,23 +82,58 @@ def fit_rejection(predictor: PagePredictor, pages: list[ReadPage]) -> tuple[Reje
     temperature = fit_temperature(np.asarray(frames), np.asarray(labels)) if frames else 1.0
     calibrated = PagePredictor(predictor.reader, Rejection(temperature))
     confidences = [calibrated.line_confidences(page.readings) for page in pages]
-    exact = {float(cut): _exact(pages, confidences, cut) for cut in LINE_CUTS}
-    line_threshold = max(exact, key=lambda cut: (exact[cut], -cut))
+    filtered = predictor.reader.has_filter
+    exact = {
+        (float(writing), float(cut)): _exact(pages, confidences, cut, writing)
+        for writing in (WRITING_CUTS if filtered else [0.0])
+        for cut in LINE_CUTS
+    }
+    writing_threshold, line_threshold = max(exact, key=lambda cuts: (exact[cuts], -sum(cuts)))
     kept = [
         c
-        for page in confidences
-        for line in page
-        if line and np.mean(line) >= line_threshold
+        for page, lines in zip(pages, confidences, strict=True)
+        for reading, line in zip(page.readings, lines, strict=True)
+        if _kept(reading, line, line_threshold, writing_threshold)
         for c in line
     ]
     digit_threshold = float(np.quantile(kept, REJECTION_RATE)) if kept else 0.0
-    rejection = Rejection(temperature, digit_threshold, line_threshold)
+    rejection = Rejection(temperature, digit_threshold, line_threshold, writing_threshold)
     figures = {
         "validation_pages": len(pages),
         "temperature_digits": len(labels),
-        "val_page_exact_by_line_threshold": exact,
+        "val_page_exact_by_line_threshold": {
+            cut: value for (writing, cut), value in exact.items() if writing == writing_threshold
+        },
     }
+    if filtered:
+        figures["val_page_exact_by_writing_threshold"] = {
+            writing: max(v for (w, _), v in exact.items() if w == writing)
+            for writing in map(float, WRITING_CUTS)
+        }
     return rejection, figures
+
+
+def fit_region_threshold(
+    predictor: PagePredictor, data_dir: str | Path | None = None, seed: int = 20_000
+) -> tuple[float, int]:
+    """The ``REJECTION_RATE`` quantile of the line filter's probability of writing on the ink
+    the shipped classifier reads in ``REGION_DIGITS`` validation digits rendered as users'
+    images (as ``reader="auto"`` asks it), and how many such regions there were."""
+    from digitrec.decoding import array_to_gray
+    from digitrec.imaging import find_digits
+    from digitrec.synthesis import user_digit_image
+
+    data = load_dataset("mnist", data_dir, progress=False)
+    _, _, x_val, _ = split_validation(data.train_images, data.train_labels, 5000)
+    rng = np.random.default_rng(seed)
+    scores = []
+    for index in rng.choice(len(x_val), REGION_DIGITS, replace=False):
+        gray = array_to_gray(np.asarray(user_digit_image(x_val[index], rng)))
+        boxes = [crop.box for crop in find_digits(gray)]
+        if boxes:
+            box = (*np.min(boxes, axis=0)[:2], *np.max(boxes, axis=0)[2:])
+            scores.append(predictor.region_writing(gray, tuple(int(v) for v in box)))
+    return float(np.quantile(scores, REJECTION_RATE)), len(scores)
 
 
 def _truth_of(box: tuple[int, int, int, int], truths: list[LineTruth]) -> LineTruth | None:
@@ -107,15 +149,23 @@ def _truth_of(box: tuple[int, int, int, int], truths: list[LineTruth]) -> LineTr
     return best
 
 
-def _exact(pages: list[ReadPage], confidences: list[list[list[float]]], cut: float) -> float:
-    """The fraction of pages read exactly when lines of mean confidence below ``cut`` are
-    dropped (no digit rejected)."""
+def _kept(reading: LineReading, confidences: list[float], cut: float, writing: float) -> bool:
+    """Whether a line read with these digit confidences passes both cuts."""
+    passes_filter = reading.writing is None or reading.writing >= writing
+    return bool(confidences) and passes_filter and float(np.mean(confidences)) >= cut
+
+
+def _exact(
+    pages: list[ReadPage], confidences: list[list[list[float]]], cut: float, writing: float
+) -> float:
+    """The fraction of pages read exactly when lines of mean confidence below ``cut``, or of
+    a probability of writing below ``writing``, are dropped (no digit rejected)."""
     right = 0
     for page, lines in zip(pages, confidences, strict=True):
         texts = [
             reading.text
             for reading, line in zip(page.readings, lines, strict=True)
-            if line and np.mean(line) >= cut
+            if _kept(reading, line, cut, writing)
         ]
         right += "\n".join(texts) == page.sample.text
     return right / max(len(pages), 1)
@@ -150,6 +200,9 @@ def store_rejection(
     predictor = PagePredictor.load(path)
     samples = [page for _, page in validation_pages(per_layout, data_dir)]
     rejection, figures = fit_rejection(predictor, read_pages(predictor, samples))
+    if predictor.reader.has_filter:
+        region, figures["region_digits"] = fit_region_threshold(predictor, data_dir)
+        rejection = replace(rejection, region_threshold=min(region, rejection.writing_threshold))
     metadata = {**predictor.reader.metadata, **rejection_metadata(rejection, figures)}
     with atomic_path(path, suffix=".onnx") as tmp:
         tmp.write_bytes(path.read_bytes())
