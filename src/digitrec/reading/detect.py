@@ -203,10 +203,14 @@ def _runs(ink: np.ndarray, across: int, upright: int) -> np.ndarray:
 def _straight(ink: np.ndarray, length: float, upright: bool, tilt: float) -> np.ndarray:
     """The ink on straight segments at least ``length`` long within ``tilt`` degrees of the
     horizontal (or the vertical if ``upright``): rules left a little tilted by the perspective
-    of a photo, which the runs of ``_runs`` miss (0/1 uint8)."""
-    found = cv2.HoughLinesP(
-        ink, 1, np.pi / 180, max(2, round(0.8 * length)), minLineLength=length, maxLineGap=2
-    )
+    of a photo, which the runs of ``_runs`` miss (0/1 uint8). Where no segment that long and
+    that steep fits in the image, or there are fewer ink pixels than votes it needs, none is
+    looked for (the Hough transform is most of the time of reading a small image)."""
+    votes = max(2, round(0.8 * length))
+    room = (ink.shape[0] if upright else ink.shape[1]) / np.cos(np.radians(tilt))
+    if length > room or cv2.countNonZero(ink) < votes:
+        return np.zeros_like(ink)
+    found = cv2.HoughLinesP(ink, 1, np.pi / 180, votes, minLineLength=length, maxLineGap=2)
     rules = np.zeros_like(ink)
     for x0, y0, x1, y1 in np.reshape([] if found is None else found, (-1, 4)):
         angle = np.degrees(np.arctan2(abs(y1 - y0), abs(x1 - x0)))

@@ -11,15 +11,14 @@ same alone or batched, as in the line model's batches.
 
 It learns from what the reader will see: the crops the line finder gives on generated pages of
 every layout (the line model's training split, style "train"), each labelled by the true line
-it covers, and, on pages where no crop holds digits, the region of the ink the single-digit
-reader takes for digits (what ``reader="auto"`` asks the filter about, ``region_crop``), as
-also on drawing-pad images (``drawn_image``: digits drawn with a uniform pen, a 1 often one
-straight stroke, which alone a filter could take for a piece of a rule); the epoch kept is the one with the lowest loss on crops of validation pages (its
-validation split). It
-is trained after a line recognizer, into that run's directory (``filter.keras``,
-``filter.json``), and exported inside the line model's ONNX file as a second output
-(``line_export``); the predictor drops lines below a threshold chosen on validation pages
-(``rejection``).
+it covers; on pages where no crop holds digits, the region of the ink the single-digit reader
+takes for digits (what ``reader="auto"`` asks the filter about, ``digit_region``); and that
+region on drawing-pad images (``drawn_image``: digits drawn with a uniform pen, a 1 often one
+straight stroke, which alone could pass for a piece of a rule). The epoch kept is the one with
+the lowest loss on the same kinds of crops made from the validation split. It is trained after
+a line recognizer, into that run's directory (``filter.keras``, ``filter.json``), and exported
+inside the line model's ONNX file as a second output (``line_export``); the predictor drops
+lines below a threshold chosen on validation pages (``rejection``).
 """
 
 from __future__ import annotations
