@@ -69,7 +69,7 @@ def test_drawing_pad_images_hold_dark_digits_on_white_that_the_classifier_finds(
         assert np.median(image) == 1  # mostly paper
         region, box = digit_region(image)
         assert region.shape[0] > box[3] - box[1]  # with a margin
-    images, targets = drawn_crops(FONT_DIGITS, np.arange(10), 6, seed=1)
+    images, targets = drawn_crops(FONT_DIGITS, 6, seed=1)
     assert len(images) == 6 and set(targets) == {1.0}
 
 

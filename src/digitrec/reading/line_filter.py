@@ -33,6 +33,7 @@ import cv2
 import keras
 import numpy as np
 from keras import layers
+from tqdm import tqdm
 
 from digitrec.data import load_dataset, split_validation
 from digitrec.decoding import array_to_gray
@@ -54,6 +55,7 @@ COVERED = 0.5
 POOL_BATCHES = 8  # crops are batched by width within pools of this many batches
 SPILL = 32  # input columns: more than the last convolution's reach (22) beyond a line's ink
 VAL_SEED = 30_000  # validation pages' seeds start here (the rejection's start at 10,000)
+Crops = tuple[list[np.ndarray], np.ndarray]  # prepared crops (uint8) and their labels (0/1)
 
 
 @dataclass
@@ -115,23 +117,26 @@ def holds_digits(box: Box, truths: list[LineTruth]) -> bool | None:
 
 
 def page_crops(
-    digits: np.ndarray, labels: np.ndarray, per_layout: int, seed: int, style: str
-) -> tuple[list[np.ndarray], np.ndarray]:
+    digits: np.ndarray,
+    labels: np.ndarray,
+    per_layout: int,
+    seed: int,
+    style: str,
+    progress: bool = False,
+) -> Crops:
     """The crops the filter judges on ``per_layout`` generated pages of every layout (see
     ``labelled_crops``), prepared as the line model takes them (uint8, white ink), and whether
     each holds digits (1) or not (0); page ``i`` of a layout has seed ``seed + i``."""
     images, targets = [], []
-    for layout in LAYOUTS:
-        for i in range(per_layout):
-            for crop, label in labelled_crops(page_sample(layout, digits, labels, seed + i, style)):
-                images.append(np.round(prepare_line(crop).image * 255).astype(np.uint8))
-                targets.append(int(label))
+    pages = [(layout, i) for layout in LAYOUTS for i in range(per_layout)]
+    for layout, i in tqdm(pages, f"{style} pages", unit="page", disable=not progress):
+        for crop, label in labelled_crops(page_sample(layout, digits, labels, seed + i, style)):
+            images.append(np.round(prepare_line(crop).image * 255).astype(np.uint8))
+            targets.append(int(label))
     return images, np.asarray(targets, np.float32)
 
 
-def drawn_crops(
-    digits: np.ndarray, labels: np.ndarray, count: int, seed: int
-) -> tuple[list[np.ndarray], np.ndarray]:
+def drawn_crops(digits: np.ndarray, count: int, seed: int) -> Crops:
     """The region of the ink the single-digit reader reads in ``count`` drawing-pad images
     (``drawn_image``), prepared as the line model takes them: all hold digits (1)."""
     rng = np.random.default_rng(seed)
@@ -272,9 +277,6 @@ def train_line_filter(
     return out
 
 
-Crops = tuple[list[np.ndarray], np.ndarray]
-
-
 def training_crops(
     run_dir: Path, settings: FilterSettings, data_dir: str | Path | None, verbose: bool
 ) -> tuple[Crops, Crops]:
@@ -297,12 +299,12 @@ def training_crops(
         data.train_images, data.train_labels, line_settings["val_size"]
     )
     train = _joined(
-        page_crops(x_train, y_train, settings.pages_per_layout, settings.seed, "train"),
-        drawn_crops(x_train, y_train, settings.drawn, settings.seed),
+        page_crops(x_train, y_train, settings.pages_per_layout, settings.seed, "train", verbose),
+        drawn_crops(x_train, settings.drawn, settings.seed),
     )
     val = _joined(
-        page_crops(x_val, y_val, settings.val_pages_per_layout, VAL_SEED, "validation"),
-        drawn_crops(x_val, y_val, max(1, settings.drawn // 20), VAL_SEED),
+        page_crops(x_val, y_val, settings.val_pages_per_layout, VAL_SEED, "validation", verbose),
+        drawn_crops(x_val, max(1, settings.drawn // 20), VAL_SEED),
     )
     with atomic_path(kept, suffix=".npz") as tmp:
         np.savez(tmp, pages=pages, **_packed(train, "train"), **_packed(val, "val"))
