@@ -112,9 +112,11 @@ def test_a_trained_filter_is_exported_as_the_line_models_second_output(tiny_run,
         alone = pad_batch([prepare_line(sample.image).image])
         expected = float(np.asarray(line_filter(alone))[0, 0])
         assert reading.writing == pytest.approx(expected, abs=1e-4)
+        assert reader.writing(sample.image) == pytest.approx(reading.writing, abs=1e-6)
     # a model without a filter reads lines with no probability of writing
     plain = export_line_model(run, tmp_path / "plain.onnx", data_dir, strip_lines)
     assert LineReader.load(plain).read_lines([samples[0].image])[0].writing is None
+    assert LineReader.load(plain).writing(samples[0].image) is None
 
 
 def test_a_stopped_training_takes_up_the_crops_it_made(tiny_run, tmp_path, monkeypatch):  # noqa: F811

@@ -280,7 +280,7 @@ class Recognizer:
     def _written(self, digits: Reading, gray: np.ndarray, factor: float) -> bool:
         """Whether the line filter takes the ink of the classifier's digits for handwriting
         (the classifier reads scribbles as digits too)."""
-        x0, y0, x1, y1 = _union([d.box for d in digits.digits])
+        x0, y0, x1, y1 = box_around([d.box for d in digits.digits])
         box = (
             int(x0 / factor),
             int(y0 / factor),
@@ -309,7 +309,7 @@ class Recognizer:
             ]
             start += len(image_crops)
             text = "".join(UNKNOWN if d.label is None else self.classes[d.label] for d in digits)
-            lines = [Line(text, _union([d.box for d in digits]), digits)] if digits else []
+            lines = [Line(text, box_around([d.box for d in digits]), digits)] if digits else []
             readings.append(Reading(text, digits, [crop.image for crop in image_crops], lines))
         return readings
 
@@ -361,8 +361,8 @@ def _size(gray: np.ndarray, factor: float) -> tuple[int, int]:
     return round(gray.shape[0] * factor), round(gray.shape[1] * factor)
 
 
-def _union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
-    """The box around the boxes."""
+def box_around(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """The box around the boxes (x0, y0, x1, y1; exclusive ends)."""
     return (
         min(b[0] for b in boxes),
         min(b[1] for b in boxes),

@@ -105,11 +105,16 @@ def region_crop(gray: np.ndarray, box: Box) -> np.ndarray:
 
 def iou(a: Box, b: Box) -> float:
     """Intersection over union of two boxes (x0, y0, x1, y1; exclusive ends)."""
-    common = _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
-    return common / (_area(a) + _area(b) - common) if common else 0.0
+    common = overlap(a, b)
+    return common / (area(a) + area(b) - common) if common else 0.0
 
 
-def _area(box: Box) -> int:
+def overlap(a: Box, b: Box) -> int:
+    """The area two boxes share."""
+    return area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+
+
+def area(box: Box) -> int:
     """The area of a box; 0 if it is empty."""
     return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
 

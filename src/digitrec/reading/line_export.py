@@ -224,8 +224,9 @@ images, measured once after everything was chosen.
 The line filter (the second output, if the model has one: ``digitrec.reading.line_filter``)
 learned from the line finder's crops of generated pages of every layout (training split, style
 "train"; where no crop of a page holds digits, the region of the ink the single-digit reader
-takes for digits), each labelled by the true line it covers; its epoch was chosen by the loss
-on crops of validation pages.
+takes for digits), each labelled by the true line it covers, and from that region on generated
+drawing-pad images; its epoch was chosen by the loss on the same kinds of crops made from the
+validation split.
 
 ## Reproduce
 

@@ -40,10 +40,11 @@ from digitrec.decoding import array_to_gray
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, read_json, write_json
 from digitrec.imaging import find_digits
-from digitrec.reading.detect import Box, find_lines, region_crop
+from digitrec.reading.detect import Box, area, find_lines, overlap, region_crop
 from digitrec.reading.lines import HEIGHT, pad_batch, prepare_line
 from digitrec.reading.pages import LAYOUTS, PageSample, page_sample
 from digitrec.reading.sheet import LineTruth
+from digitrec.recognizer import box_around
 
 FILTER_MODEL = "filter.keras"
 FILTER_RECORD = "filter.json"
@@ -104,13 +105,8 @@ def holds_digits(box: Box, truths: list[LineTruth]) -> bool | None:
     of a true line or lies that much within one, False when it touches none, None between."""
     best = 0.0
     for truth in truths:
-        tx0, ty0, tx1, ty1 = truth.box
-        overlap = max(0, min(box[2], tx1) - max(box[0], tx0)) * max(
-            0, min(box[3], ty1) - max(box[1], ty0)
-        )
-        own = max(1, (box[2] - box[0]) * (box[3] - box[1]))
-        true = max(1, (tx1 - tx0) * (ty1 - ty0))
-        best = max(best, overlap / own, overlap / true)
+        common = overlap(box, truth.box)
+        best = max(best, common / max(1, area(box)), common / max(1, area(truth.box)))
     if best >= COVERED:
         return True
     return False if best == 0 else None
@@ -185,10 +181,9 @@ def digit_region(gray: np.ndarray) -> tuple[np.ndarray, Box] | None:
     boxes = [crop.box for crop in find_digits(gray)]
     if not boxes:
         return None
-    x0, y0 = (min(box[k] for box in boxes) for k in (0, 1))
-    x1, y1 = (max(box[k] for box in boxes) for k in (2, 3))
-    region = region_crop(gray, (x0, y0, x1, y1))
-    return (region, (x0, y0, x1, y1)) if min(region.shape) >= 2 else None
+    box = box_around(boxes)
+    region = region_crop(gray, box)
+    return (region, box) if min(region.shape) >= 2 else None
 
 
 def labelled_crops(page: PageSample) -> list[tuple[np.ndarray, bool]]:

@@ -229,6 +229,14 @@ class LineReader:
         """Frame posteriors (N, frames, classes) of a batch (N, height, width, 1)."""
         return self.outputs(batch)[0]
 
+    def writing(self, image: InputImage) -> float | None:
+        """The line filter's probability that a crop holds handwritten digits, without reading
+        them; None for a model without a filter."""
+        if not self.has_filter:
+            return None
+        line = prepare_line(load_image(image), self.height, self.stride)
+        return float(self.outputs(line.image[None, :, :, None])[1][0, 0])
+
     def read_line(self, image: InputImage) -> LineReading:
         """Read one line crop (a path, bytes, PIL image or array; dark ink on light or the
         reverse)."""

@@ -95,7 +95,7 @@ class PagePredictor:
         """The line filter's probability that the part of ``gray`` in ``box`` (its pixels; a
         margin of paper added) holds handwritten digits; None for a model without a filter."""
         region = region_crop(gray, box)
-        return None if min(region.shape) < 2 else self.reader.read_lines([region])[0].writing
+        return None if min(region.shape) < 2 else self.reader.writing(region)
 
     def passes_filter(self, gray: np.ndarray, box: tuple[int, int, int, int]) -> bool:
         """Whether the line filter takes that region for writing (``region_threshold``)."""

@@ -27,12 +27,12 @@ import numpy as np
 
 from digitrec.calibration import REJECTION_RATE, fit_temperature
 from digitrec.data import load_dataset, split_validation
-from digitrec.reading.detect import find_lines
+from digitrec.reading.detect import find_lines, overlap
 from digitrec.reading.lines import LineReading
 from digitrec.reading.pages import LAYOUTS, PageSample, page_sample
 from digitrec.reading.predictor import PagePredictor, Rejection
 from digitrec.reading.sheet import LineTruth
-from digitrec.recognizer import Recognizer
+from digitrec.recognizer import Recognizer, box_around
 
 LINE_CUTS = np.round(np.arange(0.0, 0.96, 0.025), 3)
 REGION_DIGITS = 400  # validation digits as users' images, for the region threshold
@@ -131,8 +131,7 @@ def fit_region_threshold(
         gray = array_to_gray(np.asarray(user_digit_image(x_val[index], rng)))
         boxes = [crop.box for crop in find_digits(gray)]
         if boxes:
-            box = (*np.min(boxes, axis=0)[:2], *np.max(boxes, axis=0)[2:])
-            scores.append(predictor.region_writing(gray, tuple(int(v) for v in box)))
+            scores.append(predictor.region_writing(gray, box_around(boxes)))
     return float(np.quantile(scores, REJECTION_RATE)), len(scores)
 
 
@@ -140,12 +139,9 @@ def _truth_of(box: tuple[int, int, int, int], truths: list[LineTruth]) -> LineTr
     """The true line a found line's box lies on: the one whose box it overlaps most, if any."""
     best, best_area = None, 0
     for truth in truths:
-        tx0, ty0, tx1, ty1 = truth.box
-        area = max(0, min(box[2], tx1) - max(box[0], tx0)) * max(
-            0, min(box[3], ty1) - max(box[1], ty0)
-        )
-        if area > best_area:
-            best, best_area = truth, area
+        common = overlap(box, truth.box)
+        if common > best_area:
+            best, best_area = truth, common
     return best
 
 
