@@ -81,8 +81,12 @@ VARIANTS = [
     Variant("ReLU before pooling", build=relu_then_pool),
     Variant("images shuffled in a tf.data buffer", pipeline=shuffled_images),
     Variant("float32 throughout (no bfloat16 mixed precision)", {"precision": "float32"}),
-    Variant("batch 64", {"batch_size": 64}),
-    Variant("batch 256", {"batch_size": 256}),
+    Variant(
+        "batch 128, learning rate 0.01 (the recipe before)",
+        {"batch_size": 128, "learning_rate": 0.01},
+    ),
+    Variant("batch 256, learning rate 0.02", {"batch_size": 256, "learning_rate": 0.02}),
+    Variant("16, 24 filters, Dense 96", {"model_args": {"filters": (16, 24), "dense": 96}}),
     Variant(
         "wider: 32, 64 filters, Dense 256", {"model_args": {"filters": (32, 64), "dense": 256}}
     ),
