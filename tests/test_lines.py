@@ -161,7 +161,8 @@ def test_line_model_gives_one_frame_per_stride_columns():
 
 
 def test_a_tiny_line_model_lowers_its_ctc_loss_in_a_few_steps():
-    from digitrec.reading.line_model import batches, build_line_model
+    from digitrec.reading.line_batches import batches
+    from digitrec.reading.line_model import build_line_model
     from digitrec.reading.line_training import compile_line_model
 
     keras.utils.set_random_seed(0)
@@ -176,7 +177,8 @@ def test_a_tiny_line_model_lowers_its_ctc_loss_in_a_few_steps():
 
 
 def test_ctc_loss_of_a_line_without_digits_is_that_of_all_blanks():
-    from digitrec.reading.line_model import LineCTCLoss, encode_targets
+    from digitrec.reading.line_batches import encode_targets
+    from digitrec.reading.line_model import LineCTCLoss
 
     frames = np.full((2, 6, BLANK + 1), 0.01, np.float32)
     frames[..., BLANK] = 0.9
@@ -205,7 +207,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
         patch.setitem(DATASETS, info.name, info)
         settings = tiny_settings(dataset="tiny", val_size=20)
         yield (
-            train_line_model(settings, root / "run", root / "tiny", strip_lines, False),
+            train_line_model(
+                settings, root / "run", root / "tiny", strip_lines, False, background=False
+            ),
             root / "tiny",
         )
 
@@ -222,7 +226,8 @@ def test_training_leaves_the_best_epochs_model_and_its_metrics(tiny_run):
 
 
 def test_training_resumes_an_interrupted_run_from_its_last_epoch(tmp_path, tiny_registered):
-    from digitrec.reading.line_training import epoch_seed, train_line_model
+    from digitrec.reading.line_batches import epoch_seed
+    from digitrec.reading.line_training import train_line_model
 
     seeds = []
 
@@ -235,11 +240,15 @@ def test_training_resumes_an_interrupted_run_from_its_last_epoch(tmp_path, tiny_
     settings = tiny_settings(dataset="tiny", val_size=20)
     run = tmp_path / "run"
     with pytest.raises(Exception, match="killed"):
-        train_line_model(settings, run, tiny_registered, killed_in_the_second_epoch, False)
+        train_line_model(
+            settings, run, tiny_registered, killed_in_the_second_epoch, False, background=False
+        )
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 1 and (run / state["checkpoint"]).is_file()
     seeds.clear()
-    train_line_model(settings, run, tiny_registered, killed_in_the_second_epoch, False)
+    train_line_model(
+        settings, run, tiny_registered, killed_in_the_second_epoch, False, background=False
+    )
     assert seeds[1:] == [epoch_seed(0, 1)]  # after the validation lines: the second epoch only
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 2
@@ -254,15 +263,15 @@ def test_training_refuses_a_run_directory_with_other_settings(tmp_path, tiny_reg
     (run / "run.json").write_text(json.dumps({"settings": asdict(tiny_settings(seed=5))}))
     settings = tiny_settings(dataset="tiny", val_size=20)
     with pytest.raises(DigitrecError, match="other settings"):
-        train_line_model(settings, run, tiny_registered, strip_lines, False)
+        train_line_model(settings, run, tiny_registered, strip_lines, False, background=False)
 
 
 # --- export and reading --------------------------------------------------------------------------
 
 
 def test_export_matches_keras_and_the_reader_reads_lines(tiny_run, tmp_path):
+    from digitrec.reading.line_batches import batch_arrays, prepared
     from digitrec.reading.line_export import export_line_model
-    from digitrec.reading.line_model import batch_arrays, prepared
     from digitrec.reading.lines import LineReader
 
     run, data_dir = tiny_run

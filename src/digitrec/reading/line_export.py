@@ -23,8 +23,9 @@ from digitrec.data import load_dataset, split_validation
 from digitrec.errors import ModelError
 from digitrec.export import write_metadata
 from digitrec.files import atomic_path, read_json
+from digitrec.reading.line_batches import LineSource, batch_arrays, prepared
 from digitrec.reading.line_filter import FILTER_MODEL, FILTER_RECORD
-from digitrec.reading.line_model import LineSource, LineTrainSettings, batch_arrays, prepared
+from digitrec.reading.line_model import LineTrainSettings
 from digitrec.reading.line_training import default_source
 from digitrec.reading.lines import ALPHABET, BLANK, HEIGHT, STRIDE, LineReader
 from digitrec.reading.style import page_style
@@ -206,7 +207,7 @@ def _filter_call(record: dict[str, Any] | None) -> str:
     if not record:
         return ""
     settings = ", ".join(f"{key}={value!r}" for key, value in record["settings"].items())
-    return f"train_line_filter(run, FilterSettings({settings}))\n"
+    return f"train_line_filter(run, FilterSettings({settings}))\n    "
 
 
 CARD_TAIL = """
@@ -237,9 +238,10 @@ from digitrec.reading.line_export import export_line_model
 from digitrec.reading.line_filter import FilterSettings, train_line_filter
 from digitrec.reading.rejection import store_rejection
 
-run = train_line_model(LineTrainSettings(epochs={epochs}, steps_per_epoch={steps}), "runs/lines")
-{filter_line}onnx = export_line_model(run)               # parity-checked against Keras
-store_rejection(onnx, per_layout=30)        # validation pages only
-# then copy it to src/digitrec/assets/lines.onnx
+if __name__ == "__main__":  # the training lines are made in a worker process
+    run = train_line_model(LineTrainSettings(epochs={epochs}, steps_per_epoch={steps}), "runs/lines")
+    {filter_line}onnx = export_line_model(run)  # parity-checked against Keras
+    store_rejection(onnx, per_layout=30)  # validation pages only
+    # then copy it to src/digitrec/assets/lines.onnx
 ```
 """

@@ -1,46 +1,24 @@
-"""The CTC line recognizer's Keras model, its loss, and the batches it trains on.
+"""The CTC line recognizer's Keras model, its loss and its training settings.
 
 A compact CNN collapses the line's height to one and keeps one time step per ``STRIDE`` columns;
 a bidirectional LSTM (``head="lstm"``) or two 1-D convolutions (``head="conv"``) then see the
 neighbouring steps, and a softmax gives each step's posteriors of the ten digits and the CTC
-blank. Training lines come from a line source (``digitrec.reading.pages.line_samples`` unless
-told otherwise) and go through the inference side's own preprocessing (``lines.prepare_line``).
+blank. The batches it trains on are made by ``line_batches``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import islice, pairwise
-from typing import Any, Protocol
+from typing import Any
 
 import keras
-import numpy as np
 from keras import layers
 
 from digitrec.errors import DigitrecError
-from digitrec.reading.lines import (
-    ALPHABET,
-    BLANK,
-    HEIGHT,
-    STRIDE,
-    PreparedLine,
-    pad_batch,
-    prepare_line,
-)
+from digitrec.reading.lines import ALPHABET, BLANK, HEIGHT
 
 HEADS = ("lstm", "conv")
-POOL_BATCHES = 8  # lines are sorted by width within pools of this many batches: less padding
-
-
-class LineSample(Protocol):
-    """What a line source yields: a grey line crop (dark ink on light) and its digits."""
-
-    image: np.ndarray
-    text: str
-
-
-LineSource = Callable[..., Iterable[LineSample]]  # (digits, labels, count, seed, style=...)
 
 
 @dataclass
@@ -130,50 +108,3 @@ class LineCTCLoss(keras.losses.Loss):
         return ops.ctc_loss(
             targets[:, 2:], log_posteriors, targets[:, 0], targets[:, 1], mask_index=BLANK
         )
-
-
-# --- batches -------------------------------------------------------------------------------------
-
-
-def encode_targets(texts: list[str], frames: list[int]) -> np.ndarray:
-    """Rows of [label count, frame count, labels..., 0 padding] as float32 (``LineCTCLoss``);
-    at least one label column, even when no line has a digit (CTC needs one)."""
-    rows = np.zeros((len(texts), 2 + max([1, *map(len, texts)])), np.float32)
-    for row, text, count in zip(rows, texts, frames, strict=True):
-        row[:2] = len(text), count
-        row[2 : 2 + len(text)] = [ALPHABET.index(c) for c in text]
-    return rows
-
-
-def min_frames(text: str) -> int:
-    """The fewest frames CTC can align a text to: one per label, one blank between repeats."""
-    return len(text) + sum(a == b for a, b in pairwise(text))
-
-
-def prepared(samples: Iterable[LineSample]) -> Iterator[tuple[PreparedLine, str]]:
-    """Samples preprocessed as the reader does; lines too narrow for their text are skipped
-    (CTC cannot align them). A line without digits (text "") teaches the model all blanks."""
-    for sample in samples:
-        line = prepare_line(sample.image)
-        if line.image.shape[1] // STRIDE >= min_frames(sample.text):
-            yield line, sample.text
-
-
-def batches(
-    samples: Iterable[LineSample], batch_size: int, rng: np.random.Generator
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(inputs, targets) batches; lines of similar width are batched together (sorted within
-    a pool of ``POOL_BATCHES`` batches, which are then shuffled) to spend little on padding."""
-    lines = prepared(samples)
-    while pool := list(islice(lines, batch_size * POOL_BATCHES)):
-        pool.sort(key=lambda item: item[0].image.shape[1])
-        groups = [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
-        for index in rng.permutation(len(groups)):
-            yield batch_arrays(groups[index])
-
-
-def batch_arrays(group: list[tuple[PreparedLine, str]]) -> tuple[np.ndarray, np.ndarray]:
-    """One batch's padded inputs and packed targets."""
-    images = [line.image for line, _ in group]
-    frames = [image.shape[1] // STRIDE for image in images]
-    return pad_batch(images), encode_targets([text for _, text in group], frames)

@@ -13,27 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
+from digitrec.background import in_background
 from digitrec.config import TrainConfig
 from digitrec.data import Dataset, load_dataset, split_validation
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, read_json, write_json
 from digitrec.model_setup import learning_rate
-from digitrec.reading.line_model import (
-    LineCTCLoss,
-    LineSource,
-    LineTrainSettings,
-    batch_arrays,
-    batches,
-    build_line_model,
-    prepared,
-)
+from digitrec.reading.line_batches import LineSource, batch_arrays, prepared, training_batches
+from digitrec.reading.line_model import LineCTCLoss, LineTrainSettings, build_line_model
 from digitrec.reading.lines import HEIGHT, decode_text
 from digitrec.train import CHECKPOINT_DIR, STATE_FILE, EpochCheckpoint, run_record
 
@@ -46,11 +39,6 @@ def default_source() -> LineSource:
     return line_samples
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of one epoch's training lines: a new set every epoch, the same on a rerun."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-
-
 # --- training ------------------------------------------------------------------------------------
 
 
@@ -60,10 +48,13 @@ def train_line_model(
     data_dir: str | Path | None = None,
     source: LineSource | None = None,
     verbose: bool = True,
+    background: bool = True,
 ) -> Path:
     """Train a line recognizer into ``out_dir``, or resume the run there; return the directory.
 
-    ``source`` makes the lines (default ``digitrec.reading.pages.line_samples``).
+    ``source`` makes the lines (default ``digitrec.reading.pages.line_samples``), in a worker
+    process while the model trains (``background``: the source must be a module-level function,
+    and a calling script needs an ``if __name__ == "__main__"`` guard) or in this one.
     """
     settings.check()
     run_dir = Path(out_dir)
@@ -84,7 +75,7 @@ def train_line_model(
     callbacks = [LineCheckpoint(run_dir, state, validation, verbose)]
     if state["epoch"] < settings.epochs:
         model.fit(
-            training_dataset(source, x_train, y_train, settings, state["epoch"]),
+            training_dataset(source, x_train, y_train, settings, state["epoch"], background),
             epochs=settings.epochs,
             initial_epoch=state["epoch"],
             steps_per_epoch=settings.steps_per_epoch,
@@ -140,36 +131,23 @@ def training_dataset(
     labels: np.ndarray,
     settings: LineTrainSettings,
     first_epoch: int,
+    background: bool = True,
 ) -> Any:
-    """The batches of training lines from ``first_epoch`` to the last, each epoch's lines drawn
-    from a seed of its own (``epoch_seed``). The source is asked for a batch more than an epoch
-    needs, as lines too narrow for their text are skipped (a lazy source such as
-    ``line_samples`` makes only the lines taken)."""
+    """The batches of training lines from ``first_epoch`` to the last (``training_batches``),
+    made in a worker process (``background``; the source must then pickle) or in this one."""
     import tensorflow as tf
 
+    args = (source, images, labels, settings.seed, range(first_epoch, settings.epochs))
+    args += (settings.steps_per_epoch, settings.batch_size)
+
     def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for epoch in range(first_epoch, settings.epochs):
-            seed = epoch_seed(settings.seed, epoch)
-            count = (settings.steps_per_epoch + 1) * settings.batch_size
-            samples = source(images, labels, count, seed, style="train")
-            epoch_batches = batches(samples, settings.batch_size, np.random.default_rng(seed))
-            yield from take(epoch_batches, settings.steps_per_epoch)
+        yield from in_background(training_batches, *args) if background else training_batches(*args)
 
     signature = (
         tf.TensorSpec((None, HEIGHT, None, 1), tf.float32),
         tf.TensorSpec((None, None), tf.float32),
     )
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
-
-
-def take(items: Iterator[Any], count: int) -> Iterator[Any]:
-    """The first ``count`` items; fewer is an error (the source made too few usable lines)."""
-    made = 0
-    for item in islice(items, count):
-        made += 1
-        yield item
-    if made < count:
-        raise DigitrecError(f"the line source gave {made} batches of the {count} an epoch needs")
 
 
 def validation_batches(
