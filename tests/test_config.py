@@ -165,7 +165,7 @@ def test_help_lists_every_setting_with_its_default_and_every_model(capsys):
     assert "--tta, --no-tta" in text
     for spec in MODELS.values():
         assert f"{spec.name} {spec.description}" in text
-    assert 'epochs=2, batch_size=128, learning_rate=0.01, schedule="onecycle"' in text
+    assert 'epochs=2, batch_size=192, learning_rate=0.015, schedule="onecycle"' in text
 
 
 def test_settings_and_models_load_without_tensorflow():
