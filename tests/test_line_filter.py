@@ -59,6 +59,17 @@ def test_page_crops_are_prepared_lines_labelled_with_and_without_digits():
     assert all(image.dtype == np.uint8 and image.shape[0] == HEIGHT for image in images)
 
 
+def test_page_crops_made_by_worker_processes_are_those_made_here():
+    from digitrec.reading.line_filter import page_crops
+
+    here = page_crops(FONT_DIGITS, np.arange(10), 2, 5, "train")
+    there = page_crops(FONT_DIGITS, np.arange(10), 2, 5, "train", workers=2)
+    np.testing.assert_array_equal(here[1], there[1])
+    assert len(here[0]) == len(there[0])
+    for mine, theirs in zip(here[0], there[0], strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
 def test_drawing_pad_images_hold_dark_digits_on_white_that_the_classifier_finds():
     from digitrec.reading.line_filter import digit_region, drawn_crops, drawn_image
 
@@ -133,7 +144,7 @@ def test_a_stopped_training_takes_up_the_crops_it_made(tiny_run, tmp_path, monke
     real_build = line_filter.build_line_filter
     monkeypatch.setattr(line_filter, "build_line_filter", lambda *_: pytest.fail("stopped"))
     with pytest.raises(pytest.fail.Exception, match="stopped"):
-        line_filter.train_line_filter(copy, settings, data_dir, verbose=False)
+        line_filter.train_line_filter(copy, settings, data_dir, verbose=False, workers=1)
     assert len(made) == 2 and (copy / line_filter.CROPS_FILE).is_file()
     assert not (copy / line_filter.FILTER_MODEL).exists()
     monkeypatch.setattr(line_filter, "build_line_filter", real_build)

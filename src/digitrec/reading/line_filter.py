@@ -23,9 +23,13 @@ lines below a threshold chosen on validation pages (``rejection``).
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -119,17 +123,47 @@ def page_crops(
     seed: int,
     style: str,
     progress: bool = False,
+    workers: int = 1,
 ) -> Crops:
     """The crops the filter judges on ``per_layout`` generated pages of every layout (see
     ``labelled_crops``), prepared as the line model takes them (uint8, white ink), and whether
-    each holds digits (1) or not (0); page ``i`` of a layout has seed ``seed + i``."""
-    images, targets = [], []
-    pages = [(layout, i) for layout in LAYOUTS for i in range(per_layout)]
-    for layout, i in tqdm(pages, f"{style} pages", unit="page", disable=not progress):
-        for crop, label in labelled_crops(page_sample(layout, digits, labels, seed + i, style)):
-            images.append(np.round(prepare_line(crop).image * 255).astype(np.uint8))
-            targets.append(int(label))
-    return images, np.asarray(targets, np.float32)
+    each holds digits (1) or not (0); page ``i`` of a layout has seed ``seed + i``. ``workers``
+    processes make the pages (the same crops, in the same order, however many)."""
+    pages = [(layout, seed + i, style) for layout in LAYOUTS for i in range(per_layout)]
+    show = partial(tqdm, total=len(pages), desc=f"{style} pages", unit="page", disable=not progress)
+    if workers <= 1:
+        return _gathered(show(_crops_of_page(page, digits, labels) for page in pages))
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, spawn, _share_digits, (digits, labels)) as pool:
+        return _gathered(show(pool.map(_crops_of_shared_page, pages, chunksize=20)))
+
+
+_SHARED: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # in a worker: the digits of its pages
+
+
+def _share_digits(digits: np.ndarray, labels: np.ndarray) -> None:
+    """A worker's start: the digits every page it makes draws from."""
+    _SHARED["digits"] = digits, labels
+
+
+def _crops_of_shared_page(page: tuple[str, int, str]) -> list[tuple[np.ndarray, int]]:
+    return _crops_of_page(page, *_SHARED["digits"])
+
+
+def _crops_of_page(
+    page: tuple[str, int, str], digits: np.ndarray, labels: np.ndarray
+) -> list[tuple[np.ndarray, int]]:
+    """One page's labelled crops, prepared as the line model takes them."""
+    layout, seed, style = page
+    return [
+        (np.round(prepare_line(crop).image * 255).astype(np.uint8), int(label))
+        for crop, label in labelled_crops(page_sample(layout, digits, labels, seed, style))
+    ]
+
+
+def _gathered(per_page: Iterable[list[tuple[np.ndarray, int]]]) -> Crops:
+    crops = [crop for page in per_page for crop in page]
+    return [image for image, _ in crops], np.asarray([label for _, label in crops], np.float32)
 
 
 def drawn_crops(digits: np.ndarray, count: int, seed: int) -> Crops:
@@ -220,18 +254,22 @@ def train_line_filter(
     settings: FilterSettings | None = None,
     data_dir: str | Path | None = None,
     verbose: bool = True,
+    workers: int | None = None,
 ) -> Path:
     """Train a line filter into a line training run's directory (``filter.keras`` and
     ``filter.json``, each written whole); return the model's path. The crops, most of the time,
     are kept in ``CROPS_FILE`` until then: a stopped run takes them up again and trains anew
-    (a few minutes)."""
+    (a few minutes). ``workers`` processes make the pages (default: one per core; a calling
+    script needs an ``if __name__ == "__main__"`` guard when it is more than one)."""
     settings = settings or FilterSettings()
     settings.check()
     run_dir = Path(run_dir)
     if not (run_dir / "run.json").is_file():
         raise DigitrecError(f"{run_dir}: not a line training run (no run.json)")
     started = time.perf_counter()
-    train, val = training_crops(run_dir, settings, data_dir, verbose)
+    train, val = training_crops(
+        run_dir, settings, data_dir, verbose, workers or os.cpu_count() or 1
+    )
     if verbose:
         print(
             f"{len(train[0])} training crops ({train[1].mean():.0%} with digits), "
@@ -273,7 +311,11 @@ def train_line_filter(
 
 
 def training_crops(
-    run_dir: Path, settings: FilterSettings, data_dir: str | Path | None, verbose: bool
+    run_dir: Path,
+    settings: FilterSettings,
+    data_dir: str | Path | None,
+    verbose: bool,
+    workers: int = 1,
 ) -> tuple[Crops, Crops]:
     """The training and validation crops: those kept in ``CROPS_FILE`` by a stopped run with
     the same pages, else made from the line model's data (and kept)."""
@@ -294,11 +336,15 @@ def training_crops(
         data.train_images, data.train_labels, line_settings["val_size"]
     )
     train = _joined(
-        page_crops(x_train, y_train, settings.pages_per_layout, settings.seed, "train", verbose),
+        page_crops(
+            x_train, y_train, settings.pages_per_layout, settings.seed, "train", verbose, workers
+        ),
         drawn_crops(x_train, settings.drawn, settings.seed),
     )
     val = _joined(
-        page_crops(x_val, y_val, settings.val_pages_per_layout, VAL_SEED, "validation", verbose),
+        page_crops(
+            x_val, y_val, settings.val_pages_per_layout, VAL_SEED, "validation", verbose, workers
+        ),
         drawn_crops(x_val, max(1, settings.drawn // 20), VAL_SEED),
     )
     with atomic_path(kept, suffix=".npz") as tmp:
