@@ -256,7 +256,7 @@ def test_the_shipped_line_model_loads_with_its_rejection_and_figures():
     assert (meta["alphabet"], meta["height"], meta["stride"]) == ("0123456789", 32, 4)
     rejection = predictor.rejection
     assert rejection.temperature > 0 and 0 < rejection.digit_threshold < 1
-    assert 0 < rejection.line_threshold < 1
+    assert 0 <= rejection.line_threshold < 1 and 0 < rejection.writing_threshold < 1
     assert meta["rejection_figures"]["validation_pages"] >= 100
     assert 0.5 < meta["val_exact"] <= 1 and meta["parity"]["max_difference"] < 1e-4
 

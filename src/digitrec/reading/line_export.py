@@ -241,7 +241,7 @@ from digitrec.reading.rejection import store_rejection
 if __name__ == "__main__":  # the training lines are made in a worker process
     run = train_line_model(LineTrainSettings(epochs={epochs}, steps_per_epoch={steps}), "runs/lines")
     {filter_line}onnx = export_line_model(run)  # parity-checked against Keras
-    store_rejection(onnx, per_layout=30)  # validation pages only
+    store_rejection(onnx, per_layout=100)  # validation pages only
     # then copy it to src/digitrec/assets/lines.onnx
 ```
 """
