@@ -1,6 +1,8 @@
 """Items made in a worker process (``digitrec.background``), and the line recognizer's training
 batches made that way."""
 
+import multiprocessing
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,9 @@ def test_a_failure_in_the_worker_is_raised_naming_it():
 def test_stopping_early_stops_the_worker():
     items = in_background(range, 10**9, ahead=2)
     assert [next(items) for _ in range(3)] == [0, 1, 2]
+    assert multiprocessing.active_children()  # the worker, waiting to queue more
     items.close()  # the generator's finally: the worker is told to stop and joined
+    assert not multiprocessing.active_children()
 
 
 def test_training_lines_made_in_a_worker_are_those_made_here():
