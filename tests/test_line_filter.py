@@ -44,14 +44,14 @@ def test_a_line_reads_the_same_alone_and_in_a_padded_batch():
     ],
 )
 def test_found_boxes_hold_digits_by_the_share_of_a_true_line_they_cover(box, expected):
-    from digitrec.reading.line_filter import holds_digits
+    from digitrec.reading.filter_crops import holds_digits
 
     truth = LineTruth("123", (0, 0, 100, 30), [])
     assert holds_digits(box, [truth]) is expected
 
 
 def test_page_crops_are_prepared_lines_labelled_with_and_without_digits():
-    from digitrec.reading.line_filter import page_crops
+    from digitrec.reading.filter_crops import page_crops
     from digitrec.reading.lines import HEIGHT
 
     images, targets = page_crops(FONT_DIGITS, np.arange(10), 1, 0, "train")
@@ -60,7 +60,7 @@ def test_page_crops_are_prepared_lines_labelled_with_and_without_digits():
 
 
 def test_page_crops_made_by_worker_processes_are_those_made_here():
-    from digitrec.reading.line_filter import page_crops
+    from digitrec.reading.filter_crops import page_crops
 
     here = page_crops(FONT_DIGITS, np.arange(10), 2, 5, "train")
     there = page_crops(FONT_DIGITS, np.arange(10), 2, 5, "train", workers=2)
@@ -71,7 +71,7 @@ def test_page_crops_made_by_worker_processes_are_those_made_here():
 
 
 def test_drawing_pad_images_hold_dark_digits_on_white_that_the_classifier_finds():
-    from digitrec.reading.line_filter import digit_region, drawn_crops, drawn_image
+    from digitrec.reading.filter_crops import digit_region, drawn_crops, drawn_image
 
     rng = np.random.default_rng(0)
     for _ in range(5):
