@@ -192,6 +192,8 @@ def test_line_settings_refuse_an_unknown_head_and_empty_runs():
         tiny_settings(head="transformer").check()
     with pytest.raises(DigitrecError, match="at least 1"):
         tiny_settings(epochs=0).check()
+    with pytest.raises(DigitrecError, match="unknown precision"):
+        tiny_settings(precision="float16").check()
 
 
 @pytest.fixture(scope="module")
@@ -291,6 +293,31 @@ def test_export_matches_keras_and_the_reader_reads_lines(tiny_run, tmp_path):
             assert digit.posteriors.shape == (11,) and abs(digit.posteriors.sum() - 1) < 1e-4
             assert digit.posteriors.argmax() == digit.label
             assert digit.posteriors[digit.label] <= digit.confidence + 1e-6
+
+
+def test_a_bfloat16_run_computes_its_convolutions_in_bfloat16_and_exports_float32(
+    tmp_path, tiny_registered
+):
+    from digitrec.models import as_float32, computes_in_float32
+    from digitrec.reading.line_batches import batch_arrays, prepared
+    from digitrec.reading.line_export import export_line_model
+    from digitrec.reading.line_model import build_line_model
+    from digitrec.reading.line_training import train_line_model
+    from digitrec.reading.lines import LineReader
+
+    settings = tiny_settings(dataset="tiny", val_size=20, epochs=1, precision="bfloat16")
+    dtypes = {layer.name: layer.compute_dtype for layer in build_line_model(settings).layers}
+    assert {dtypes[name] for name in dtypes if name.startswith("conv2d")} == {"bfloat16"}
+    assert dtypes["posteriors"] == "float32"
+    run = train_line_model(
+        settings, tmp_path / "run", tiny_registered, strip_lines, False, background=False
+    )
+    trained = keras.saving.load_model(run / "model.keras")
+    assert not computes_in_float32(trained)
+    out = export_line_model(run, tmp_path / "line.onnx", tiny_registered, strip_lines)
+    x, _ = batch_arrays(list(prepared(strip_lines(FONT_DIGITS, np.arange(10), 5, seed=9))))
+    expected = np.asarray(as_float32(trained)(x))
+    assert np.abs(LineReader.load(out).posteriors(x) - expected).max() <= 1e-4
 
 
 def test_export_failing_its_parity_check_leaves_no_file(tiny_run, tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ from digitrec.data import load_dataset, split_validation
 from digitrec.errors import ModelError
 from digitrec.export import write_metadata
 from digitrec.files import atomic_path, read_json
+from digitrec.models import as_float32
 from digitrec.reading.line_batches import LineSource, batch_arrays, prepared
 from digitrec.reading.line_filter import FILTER_MODEL, FILTER_RECORD
 from digitrec.reading.line_model import LineTrainSettings
@@ -60,7 +61,7 @@ def export_line_model(
         raise ModelError(
             f"{run_dir}/run.json: not a line training run's settings ({exc})"
         ) from None
-    model = with_filter(keras.saving.load_model(run_dir / "model.keras"), run_dir)
+    model = with_filter(as_float32(keras.saving.load_model(run_dir / "model.keras")), run_dir)
     data = load_dataset(settings.dataset, data_dir, progress=False)
     _, _, x_val, y_val = split_validation(data.train_images, data.train_labels, settings.val_size)
     samples = list(

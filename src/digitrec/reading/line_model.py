@@ -15,7 +15,9 @@ from typing import Any
 import keras
 from keras import layers
 
+from digitrec.config import PRECISIONS
 from digitrec.errors import DigitrecError
+from digitrec.model_setup import precision_policy
 from digitrec.reading.lines import ALPHABET, BLANK, HEIGHT
 
 HEADS = ("lstm", "conv")
@@ -43,11 +45,18 @@ class LineTrainSettings:
     dataset: str = "mnist"  # whose training images the lines are made of
     val_lines: int = 1000  # lines made of validation digits, to choose the best epoch
     val_size: int = 5000  # the last training images: the validation split
+    # "bfloat16": the convolutions compute in bfloat16 (float32 weights), the head and the
+    # posteriors in float32; the exported model computes in float32 throughout.
+    precision: str = "float32"
 
     def check(self) -> None:
         """Raise ``DigitrecError`` for settings no run can use."""
         if self.head not in HEADS:
             raise DigitrecError(f"unknown head {self.head!r}; known: {', '.join(HEADS)}")
+        if self.precision not in PRECISIONS:
+            raise DigitrecError(
+                f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}"
+            )
         counts = ("width", "units", "epochs", "steps_per_epoch", "batch_size", "val_lines")
         bad = [f"{name} {getattr(self, name)}" for name in counts if getattr(self, name) < 1]
         if bad:
@@ -64,10 +73,11 @@ def build_line_model(settings: LineTrainSettings) -> keras.Model:
     inputs = keras.Input((HEIGHT, None, 1), name="line")
     x = inputs
     w = settings.width
-    for filters, pool in ((w, (2, 2)), (2 * w, (2, 2)), (4 * w, (2, 1)), (4 * w, (2, 1))):
-        x = _conv_bn(filters, 3, "same")(x)
-        x = layers.MaxPooling2D(pool)(x)
-    x = _conv_bn(settings.units, (HEIGHT // 16, 1), "valid")(x)  # the height collapses to 1
+    with precision_policy(settings.precision):
+        for filters, pool in ((w, (2, 2)), (2 * w, (2, 2)), (4 * w, (2, 1)), (4 * w, (2, 1))):
+            x = _conv_bn(filters, 3, "same")(x)
+            x = layers.MaxPooling2D(pool)(x)
+        x = _conv_bn(settings.units, (HEIGHT // 16, 1), "valid")(x)  # the height collapses to 1
     x = layers.Reshape((-1, settings.units))(x)
     x = layers.Dropout(settings.dropout)(x)
     if settings.head == "lstm":
