@@ -66,6 +66,52 @@ def test_a_broken_file_gets_its_error_line_and_the_others_are_read(folder, tmp_p
     assert len(results) == 12 and all(r["error"] is None and r["digits"] for r in results.values())
 
 
+def crash_in_workers(monkeypatch, tmp_path: Path, ending: str) -> None:
+    """Worker processes started from now on end at once (``os._exit``) on reading a file whose
+    name ends with ``ending``: a ``sitecustomize`` module they import at start-up wraps
+    ``digitrec.batch.read_file``."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os\n"
+        "import digitrec.batch as batch\n"
+        "read = batch.read_file\n"
+        "def read_file(recognizer, file, settings):\n"
+        f"    if file.endswith({ending!r}):\n"
+        "        os._exit(3)\n"
+        "    return read(recognizer, file, settings)\n"
+        "batch.read_file = read_file\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+
+
+@pytest.mark.timeout(180)
+def test_a_file_that_ends_its_worker_process_gets_an_error_and_the_others_are_read(
+    folder, tmp_path, capsys, monkeypatch
+):
+    reference = {line for line in one_process(folder, capsys) if "05.png" not in line}
+    crash_in_workers(monkeypatch, tmp_path, "05.png")
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", str(folder), "--jobs", "2", "--output", str(out)]) == 1
+    assert "2 of 13 images could not be read" in capsys.readouterr().err
+    lines = output_lines(out)
+    ended = [json.loads(line) for line in lines if "05.png" in line]
+    assert len(lines) == 13 and len(ended) == 1
+    assert ended[0]["error"].startswith("the worker process reading it ended unexpectedly")
+    assert set(lines) - {lines[lines.index(json.dumps(ended[0]))]} == reference
+
+
+@pytest.mark.timeout(180)
+def test_workers_ending_on_every_file_stop_the_run_after_three(
+    folder, tmp_path, capsys, monkeypatch
+):
+    crash_in_workers(monkeypatch, tmp_path, "g")  # .png and .jpg
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", str(folder), "--jobs", "2", "--output", str(out)]) == 2
+    assert "ended unexpectedly on 3 files in a row" in capsys.readouterr().err
+    assert [json.loads(line)["error"] is not None for line in output_lines(out)] == [True] * 3
+
+
 def test_each_result_is_written_as_a_whole_line_before_the_next_is_read(folder, tmp_path):
     out = tmp_path / "out.jsonl"
     results = iter(read_files([folder], output=out))

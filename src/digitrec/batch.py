@@ -16,11 +16,13 @@ import os
 import signal
 import threading
 import warnings
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,8 @@ from digitrec.recognizer import DEFAULT_READER, Recognizer
 
 CHUNK = 16  # files per task handed to a worker process
 IN_FLIGHT = 2  # tasks queued per worker process: each stays busy, few results wait in memory
+MAX_DEATHS_IN_A_ROW = 3  # files read alone whose worker process ended, before the run stops
+ENDED_WORKER = "the worker process reading it ended unexpectedly (a crash, killed, out of memory?)"
 Result = tuple[dict[str, Any], list[np.ndarray]]  # a file's result and the inputs the model saw
 
 
@@ -203,7 +207,6 @@ class ReadJob:
 def read_file(recognizer: Recognizer, file: str, settings: ReadSettings) -> Result:
     """One file's result (its reading, or the error that kept it from being read), and the
     28×28 inputs the model saw if the settings keep them."""
-    result: dict[str, Any] = {"file": file, "text": "", "digits": [], "lines": [], "error": None}
     try:
         with warnings.catch_warnings():
             # Pillow's own remarks on a malformed file repeat the error its line reports.
@@ -212,10 +215,15 @@ def read_file(recognizer: Recognizer, file: str, settings: ReadSettings) -> Resu
                 file, settings.single, settings.top_k, settings.max_pixels, settings.reader
             )
     except DigitrecError as exc:
-        result["error"] = str(exc)
-        return result, []
+        return _result(file, str(exc))
+    result, _ = _result(file)
     result.update(reading.to_dict())
     return result, reading.normalized if settings.keep_normalized else []
+
+
+def _result(file: str, error: str | None = None) -> Result:
+    """A file's result with nothing read (yet), and no model inputs."""
+    return {"file": file, "text": "", "digits": [], "lines": [], "error": error}, []
 
 
 def worker_recognizer(settings: ReadSettings) -> Recognizer:
@@ -258,37 +266,79 @@ def _chunks(files: list[str]) -> Iterator[list[str]]:
 
 def _pool_results(files: list[str], settings: ReadSettings, jobs: int) -> Iterator[Result]:
     """Results from ``jobs`` worker processes, each loading the model once; chunks of files are
-    handed out as workers finish, so that few results are ever waiting in memory."""
-    pool = ProcessPoolExecutor(
+    handed out as workers finish, so that few results are ever waiting in memory.
+
+    A worker that ends unexpectedly (a crash in a decoder, killed, out of memory) takes its pool
+    down with it: the files then in flight are read again in a new pool, one at a time, and the
+    one whose worker ends again gets that as its error; the other files are still read.
+    """
+    chunks = deque(_chunks(files))
+    suspects: deque[list[str]] = deque()  # the files in flight when a worker died, one per task
+    deaths_in_a_row = 0
+    while chunks or suspects:
+        pool = _new_pool(settings, jobs)
+        try:
+            # The suspects one at a time, so that a death names its file; then the rest.
+            reads = chain(
+                _read_chunks(pool, suspects, 1), _read_chunks(pool, chunks, jobs * IN_FLIGHT)
+            )
+            for result in reads:
+                deaths_in_a_row = 0
+                yield result
+        except _WorkerDied as died:
+            if not died.alone:
+                suspects.extend([file] for chunk in died.in_flight for file in chunk)
+                continue
+            (file,) = died.in_flight[0]
+            yield _result(file, error=ENDED_WORKER)
+            deaths_in_a_row += 1
+            if deaths_in_a_row == MAX_DEATHS_IN_A_ROW:
+                raise DigitrecError(
+                    f"worker processes ended unexpectedly on {deaths_in_a_row} files in a row "
+                    "(the model cannot be loaded, or memory is short?); the results written so "
+                    "far are kept, and --resume continues"
+                ) from None
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
+class _WorkerDied(Exception):
+    """A worker process ended and broke its pool; ``in_flight``: the chunks then being read,
+    ``alone``: whether that was a single file read on its own."""
+
+    def __init__(self, in_flight: list[list[str]], alone: bool):
+        super().__init__(f"{len(in_flight)} chunks in flight")
+        self.in_flight = in_flight
+        self.alone = alone
+
+
+def _new_pool(settings: ReadSettings, jobs: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
         jobs,
         mp_context=multiprocessing.get_context("spawn"),  # no copy of this process's threads
         initializer=_start_worker,
         initargs=(settings,),
     )
-    running: set[Future] = set()
-    try:
-        for chunk in _chunks(files):
-            running.add(pool.submit(_read_chunk, chunk))
-            if len(running) >= jobs * IN_FLIGHT:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                yield from _finished(done)
-        while running:
-            done, running = wait(running, return_when=FIRST_COMPLETED)
-            yield from _finished(done)
-    finally:
-        pool.shutdown(cancel_futures=True)
 
 
-def _finished(done: set[Future]) -> Iterator[Result]:
-    for future in done:
+def _read_chunks(
+    pool: ProcessPoolExecutor, chunks: deque[list[str]], width: int
+) -> Iterator[Result]:
+    """Read the chunks, taken from the left, with at most ``width`` tasks in flight; raise
+    ``_WorkerDied`` with the chunks in flight (their results not given) if the pool breaks."""
+    running: dict[Future, list[str]] = {}
+    while chunks or running:
+        while chunks and len(running) < width:
+            chunk = chunks.popleft()
+            running[pool.submit(_read_chunk, chunk)] = chunk
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
         try:
-            results = future.result()
+            finished = [future.result() for future in done]
         except BrokenProcessPool:
-            raise DigitrecError(
-                "a worker process ended unexpectedly (killed, or out of memory?); "
-                "the results written so far are kept, and --resume continues"
-            ) from None
-        yield from results
+            raise _WorkerDied(list(running.values()), alone=width == 1) from None
+        for future, results in zip(done, finished, strict=True):
+            del running[future]
+            yield from results
 
 
 class NormalizedSaver:
