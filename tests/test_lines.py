@@ -320,6 +320,21 @@ def test_a_bfloat16_run_computes_its_convolutions_in_bfloat16_and_exports_float3
     assert np.abs(LineReader.load(out).posteriors(x) - expected).max() <= 1e-4
 
 
+def test_the_model_cards_reproduce_call_gives_the_runs_settings(tiny_run, tmp_path):
+    from dataclasses import asdict
+
+    from digitrec.reading.line_export import export_line_model, write_line_card
+    from digitrec.reading.line_model import LineTrainSettings
+
+    run, data_dir = tiny_run
+    out = export_line_model(run, tmp_path / "line.onnx", data_dir, strip_lines)
+    card = write_line_card(out, tmp_path / "card.md", {}).read_text()
+    call = card.split("train_line_model(LineTrainSettings(")[1].split('), "runs/lines")')[0]
+    assert "width=4" in call and "head=" not in call  # only what differs from the defaults
+    rebuilt = eval(f"LineTrainSettings({call})", {"LineTrainSettings": LineTrainSettings})
+    assert asdict(rebuilt) == json.loads((run / "run.json").read_text())["settings"]
+
+
 def test_export_failing_its_parity_check_leaves_no_file(tiny_run, tmp_path, monkeypatch):
     from digitrec.reading import line_export
 

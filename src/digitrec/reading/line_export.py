@@ -194,8 +194,7 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
     lines += ["", "## Training settings", "", "```json", json.dumps(settings, indent=2), "```"]
     tail = CARD_TAIL.format(
         empty=f"{page_style('train').print.empty_line_fraction:.0%}",
-        epochs=settings.get("epochs"),
-        steps=settings.get("steps_per_epoch"),
+        line_settings=_arguments(settings, asdict(LineTrainSettings())),
         filter_line=_filter_call(meta.get("line_filter")),
     )
     with atomic_path(Path(out), suffix=".md") as tmp:
@@ -207,8 +206,17 @@ def _filter_call(record: dict[str, Any] | None) -> str:
     """The call that trained the line filter, for the card's "Reproduce" (none without one)."""
     if not record:
         return ""
-    settings = ", ".join(f"{key}={value!r}" for key, value in record["settings"].items())
-    return f"train_line_filter(run, FilterSettings({settings}))\n    "
+    return f"train_line_filter(run, FilterSettings({_arguments(record['settings'])}))\n    "
+
+
+def _arguments(settings: dict[str, Any], defaults: dict[str, Any] | None = None) -> str:
+    """Settings as keyword arguments, leaving out those equal to ``defaults``."""
+    defaults = defaults or {}
+    return ", ".join(
+        f"{key}={value!r}"
+        for key, value in settings.items()
+        if key not in defaults or defaults[key] != value
+    )
 
 
 CARD_TAIL = """
@@ -240,7 +248,7 @@ from digitrec.reading.line_filter import FilterSettings, train_line_filter
 from digitrec.reading.rejection import store_rejection
 
 if __name__ == "__main__":  # the training lines are made in a worker process
-    run = train_line_model(LineTrainSettings(epochs={epochs}, steps_per_epoch={steps}), "runs/lines")
+    run = train_line_model(LineTrainSettings({line_settings}), "runs/lines")
     {filter_line}onnx = export_line_model(run)  # parity-checked against Keras
     store_rejection(onnx, per_layout=100)  # validation pages only
     # then copy it to src/digitrec/assets/lines.onnx
