@@ -320,6 +320,26 @@ def test_a_bfloat16_run_computes_its_convolutions_in_bfloat16_and_exports_float3
     assert np.abs(LineReader.load(out).posteriors(x) - expected).max() <= 1e-4
 
 
+def test_export_reports_lines_read_exactly_on_fresh_lines_as_well(tiny_run, tmp_path):
+    from digitrec.reading.line_export import export_line_model, write_line_card
+    from digitrec.reading.lines import LineReader
+
+    run, data_dir = tiny_run
+    seeds = []
+
+    def recording(*args, **kwargs):
+        seeds.append(args[3])
+        return strip_lines(*args, **kwargs)
+
+    out = export_line_model(run, tmp_path / "line.onnx", data_dir, recording)
+    assert seeds == [0, 1]  # the lines that chose the epoch (the run's seed), then new ones
+    meta = LineReader.load(out).metadata
+    assert meta["fresh_val_lines"] == meta["val_lines"] == 8
+    assert 0 <= meta["fresh_val_exact"] <= 1
+    card = write_line_card(out, tmp_path / "card.md", {}).read_text()
+    assert f"| {meta['fresh_val_exact']:.2%} of 8 |" in card
+
+
 def test_the_model_cards_reproduce_call_gives_the_runs_settings(tiny_run, tmp_path):
     from dataclasses import asdict
 
