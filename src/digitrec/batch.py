@@ -215,15 +215,14 @@ def read_file(recognizer: Recognizer, file: str, settings: ReadSettings) -> Resu
                 file, settings.single, settings.top_k, settings.max_pixels, settings.reader
             )
     except DigitrecError as exc:
-        return _result(file, str(exc))
-    result, _ = _result(file)
-    result.update(reading.to_dict())
+        return _unread(file, str(exc)), []
+    result = {**_unread(file), **reading.to_dict()}
     return result, reading.normalized if settings.keep_normalized else []
 
 
-def _result(file: str, error: str | None = None) -> Result:
-    """A file's result with nothing read (yet), and no model inputs."""
-    return {"file": file, "text": "", "digits": [], "lines": [], "error": error}, []
+def _unread(file: str, error: str | None = None) -> dict[str, Any]:
+    """A file's result with nothing read (yet)."""
+    return {"file": file, "text": "", "digits": [], "lines": [], "error": error}
 
 
 def worker_recognizer(settings: ReadSettings) -> Recognizer:
@@ -290,7 +289,7 @@ def _pool_results(files: list[str], settings: ReadSettings, jobs: int) -> Iterat
                 suspects.extend([file] for chunk in died.in_flight for file in chunk)
                 continue
             (file,) = died.in_flight[0]
-            yield _result(file, error=ENDED_WORKER)
+            yield _unread(file, ENDED_WORKER), []
             deaths_in_a_row += 1
             if deaths_in_a_row == MAX_DEATHS_IN_A_ROW:
                 raise DigitrecError(

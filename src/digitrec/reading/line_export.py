@@ -170,19 +170,7 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
         ("file size", f"{Path(model).stat().st_size:,} bytes"),
         ("trained", meta.get("trained")),
         ("exported", meta.get("exported")),
-        (
-            "validation lines read exactly (those that chose the epoch)",
-            f"{meta['val_exact']:.2%} of {meta['val_lines']}",
-        ),
-    ]
-    if "fresh_val_exact" in meta:
-        rows.append(
-            (
-                "fresh validation lines read exactly (not those that chose the epoch)",
-                f"{meta['fresh_val_exact']:.2%} of {meta['fresh_val_lines']}",
-            )
-        )
-    rows += [
+        *_lines_read(meta),
         ("largest difference from Keras", f"{meta['parity']['max_difference']:.1e}"),
         ("temperature", f"{meta.get('temperature', 1.0):.4f}"),
         ("digit threshold ('?')", f"{meta.get('digit_threshold', 0.0):.4f}"),
@@ -219,6 +207,17 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
     with atomic_path(Path(out), suffix=".md") as tmp:
         tmp.write_text("\n".join(lines) + "\n" + tail)
     return Path(out)
+
+
+def _lines_read(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """The card's rows of validation lines read exactly: on the lines that chose the epoch, and
+    on fresh ones where the export measured them."""
+    rows = [("validation lines read exactly (those that chose the epoch)", "val")]
+    if "fresh_val_exact" in meta:
+        rows.append(
+            ("fresh validation lines read exactly (not those that chose the epoch)", "fresh_val")
+        )
+    return [(name, f"{meta[f'{key}_exact']:.2%} of {meta[f'{key}_lines']}") for name, key in rows]
 
 
 def _filter_call(record: dict[str, Any] | None) -> str:
