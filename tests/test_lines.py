@@ -194,6 +194,25 @@ def test_line_settings_refuse_an_unknown_head_and_empty_runs():
         tiny_settings(epochs=0).check()
     with pytest.raises(DigitrecError, match="unknown precision"):
         tiny_settings(precision="float16").check()
+    for shapes in ({"elastic": -1.0}, {"low_resolution": 1.5}):
+        with pytest.raises(DigitrecError, match="low_resolution"):
+            tiny_settings(**shapes).check()
+
+
+def test_only_the_training_lines_are_drawn_with_other_writers_shapes(tmp_path, tiny_registered):
+    from digitrec.reading.line_training import train_line_model
+
+    styles = []
+
+    def recording(*args, style):
+        styles.append(style)
+        return strip_lines(*args)
+
+    settings = tiny_settings(dataset="tiny", val_size=20, elastic=2.0, low_resolution=0.3)
+    train_line_model(settings, tmp_path / "run", tiny_registered, recording, False, False)
+    assert styles[0] == "train"  # the lines that choose the epoch: the plain training style
+    assert len(styles) == 3 and all(style.hand.elastic == 2.0 for style in styles[1:])
+    assert all(style.hand.low_resolution == 0.3 for style in styles[1:])
 
 
 @pytest.fixture(scope="module")
@@ -266,6 +285,20 @@ def test_training_refuses_a_run_directory_with_other_settings(tmp_path, tiny_reg
     settings = tiny_settings(dataset="tiny", val_size=20)
     with pytest.raises(DigitrecError, match="other settings"):
         train_line_model(settings, run, tiny_registered, strip_lines, False, background=False)
+
+
+def test_a_run_recorded_before_newer_settings_resumes_with_their_defaults(
+    tmp_path, tiny_registered
+):
+    from digitrec.reading.line_training import train_line_model
+
+    settings = tiny_settings(dataset="tiny", val_size=20)
+    run = tmp_path / "run"
+    run.mkdir()
+    recorded = {k: v for k, v in asdict(settings).items() if k not in ("elastic", "low_resolution")}
+    (run / "run.json").write_text(json.dumps({"settings": recorded}))
+    train_line_model(settings, run, tiny_registered, strip_lines, False, background=False)
+    assert (run / "metrics.json").is_file()
 
 
 # --- export and reading --------------------------------------------------------------------------

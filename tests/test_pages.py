@@ -192,6 +192,28 @@ def test_test_style_differs_from_train_style_in_fonts_rules_pens_shadows_and_blu
     assert not np.array_equal(train.image, test.image)
 
 
+def test_other_writers_shapes_are_off_in_the_named_styles_and_change_digits_when_asked():
+    from digitrec.reading.writing import reshaped
+
+    digit = DIGITS[3]
+    rng = np.random.default_rng(0)
+    assert np.array_equal(reshaped(digit, rng, TRAIN.hand), digit)
+    assert rng.random() == np.random.default_rng(0).random()  # nothing was drawn
+    assert TRAIN.hand.elastic == TEST.hand.elastic == 0
+    assert TRAIN.hand.low_resolution == TEST.hand.low_resolution == 0
+
+    def roughness(image: np.ndarray) -> float:
+        return float(np.abs(np.diff(image.astype(float), axis=1)).sum())
+
+    for hand in (Hand(elastic=3.0), Hand(low_resolution=1.0)):
+        changed = reshaped(digit, np.random.default_rng(1), hand)
+        assert changed.dtype == np.uint8 and changed.shape == (28, 28)
+        assert not np.array_equal(changed, digit)
+        assert 0.6 < changed.astype(float).sum() / digit.astype(float).sum() < 1.4  # still ink
+    coarse = reshaped(digit, np.random.default_rng(1), Hand(low_resolution=1.0))
+    assert roughness(coarse) < roughness(digit)  # redrawn from few pixels: smoother
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [

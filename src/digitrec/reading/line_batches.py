@@ -17,6 +17,7 @@ import numpy as np
 
 from digitrec.errors import DigitrecError
 from digitrec.reading.lines import ALPHABET, STRIDE, PreparedLine, pad_batch, prepare_line
+from digitrec.reading.style import PageStyle
 
 POOL_BATCHES = 8  # lines are sorted by width within pools of this many batches: less padding
 
@@ -94,14 +95,15 @@ def training_batches(
     epochs: Iterable[int],
     steps: int,
     batch_size: int,
+    style: str | PageStyle = "train",
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``steps`` batches of training lines for each of ``epochs``, each epoch's lines drawn from
-    a seed of its own (``epoch_seed``). The source is asked for a batch more than an epoch needs,
+    """``steps`` batches of training lines for each of ``epochs`` in ``style``, each epoch's
+    lines drawn from a seed of its own (``epoch_seed``). The source is asked for a batch more than an epoch needs,
     as lines too narrow for their text are skipped (a lazy source such as ``line_samples`` makes
     only the lines taken)."""
     for epoch in epochs:
         lines_seed = epoch_seed(seed, epoch)
-        samples = source(images, labels, (steps + 1) * batch_size, lines_seed, style="train")
+        samples = source(images, labels, (steps + 1) * batch_size, lines_seed, style=style)
         yield from take(batches(samples, batch_size, np.random.default_rng(lines_seed)), steps)
 
 

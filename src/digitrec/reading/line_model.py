@@ -9,7 +9,7 @@ blank. The batches it trains on are made by ``line_batches``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import keras
@@ -19,6 +19,7 @@ from digitrec.config import PRECISIONS
 from digitrec.errors import DigitrecError
 from digitrec.model_setup import precision_policy
 from digitrec.reading.lines import ALPHABET, BLANK, HEIGHT
+from digitrec.reading.style import TRAIN, PageStyle
 
 HEADS = ("lstm", "conv")
 
@@ -48,6 +49,10 @@ class LineTrainSettings:
     # "bfloat16": the convolutions compute in bfloat16 (float32 weights), the head and the
     # posteriors in float32; the exported model computes in float32 throughout.
     precision: str = "float32"
+    # Training lines only (the epoch-choosing lines keep the plain training style): other
+    # writers' shapes, as ``style.Hand.elastic`` and ``style.Hand.low_resolution``.
+    elastic: float = 0.0
+    low_resolution: float = 0.0
 
     def check(self) -> None:
         """Raise ``DigitrecError`` for settings no run can use."""
@@ -63,6 +68,17 @@ class LineTrainSettings:
             raise DigitrecError(f"these settings must be at least 1: {', '.join(bad)}")
         if not 0 <= self.dropout < 1:
             raise DigitrecError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.elastic < 0 or not 0 <= self.low_resolution <= 1:
+            raise DigitrecError(
+                f"elastic must be at least 0 and low_resolution in [0, 1], not {self.elastic} "
+                f"and {self.low_resolution}"
+            )
+
+    def training_style(self) -> PageStyle:
+        """The style the training lines are drawn in: the training style, with these settings'
+        share of other writers' shapes."""
+        hand = replace(TRAIN.hand, elastic=self.elastic, low_resolution=self.low_resolution)
+        return replace(TRAIN, hand=hand)
 
 
 # --- the model -----------------------------------------------------------------------------------

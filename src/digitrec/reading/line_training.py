@@ -93,11 +93,19 @@ def _check_run_dir(run_dir: Path, settings: LineTrainSettings) -> None:
         raise DigitrecError(f"{run_dir} holds a complete run; choose another directory")
     if (run_dir / "run.json").exists():
         recorded = read_json(run_dir / "run.json").get("settings")
-        if recorded != asdict(settings):
+        if _with_defaults(recorded) != asdict(settings):
             raise DigitrecError(
                 f"{run_dir} holds a run with other settings ({recorded}); resume it with those "
                 "settings or choose another directory"
             )
+
+
+def _with_defaults(recorded: Any) -> dict[str, Any] | None:
+    """Recorded settings with the defaults of settings added since (a run from before them)."""
+    try:
+        return asdict(LineTrainSettings(**recorded))
+    except TypeError:
+        return None
 
 
 def _start_or_resume(run_dir: Path, settings: LineTrainSettings, data: Dataset) -> dict[str, Any]:
@@ -138,7 +146,7 @@ def training_dataset(
     import tensorflow as tf
 
     args = (source, images, labels, settings.seed, range(first_epoch, settings.epochs))
-    args += (settings.steps_per_epoch, settings.batch_size)
+    args += (settings.steps_per_epoch, settings.batch_size, settings.training_style())
 
     def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         yield from in_background(training_batches, *args) if background else training_batches(*args)

@@ -72,6 +72,7 @@ def write_number(
     slant = rng.uniform(*hand.slant)
     inks = []
     for digit in digits28:
+        digit = reshaped(digit, rng, hand)
         size = height * rng.uniform(1 - hand.size_jitter, 1 + hand.size_jitter)
         inks.append(_shear(render_ink(digit, size / MNIST_INK, rng, style), slant))
     if gaps is None:
@@ -79,6 +80,23 @@ def write_number(
     lefts = _lefts(inks, height, rng, gaps, pitch)
     slope = np.tan(np.radians(rng.uniform(-hand.max_slope, hand.max_slope)))
     return _place(inks, lefts, slope, height, rng)
+
+
+def reshaped(digit28: np.ndarray, rng: np.random.Generator, hand: Hand) -> np.ndarray:
+    """The MNIST digit as another writer might have drawn it: its strokes displaced by a smooth
+    random field of at most ``hand.elastic`` pixels, and (a ``hand.low_resolution`` share of
+    digits) redrawn from 10-16 pixels square. Unchanged, drawing nothing, when both are off."""
+    digit = np.asarray(digit28, np.float32)
+    if hand.elastic > 0:
+        field = cv2.GaussianBlur(rng.uniform(-1, 1, (2, 28, 28)).astype(np.float32), (0, 0), 4)
+        field *= rng.uniform(0, hand.elastic) / max(float(np.abs(field).max()), 1e-6)
+        rows, cols = np.mgrid[0:28, 0:28].astype(np.float32)
+        digit = cv2.remap(digit, cols + field[0], rows + field[1], cv2.INTER_LINEAR)
+    if hand.low_resolution > 0 and rng.random() < hand.low_resolution:
+        side = int(rng.integers(10, 17))
+        small = cv2.resize(digit, (side, side), interpolation=cv2.INTER_AREA)
+        digit = cv2.resize(small, (28, 28), interpolation=cv2.INTER_CUBIC)
+    return np.clip(digit, 0, 255).astype(np.uint8)
 
 
 def _lefts(
