@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -89,6 +90,8 @@ def test_filter_settings_refuse_empty_runs():
 
     with pytest.raises(DigitrecError, match="must be positive: epochs 0"):
         FilterSettings(epochs=0).check()
+    with pytest.raises(DigitrecError, match="low_resolution in"):
+        FilterSettings(low_resolution=2.0).check()
 
 
 def test_training_refuses_a_folder_that_is_no_line_run(tmp_path):
@@ -152,3 +155,23 @@ def test_a_stopped_training_takes_up_the_crops_it_made(tiny_run, tmp_path, monke
     assert len(made) == 2  # no page made again
     assert (copy / line_filter.FILTER_MODEL).is_file()
     assert not (copy / line_filter.CROPS_FILE).exists()
+
+
+def test_only_the_training_pages_are_drawn_in_other_writers_shapes(tiny_run, tmp_path, monkeypatch):  # noqa: F811
+    from digitrec.reading import line_filter
+
+    run, data_dir = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    styles, make = [], line_filter.page_crops
+    monkeypatch.setattr(line_filter, "page_crops", lambda *a: styles.append(a[4]) or make(*a))
+    monkeypatch.setattr(line_filter, "build_line_filter", lambda *_: pytest.fail("stopped"))
+    plain = line_filter.FilterSettings(width=2, pages_per_layout=1, val_pages_per_layout=1, drawn=4)
+    shaped = replace(plain, elastic=2.0, low_resolution=0.5)
+    for settings in (plain, shaped):
+        with pytest.raises(pytest.fail.Exception, match="stopped"):
+            line_filter.train_line_filter(copy, settings, data_dir, verbose=False, workers=1)
+    assert len(styles) == 4  # the shaped run made its own crops, not the plain run's kept ones
+    assert styles[1] == styles[3] == "validation"  # the crops that choose the epoch: plain
+    assert styles[0].hand.elastic == 0 and styles[0].hand.low_resolution == 0
+    assert styles[2].hand.elastic == 2.0 and styles[2].hand.low_resolution == 0.5

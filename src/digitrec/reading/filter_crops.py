@@ -21,6 +21,7 @@ from digitrec.reading.detect import Box, area, find_lines, overlap, region_crop
 from digitrec.reading.lines import prepare_line
 from digitrec.reading.pages import LAYOUTS, PageSample, page_sample
 from digitrec.reading.sheet import LineTruth
+from digitrec.reading.style import PageStyle
 from digitrec.recognizer import box_around
 
 # A found line covering at least this share of a true line (or lying this much within one)
@@ -51,7 +52,7 @@ def page_crops(
     labels: np.ndarray,
     per_layout: int,
     seed: int,
-    style: str,
+    style: str | PageStyle,
     progress: bool = False,
     workers: int = 1,
 ) -> Crops:
@@ -60,7 +61,8 @@ def page_crops(
     each holds digits (1) or not (0); page ``i`` of a layout has seed ``seed + i``. ``workers``
     processes make the pages (the same crops, in the same order, however many)."""
     pages = [(layout, seed + i, style) for layout in LAYOUTS for i in range(per_layout)]
-    show = partial(tqdm, total=len(pages), desc=f"{style} pages", unit="page", disable=not progress)
+    name = style if isinstance(style, str) else "training"
+    show = partial(tqdm, total=len(pages), desc=f"{name} pages", unit="page", disable=not progress)
     if workers <= 1:
         return _gathered(show(_crops_of_page(page, digits, labels) for page in pages))
     spawn = multiprocessing.get_context("spawn")
@@ -76,12 +78,12 @@ def _share_digits(digits: np.ndarray, labels: np.ndarray) -> None:
     _SHARED["digits"] = digits, labels
 
 
-def _crops_of_shared_page(page: tuple[str, int, str]) -> list[tuple[np.ndarray, int]]:
+def _crops_of_shared_page(page: tuple[str, int, str | PageStyle]) -> list[tuple[np.ndarray, int]]:
     return _crops_of_page(page, *_SHARED["digits"])
 
 
 def _crops_of_page(
-    page: tuple[str, int, str], digits: np.ndarray, labels: np.ndarray
+    page: tuple[str, int, str | PageStyle], digits: np.ndarray, labels: np.ndarray
 ) -> list[tuple[np.ndarray, int]]:
     """One page's labelled crops, prepared as the line model takes them."""
     layout, seed, style = page

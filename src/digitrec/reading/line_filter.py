@@ -41,6 +41,7 @@ from digitrec.files import atomic_path, read_json, write_json
 from digitrec.reading.filter_crops import Crops, drawn_crops, page_crops
 from digitrec.reading.line_batches import POOL_BATCHES
 from digitrec.reading.lines import HEIGHT, pad_batch
+from digitrec.reading.style import PageStyle, other_writers
 
 FILTER_MODEL = "filter.keras"
 FILTER_RECORD = "filter.json"
@@ -63,16 +64,26 @@ class FilterSettings:
     batch_size: int = 32
     learning_rate: float = 2e-3
     seed: int = 0
+    # Training pages only (the epoch-choosing ones keep the plain style): other writers' shapes,
+    # as ``style.Hand.elastic`` and ``style.Hand.low_resolution``.
+    elastic: float = 0.0
+    low_resolution: float = 0.0
 
     def check(self) -> None:
         """Raise ``DigitrecError`` for settings no run can use."""
         bad = [
             f"{name} {value}"
             for name, value in asdict(self).items()
-            if name != "seed" and not value > 0
+            if name not in ("seed", "elastic", "low_resolution") and not value > 0
         ]
         if bad:
             raise DigitrecError(f"these settings must be positive: {', '.join(bad)}")
+        self.training_style()
+
+    def training_style(self) -> PageStyle:
+        """The style the training pages are drawn in: the training style, with these settings'
+        share of other writers' shapes."""
+        return other_writers(self.elastic, self.low_resolution)
 
 
 def build_line_filter(width: int = 16) -> keras.Model:
@@ -182,6 +193,8 @@ def training_crops(
         settings.val_pages_per_layout,
         settings.drawn,
         settings.seed,
+        settings.elastic,
+        settings.low_resolution,
     ]
     kept = run_dir / CROPS_FILE
     if kept.is_file():
@@ -195,7 +208,13 @@ def training_crops(
     )
     train = _joined(
         page_crops(
-            x_train, y_train, settings.pages_per_layout, settings.seed, "train", verbose, workers
+            x_train,
+            y_train,
+            settings.pages_per_layout,
+            settings.seed,
+            settings.training_style(),
+            verbose,
+            workers,
         ),
         drawn_crops(x_train, settings.drawn, settings.seed),
     )

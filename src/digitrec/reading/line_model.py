@@ -9,7 +9,7 @@ blank. The batches it trains on are made by ``line_batches``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -19,7 +19,7 @@ from digitrec.config import PRECISIONS
 from digitrec.errors import DigitrecError
 from digitrec.model_setup import precision_policy
 from digitrec.reading.lines import ALPHABET, BLANK, HEIGHT
-from digitrec.reading.style import TRAIN, PageStyle
+from digitrec.reading.style import PageStyle, other_writers
 
 HEADS = ("lstm", "conv")
 
@@ -68,17 +68,12 @@ class LineTrainSettings:
             raise DigitrecError(f"these settings must be at least 1: {', '.join(bad)}")
         if not 0 <= self.dropout < 1:
             raise DigitrecError(f"dropout must be in [0, 1), not {self.dropout}")
-        if self.elastic < 0 or not 0 <= self.low_resolution <= 1:
-            raise DigitrecError(
-                f"elastic must be at least 0 and low_resolution in [0, 1], not {self.elastic} "
-                f"and {self.low_resolution}"
-            )
+        self.training_style()
 
     def training_style(self) -> PageStyle:
         """The style the training lines are drawn in: the training style, with these settings'
         share of other writers' shapes."""
-        hand = replace(TRAIN.hand, elastic=self.elastic, low_resolution=self.low_resolution)
-        return replace(TRAIN, hand=hand)
+        return other_writers(self.elastic, self.low_resolution)
 
 
 # --- the model -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ measured on test pages is never measured on the very style the models were train
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from digitrec.errors import DigitrecError
 
@@ -118,6 +118,18 @@ TEST = PageStyle(
     ),
     camera=Camera(shadow="blob", blur="defocus"),
 )
+
+
+def other_writers(elastic: float, low_resolution: float, style: PageStyle = TRAIN) -> PageStyle:
+    """``style`` with its digits drawn in other writers' shapes (``Hand.elastic`` and
+    ``Hand.low_resolution``); a clear error for values out of range."""
+    if elastic < 0 or not 0 <= low_resolution <= 1:
+        raise DigitrecError(
+            f"elastic must be at least 0 and low_resolution in [0, 1], not {elastic} and "
+            f"{low_resolution}"
+        )
+    hand = replace(style.hand, elastic=elastic, low_resolution=low_resolution)
+    return replace(style, hand=hand)
 
 
 def page_style(style: str | PageStyle) -> PageStyle:
