@@ -331,3 +331,16 @@ def test_auto_gives_the_page_readers_one_sure_digit_over_the_classifiers():
 @pytest.mark.parametrize("page", [Reading.of_lines([]), _one_digit(None)])
 def test_auto_gives_the_classifiers_large_digit_where_the_page_reader_has_none_it_is_sure_of(page):
     assert choose_reader(page, _one_digit(4), 100) == "digits"
+
+
+def test_a_wide_image_whose_line_the_finder_misses_is_read_whole(recognizer, mnist, monkeypatch):
+    from digitrec.reading import predictor
+
+    strip = np.pad(np.concatenate(list(mnist.test_images[:5]), axis=1), 4)
+    line = cv2.resize(255 - strip, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
+    gray = np.float32(line / 255)
+    monkeypatch.setattr(predictor, "find_lines", lambda _: [])  # as on bold, blurry writing
+    (read,) = recognizer.pages.read_lines(gray)
+    assert read.text == "".join(map(str, mnist.test_labels[:5]))
+    assert read.box == (0, 0, gray.shape[1], gray.shape[0])
+    assert predictor.whole_line(gray[:, : gray.shape[0]]) == []  # not wide: no line

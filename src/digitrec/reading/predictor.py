@@ -1,6 +1,7 @@
-"""Reading whole pages: the text lines found classically (``detect.find_lines``), each read by
-the CTC line recognizer (``lines.LineReader``), the digits given with calibrated confidences
-and boxes in the page's pixels. NumPy, OpenCV and ONNX Runtime only: no TensorFlow.
+"""Reading whole pages: the text lines found classically (``detect.find_lines``; where it finds
+none in a wide image, the whole image as one line: ``whole_line``), each read by the CTC line
+recognizer (``lines.LineReader``), the digits given with calibrated confidences and boxes in the
+page's pixels. NumPy, OpenCV and ONNX Runtime only: no TensorFlow.
 
 The line model's metadata carries what was fitted on validation pages at export
 (``digitrec.reading.rejection``): the temperature that calibrates a digit's frame posteriors,
@@ -27,6 +28,7 @@ from digitrec.recognizer import UNKNOWN, Digit, Line, _metadata, _session
 
 LINE_MODEL = "lines.onnx"
 PAGE_SIDE = 2400  # pages are decoded at most this long: line crops need no more
+WIDE = 1.5  # an image this many times as wide as high where no line is found: read whole
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ class PagePredictor:
     def read_lines(self, gray: np.ndarray, factor: float = 1.0, top_k: int = 3) -> list[Line]:
         """The lines of digits on a grey page, top to bottom; boxes in pixels ``factor`` times
         those of ``gray``. Lines read as nothing or rejected as no writing are left out."""
-        found = find_lines(gray)
+        found = find_lines(gray) or whole_line(gray)
         readings = self.reader.read_lines([line.crop for line in found])
         size = (round(gray.shape[1] * factor), round(gray.shape[0] * factor))
         lines = [
@@ -136,6 +138,17 @@ class PagePredictor:
             box=scale.box(found.page_box(digit.box)),
             top=[(int(i), float(probs[i])) for i in order[:top_k]],
         )
+
+
+def whole_line(gray: np.ndarray) -> list[LineBox]:
+    """The whole grey image (in [0, 1]) as one line, if it is at least ``WIDE`` times as wide as
+    high: a tight crop of a line, whose writing the line finder may miss (bold, blurry strokes
+    filling the crop look like paper to it); else no line."""
+    rows, cols = gray.shape
+    if cols < WIDE * rows:
+        return []
+    crop = np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8)
+    return [LineBox((0, 0, cols, rows), crop)]
 
 
 @dataclass(frozen=True)
