@@ -98,9 +98,9 @@ def training_batches(
     style: str | PageStyle = "train",
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``steps`` batches of training lines for each of ``epochs`` in ``style``, each epoch's
-    lines drawn from a seed of its own (``epoch_seed``). The source is asked for a batch more than an epoch needs,
-    as lines too narrow for their text are skipped (a lazy source such as ``line_samples`` makes
-    only the lines taken)."""
+    lines drawn from a seed of its own (``epoch_seed``). The source is asked for a batch more
+    than an epoch needs, as lines too narrow for their text are skipped (a lazy source such as
+    ``line_samples`` makes only the lines taken)."""
     for epoch in epochs:
         lines_seed = epoch_seed(seed, epoch)
         samples = source(images, labels, (steps + 1) * batch_size, lines_seed, style=style)

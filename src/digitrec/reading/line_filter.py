@@ -78,7 +78,7 @@ class FilterSettings:
         ]
         if bad:
             raise DigitrecError(f"these settings must be positive: {', '.join(bad)}")
-        self.training_style()
+        self.training_style()  # refuses shapes out of range
 
     def training_style(self) -> PageStyle:
         """The style the training pages are drawn in: the training style, with these settings'

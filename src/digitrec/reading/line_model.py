@@ -68,7 +68,7 @@ class LineTrainSettings:
             raise DigitrecError(f"these settings must be at least 1: {', '.join(bad)}")
         if not 0 <= self.dropout < 1:
             raise DigitrecError(f"dropout must be in [0, 1), not {self.dropout}")
-        self.training_style()
+        self.training_style()  # refuses shapes out of range
 
     def training_style(self) -> PageStyle:
         """The style the training lines are drawn in: the training style, with these settings'

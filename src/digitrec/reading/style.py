@@ -44,7 +44,7 @@ class Hand:
     # Gaps between the ink of neighbours, in digit heights, one range drawn per number:
     gaps: tuple[Range, ...] = ((0.25, 0.8), (0.05, 0.3), (-0.05, 0.05), (-0.18, -0.03))
     ink_colours: tuple[Colour, ...] = ((0.05, 0.05, 0.08), (0.1, 0.15, 0.55), (0.15, 0.2, 0.4))
-    # Other writers' shapes (off in the named styles; a line model's training may turn them on):
+    # Other writers' shapes (off in the named styles; line and filter training may turn them on):
     elastic: float = 0.0  # the most a digit's strokes are smoothly displaced, in MNIST pixels
     low_resolution: float = 0.0  # the share of digits redrawn from 10-16 px: blurry, blocky
 
