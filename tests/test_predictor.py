@@ -333,13 +333,19 @@ def test_auto_gives_the_classifiers_large_digit_where_the_page_reader_has_none_i
     assert choose_reader(page, _one_digit(4), 100) == "digits"
 
 
-def test_a_wide_image_whose_line_the_finder_misses_is_read_whole(recognizer, mnist, monkeypatch):
+BLANK_PIECE = LineBox((0, 0, 12, 12), np.full((12, 12), 255, np.uint8))
+
+
+@pytest.mark.parametrize("found", [[], [BLANK_PIECE]], ids=["no line", "a line read as nothing"])
+def test_a_wide_image_whose_line_the_finder_misses_is_read_whole(
+    recognizer, mnist, monkeypatch, found
+):
     from digitrec.reading import predictor
 
     strip = np.pad(np.concatenate(list(mnist.test_images[:5]), axis=1), 4)
     line = cv2.resize(255 - strip, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
     gray = np.float32(line / 255)
-    monkeypatch.setattr(predictor, "find_lines", lambda _: [])  # as on bold, blurry writing
+    monkeypatch.setattr(predictor, "find_lines", lambda _: found)  # as on bold, blurry writing
     (read,) = recognizer.pages.read_lines(gray)
     assert read.text == "".join(map(str, mnist.test_labels[:5]))
     assert read.box == (0, 0, gray.shape[1], gray.shape[0])

@@ -83,12 +83,18 @@ class PagePredictor:
 
     def read_lines(self, gray: np.ndarray, factor: float = 1.0, top_k: int = 3) -> list[Line]:
         """The lines of digits on a grey page, top to bottom; boxes in pixels ``factor`` times
-        those of ``gray``. Lines read as nothing or rejected as no writing are left out."""
-        found = find_lines(gray) or whole_line(gray)
+        those of ``gray``. Lines read as nothing or rejected as no writing are left out; where
+        nothing is left, a wide image is read whole as one line (``whole_line``)."""
+        scale = _Scale(factor, (round(gray.shape[1] * factor), round(gray.shape[0] * factor)))
+        return self._read(find_lines(gray), scale, top_k) or self._read(
+            whole_line(gray), scale, top_k
+        )
+
+    def _read(self, found: list[LineBox], scale: _Scale, top_k: int) -> list[Line]:
+        """The found lines read, those read as nothing or rejected left out."""
         readings = self.reader.read_lines([line.crop for line in found])
-        size = (round(gray.shape[1] * factor), round(gray.shape[0] * factor))
         lines = [
-            self._line(box, reading, _Scale(factor, size), top_k)
+            self._line(box, reading, scale, top_k)
             for box, reading in zip(found, readings, strict=True)
         ]
         return [line for line in lines if line is not None]
