@@ -1,7 +1,8 @@
-"""Reading whole pages: the text lines found classically (``detect.find_lines``; where it finds
-none in a wide image, the whole image as one line: ``whole_line``), each read by the CTC line
-recognizer (``lines.LineReader``), the digits given with calibrated confidences and boxes in the
-page's pixels. NumPy, OpenCV and ONNX Runtime only: no TensorFlow.
+"""Reading whole pages: the text lines found classically (``detect.find_lines``; where none is
+found in a wide image, or those found come to nothing, the whole image as one line:
+``whole_line``), each read by the CTC line recognizer (``lines.LineReader``), the digits given
+with calibrated confidences and boxes in the page's pixels. NumPy, OpenCV and ONNX Runtime only:
+no TensorFlow.
 
 The line model's metadata carries what was fitted on validation pages at export
 (``digitrec.reading.rejection``): the temperature that calibrates a digit's frame posteriors,
@@ -28,7 +29,7 @@ from digitrec.recognizer import UNKNOWN, Digit, Line, _metadata, _session
 
 LINE_MODEL = "lines.onnx"
 PAGE_SIDE = 2400  # pages are decoded at most this long: line crops need no more
-WIDE = 1.5  # an image this many times as wide as high where no line is found: read whole
+WIDE = 1.5  # an image this many times as wide as high where no line is read: read whole
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,8 @@ class PagePredictor:
 
 def whole_line(gray: np.ndarray) -> list[LineBox]:
     """The whole grey image (in [0, 1]) as one line, if it is at least ``WIDE`` times as wide as
-    high: a tight crop of a line, whose writing the line finder may miss (bold, blurry strokes
-    filling the crop look like paper to it); else no line."""
+    high: a tight crop of a line, whose writing the line finder may miss or cut into pieces
+    (bold, blurry strokes filling the crop look like paper to it); else no line."""
     rows, cols = gray.shape
     if cols < WIDE * rows:
         return []
