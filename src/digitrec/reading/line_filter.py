@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from digitrec.files import atomic_path, read_json, write_json
 from digitrec.reading.filter_crops import Crops, drawn_crops, page_crops
 from digitrec.reading.line_batches import POOL_BATCHES
 from digitrec.reading.lines import HEIGHT, pad_batch
-from digitrec.reading.style import PageStyle, other_writers
+from digitrec.reading.style import WriterShapes
 
 FILTER_MODEL = "filter.keras"
 FILTER_RECORD = "filter.json"
@@ -52,7 +52,7 @@ VAL_SEED = 30_000  # validation pages' seeds start here (the rejection's start a
 
 
 @dataclass
-class FilterSettings:
+class FilterSettings(WriterShapes):
     """Every setting of a line filter's training; ``filter.json`` records it."""
 
     width: int = 16  # filters of the first convolution; then 2x, 4x and 4x as many
@@ -64,26 +64,18 @@ class FilterSettings:
     batch_size: int = 32
     learning_rate: float = 2e-3
     seed: int = 0
-    # Training pages only (the epoch-choosing ones keep the plain style): other writers' shapes,
-    # as ``style.Hand.elastic`` and ``style.Hand.low_resolution``.
-    elastic: float = 0.0
-    low_resolution: float = 0.0
 
     def check(self) -> None:
         """Raise ``DigitrecError`` for settings no run can use."""
         bad = [
             f"{name} {value}"
             for name, value in asdict(self).items()
-            if name not in ("seed", "elastic", "low_resolution") and not value > 0
+            if name not in ("seed", *(shape.name for shape in fields(WriterShapes)))
+            and not value > 0
         ]
         if bad:
             raise DigitrecError(f"these settings must be positive: {', '.join(bad)}")
         self.training_style()  # refuses shapes out of range
-
-    def training_style(self) -> PageStyle:
-        """The style the training pages are drawn in: the training style, with these settings'
-        share of other writers' shapes."""
-        return other_writers(self.elastic, self.low_resolution)
 
 
 def build_line_filter(width: int = 16) -> keras.Model:

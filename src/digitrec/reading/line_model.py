@@ -19,14 +19,15 @@ from digitrec.config import PRECISIONS
 from digitrec.errors import DigitrecError
 from digitrec.model_setup import precision_policy
 from digitrec.reading.lines import ALPHABET, BLANK, HEIGHT
-from digitrec.reading.style import PageStyle, other_writers
+from digitrec.reading.style import WriterShapes
 
 HEADS = ("lstm", "conv")
 
 
 @dataclass
-class LineTrainSettings:
-    """Every setting of a line recognizer's training run; ``run.json`` stores it whole."""
+class LineTrainSettings(WriterShapes):
+    """Every setting of a line recognizer's training run; ``run.json`` stores it whole (with
+    ``WriterShapes``: the training lines' other writers' shapes)."""
 
     # "lstm" (bidirectional) or "conv" (two 1-D convolutions) over the time steps. After the same
     # 800 steps, the LSTM read 75.8% of 2,000 new validation lines exactly, the convolutions
@@ -49,10 +50,6 @@ class LineTrainSettings:
     # "bfloat16": the convolutions compute in bfloat16 (float32 weights), the head and the
     # posteriors in float32; the exported model computes in float32 throughout.
     precision: str = "float32"
-    # Training lines only (the epoch-choosing lines keep the plain training style): other
-    # writers' shapes, as ``style.Hand.elastic`` and ``style.Hand.low_resolution``.
-    elastic: float = 0.0
-    low_resolution: float = 0.0
 
     def check(self) -> None:
         """Raise ``DigitrecError`` for settings no run can use."""
@@ -69,11 +66,6 @@ class LineTrainSettings:
         if not 0 <= self.dropout < 1:
             raise DigitrecError(f"dropout must be in [0, 1), not {self.dropout}")
         self.training_style()  # refuses shapes out of range
-
-    def training_style(self) -> PageStyle:
-        """The style the training lines are drawn in: the training style, with these settings'
-        share of other writers' shapes."""
-        return other_writers(self.elastic, self.low_resolution)
 
 
 # --- the model -----------------------------------------------------------------------------------

@@ -120,16 +120,24 @@ TEST = PageStyle(
 )
 
 
-def other_writers(elastic: float, low_resolution: float, style: PageStyle = TRAIN) -> PageStyle:
-    """``style`` with its digits drawn in other writers' shapes (``Hand.elastic`` and
-    ``Hand.low_resolution``); a clear error for values out of range."""
-    if elastic < 0 or not 0 <= low_resolution <= 1:
-        raise DigitrecError(
-            f"elastic must be at least 0 and low_resolution in [0, 1], not {elastic} and "
-            f"{low_resolution}"
-        )
-    hand = replace(style.hand, elastic=elastic, low_resolution=low_resolution)
-    return replace(style, hand=hand)
+@dataclass(kw_only=True)
+class WriterShapes:
+    """The settings of a training run (a line model's, a line filter's) that draw its training
+    lines or pages in other writers' shapes (``Hand.elastic``, ``Hand.low_resolution``); the
+    lines or crops that choose its epoch keep the plain training style."""
+
+    elastic: float = 0.0
+    low_resolution: float = 0.0
+
+    def training_style(self) -> PageStyle:
+        """The training style with these shapes; a clear error for values out of range."""
+        if self.elastic < 0 or not 0 <= self.low_resolution <= 1:
+            raise DigitrecError(
+                f"elastic must be at least 0 and low_resolution in [0, 1], not {self.elastic} "
+                f"and {self.low_resolution}"
+            )
+        hand = replace(TRAIN.hand, elastic=self.elastic, low_resolution=self.low_resolution)
+        return replace(TRAIN, hand=hand)
 
 
 def page_style(style: str | PageStyle) -> PageStyle:

@@ -84,8 +84,12 @@ def write_number(
 
 def reshaped(digit28: np.ndarray, rng: np.random.Generator, hand: Hand) -> np.ndarray:
     """The MNIST digit as another writer might have drawn it: its strokes displaced by a smooth
-    random field of at most ``hand.elastic`` pixels, and (a ``hand.low_resolution`` share of
-    digits) redrawn from 10-16 pixels square. Unchanged, drawing nothing, when both are off."""
+    random field of at most ``hand.elastic`` pixels (in NumPy: ``augment.ElasticDistortion`` is
+    a Keras layer, and pages are made without TensorFlow), and (a ``hand.low_resolution`` share
+    of digits) redrawn from 10-16 pixels square. The digit itself, drawing nothing, when both
+    are off."""
+    if not (hand.elastic or hand.low_resolution):
+        return digit28
     digit = np.asarray(digit28, np.float32)
     if hand.elastic > 0:
         field = cv2.GaussianBlur(rng.uniform(-1, 1, (2, 28, 28)).astype(np.float32), (0, 0), 4)
