@@ -14,6 +14,7 @@ from test_lines import strip_lines, tiny_run, tiny_settings  # noqa: F401  (fixt
 
 from digitrec.errors import DigitrecError
 from digitrec.reading.sheet import LineTruth
+from digitrec.reading.style import TRAIN
 
 keras = pytest.importorskip("keras")
 
@@ -167,7 +168,7 @@ def test_only_the_training_pages_are_drawn_in_other_writers_shapes(tiny_run, tmp
     monkeypatch.setattr(line_filter, "page_crops", lambda *a: styles.append(a[4]) or make(*a))
     monkeypatch.setattr(line_filter, "build_line_filter", lambda *_: pytest.fail("stopped"))
     plain = line_filter.FilterSettings(width=2, pages_per_layout=1, val_pages_per_layout=1, drawn=4)
-    shaped = replace(plain, elastic=2.0, low_resolution=0.5)
+    shaped = replace(plain, elastic=2.0, low_resolution=0.5, finest_pen=-0.8)
     for settings in (plain, shaped):
         with pytest.raises(pytest.fail.Exception, match="stopped"):
             line_filter.train_line_filter(copy, settings, data_dir, verbose=False, workers=1)
@@ -175,3 +176,4 @@ def test_only_the_training_pages_are_drawn_in_other_writers_shapes(tiny_run, tmp
     assert styles[1] == styles[3] == "validation"  # the crops that choose the epoch: plain
     assert styles[0].hand.elastic == 0 and styles[0].hand.low_resolution == 0
     assert styles[2].hand.elastic == 2.0 and styles[2].hand.low_resolution == 0.5
+    assert styles[0].hand.pen == TRAIN.hand.pen and styles[2].hand.pen[0] == -0.8

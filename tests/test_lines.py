@@ -26,6 +26,7 @@ from digitrec.reading.lines import (
     pad_batch,
     prepare_line,
 )
+from digitrec.reading.style import TRAIN
 
 FONT_DIGITS = np.stack([font_digit(d) for d in range(10)])
 
@@ -197,6 +198,9 @@ def test_line_settings_refuse_an_unknown_head_and_empty_runs():
     for shapes in ({"elastic": -1.0}, {"low_resolution": 1.5}):
         with pytest.raises(DigitrecError, match="low_resolution"):
             tiny_settings(**shapes).check()
+    for pen in (-1.5, 1.0):
+        with pytest.raises(DigitrecError, match="finest_pen"):
+            tiny_settings(finest_pen=pen).check()
 
 
 def test_only_the_training_lines_are_drawn_with_other_writers_shapes(tmp_path, tiny_registered):
@@ -208,11 +212,14 @@ def test_only_the_training_lines_are_drawn_with_other_writers_shapes(tmp_path, t
         styles.append(style)
         return strip_lines(*args)
 
-    settings = tiny_settings(dataset="tiny", val_size=20, elastic=2.0, low_resolution=0.3)
+    settings = tiny_settings(
+        dataset="tiny", val_size=20, elastic=2.0, low_resolution=0.3, finest_pen=-0.9
+    )
     train_line_model(settings, tmp_path / "run", tiny_registered, recording, False, False)
     assert styles[0] == "train"  # the lines that choose the epoch: the plain training style
     assert len(styles) == 3 and all(style.hand.elastic == 2.0 for style in styles[1:])
     assert all(style.hand.low_resolution == 0.3 for style in styles[1:])
+    assert all(style.hand.pen == (-0.9, TRAIN.hand.pen[1]) for style in styles[1:])
 
 
 @pytest.fixture(scope="module")

@@ -185,8 +185,7 @@ def training_crops(
         settings.val_pages_per_layout,
         settings.drawn,
         settings.seed,
-        settings.elastic,
-        settings.low_resolution,
+        *(getattr(settings, shape.name) for shape in fields(WriterShapes)),
     ]
     kept = run_dir / CROPS_FILE
     if kept.is_file():

@@ -107,6 +107,7 @@ class PageStyle:
 
 
 TRAIN = PageStyle()
+FINEST_PEN = -1.0  # thinner strokes than this break MNIST digits apart
 TEST = PageStyle(
     hand=Hand(pen=(-0.2, 1.1)),
     print=Print(
@@ -123,11 +124,14 @@ TEST = PageStyle(
 @dataclass(kw_only=True)
 class WriterShapes:
     """The settings of a training run (a line model's, a line filter's) that draw its training
-    lines or pages in other writers' shapes (``Hand.elastic``, ``Hand.low_resolution``); the
-    lines or crops that choose its epoch keep the plain training style."""
+    lines or pages in other writers' shapes (``Hand.elastic``, ``Hand.low_resolution``) and
+    pens (``finest_pen``: the low end of ``Hand.pen``, below the training style's for the
+    ballpoint strokes of a photographed page); the lines or crops that choose its epoch keep
+    the plain training style."""
 
     elastic: float = 0.0
     low_resolution: float = 0.0
+    finest_pen: float = TRAIN.hand.pen[0]
 
     def training_style(self) -> PageStyle:
         """The training style with these shapes; a clear error for values out of range."""
@@ -136,7 +140,18 @@ class WriterShapes:
                 f"elastic must be at least 0 and low_resolution in [0, 1], not {self.elastic} "
                 f"and {self.low_resolution}"
             )
-        hand = replace(TRAIN.hand, elastic=self.elastic, low_resolution=self.low_resolution)
+        boldest = TRAIN.hand.pen[1]
+        if not FINEST_PEN <= self.finest_pen <= boldest:
+            raise DigitrecError(
+                f"finest_pen must be in [{FINEST_PEN}, {boldest}] (MNIST pixels of stroke radius), "
+                f"not {self.finest_pen}"
+            )
+        hand = replace(
+            TRAIN.hand,
+            elastic=self.elastic,
+            low_resolution=self.low_resolution,
+            pen=(self.finest_pen, boldest),
+        )
         return replace(TRAIN, hand=hand)
 
 
