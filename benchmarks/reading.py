@@ -9,6 +9,9 @@ restricted to digits) reads the same images, in one run:
 - "letters" pages (printed words, no digit): the share that produce any digit (lower is better);
 - "blank", "noise" and "scribble" pages: the share read as empty or rejected (no digit);
 - single MNIST digits rendered as users' images: read exactly;
+- "ballpoint" rows: the five digit layouts in turn and single digits, written with pens finer
+  than any of the page generator's styles (``FINE_PENS``: strokes as thin as a ballpoint's on a
+  photographed page, 3-5% of the digit's height where MNIST's are 10-15%): read exactly;
 - real handwriting that is not MNIST: scikit-learn's bundled digits (43 writers, 8×8), enlarged
   smoothly, single as users' images and in lines of 3-8 digits written by the page generator's
   line machinery (``line_samples``): read exactly.
@@ -60,6 +63,11 @@ SKLEARN_STYLE = Style(
     scale=(1.4, 3.2), max_rotation=5.0, stroke=(0.0, 0.0), noise=(0.0, 0.03), jpeg_probability=0.0
 )
 
+# Pens finer than the styles' (stroke radius change in MNIST pixels): a ballpoint's strokes on a
+# photographed page. The test split's reach finer than the validation split's.
+FINE_PENS = {"validation": (-0.9, -0.5), "test": (-1.0, -0.6)}
+DIGIT_LAYOUTS = ("photo", "touching", "comb", "gaps", "multiline")
+
 Reader = Callable[[np.ndarray], str]  # an image (grey or RGB uint8) -> the text read
 
 
@@ -93,7 +101,7 @@ MEASURES: dict[str, Callable[[str, str], bool]] = {
 
 # The page layouts read, each with its measure.
 LAYOUT_MEASURES = {
-    **dict.fromkeys(("photo", "touching", "comb", "gaps", "multiline"), "read exactly"),
+    **dict.fromkeys(DIGIT_LAYOUTS, "read exactly"),
     "letters": "produce any digit (lower is better)",
     **dict.fromkeys(("blank", "noise", "scribble"), "empty or rejected"),
 }
@@ -189,6 +197,19 @@ def pages(layout: str, digits: tuple[np.ndarray, np.ndarray], count: int, seed: 
     return [Case(sample.image, sample.text) for sample in tqdm(samples, layout, count)]
 
 
+def ballpoint_pages(digits: tuple[np.ndarray, np.ndarray], count: int, seed: int, split: str):
+    """``count`` pages of the digit layouts in turn, in the split's style but for its pens,
+    ``FINE_PENS[split]``."""
+    style = page_style(split)
+    style = replace(style, hand=replace(style.hand, pen=FINE_PENS[split]))
+    seeds = stream("ballpoint", seed).integers(0, 2**32, count)
+    samples = (
+        page_sample(DIGIT_LAYOUTS[i % len(DIGIT_LAYOUTS)], *digits, int(s), style)
+        for i, s in enumerate(seeds)
+    )
+    return [Case(sample.image, sample.text) for sample in tqdm(samples, "ballpoint", count)]
+
+
 def singles(
     digits: tuple[np.ndarray, np.ndarray], count: int, rng: np.random.Generator, style: Style
 ):
@@ -219,6 +240,11 @@ def tasks(split: str, count: int, seed: int) -> list[Task]:
     ]
     name = "single MNIST digits, user-style"
     made.append(Task(name, "read exactly", singles(mnist, count, stream(name, seed), Style())))
+    name = "ballpoint: digit layouts in turn"
+    made.append(Task(name, "read exactly", ballpoint_pages(mnist, count, seed, split)))
+    name = "ballpoint: single MNIST digits, user-style"
+    cases = singles(mnist, count, stream(name, seed), Style(stroke=FINE_PENS[split]))
+    made.append(Task(name, "read exactly", cases))
     name = "scikit-learn digits, single"
     cases = singles(real, count, stream(name, seed), SKLEARN_STYLE)
     made.append(Task(name, "read exactly", cases))

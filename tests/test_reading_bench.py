@@ -37,7 +37,8 @@ def test_the_digits_reader_scored_on_three_pages_of_every_row(bench, mnist_dir):
     made = bench.tasks("validation", 3, seed=0)
     names = [task.name for task in made]
     assert names[: len(bench.LAYOUT_MEASURES)] == list(bench.LAYOUT_MEASURES)
-    assert len(names) == len(bench.LAYOUT_MEASURES) + 3  # user-style, scikit-learn single, lines
+    # user-style, ballpoint pages and singles, scikit-learn single and lines:
+    assert len(names) == len(bench.LAYOUT_MEASURES) + 5
     for task in made:
         assert len(task.cases) == 3
         digit_row = task.measure == "read exactly"
@@ -64,6 +65,29 @@ def test_pages_are_the_same_for_the_same_seed_and_differ_by_split(bench, mnist_d
     assert [c.truth for c in first] == [c.truth for c in again]
     assert all(np.array_equal(a.image, b.image) for a, b in zip(first, again, strict=True))
     assert [c.truth for c in first] != [c.truth for c in other]
+
+
+@pytest.mark.parametrize("split", ["validation", "test"])
+def test_ballpoint_pages_are_the_digit_layouts_in_turn_with_the_fine_pens(
+    bench, split, monkeypatch
+):
+    written = []
+
+    def recording(layout, images, labels, seed, style):
+        written.append((layout, style))
+        return real(layout, images, labels, seed, style)
+
+    real = bench.page_sample
+    monkeypatch.setattr(bench, "page_sample", recording)
+    images = np.zeros((20, 28, 28), np.uint8)
+    images[:, 8:20, 12:16] = 255
+    cases = bench.ballpoint_pages((images, np.arange(20) % 10), 6, 0, split)
+    assert [layout for layout, _ in written] == [*bench.DIGIT_LAYOUTS, bench.DIGIT_LAYOUTS[0]]
+    style = bench.page_style(split)
+    for _, used in written:
+        assert used.hand.pen == bench.FINE_PENS[split] != style.hand.pen
+        assert used.camera == style.camera and used.print == style.print
+    assert len(cases) == 6 and all(case.truth for case in cases)
 
 
 def test_score_counts_the_images_meeting_the_measure(bench):
