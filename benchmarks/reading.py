@@ -11,7 +11,7 @@ restricted to digits) reads the same images, in one run:
 - single MNIST digits rendered as users' images: read exactly;
 - "ballpoint" rows: the five digit layouts in turn and single digits, written with pens finer
   than any of the page generator's styles (``FINE_PENS``: strokes as thin as a ballpoint's on a
-  photographed page, 3-5% of the digit's height where MNIST's are 10-15%): read exactly;
+  photographed page, 5-7.5% of the digit's height where MNIST's are about 11%): read exactly;
 - real handwriting that is not MNIST: scikit-learn's bundled digits (43 writers, 8×8), enlarged
   smoothly, single as users' images and in lines of 3-8 digits written by the page generator's
   line machinery (``line_samples``): read exactly.
