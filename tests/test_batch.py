@@ -136,6 +136,21 @@ def test_an_existing_output_is_continued_only_with_resume(folder, tmp_path, caps
     assert out.read_bytes() == before
 
 
+def test_resume_reads_again_the_files_whose_worker_ended(folder, tmp_path, capsys):
+    from digitrec.batch_output import ENDED_WORKER
+
+    out, ended, done = tmp_path / "out.jsonl", str(folder / "00.png"), str(folder / "01.png")
+    lines = [
+        {"file": ended, "text": "", "digits": [], "lines": [], "error": ENDED_WORKER},
+        {"file": done, "text": "1", "digits": [], "lines": [], "error": None},
+    ]
+    out.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert main(["predict", ended, done, "--output", str(out), "--resume"]) == 0
+    results = [json.loads(line) for line in output_lines(out)]
+    assert [r["file"] for r in results] == [ended, done, ended]  # read again, once; the rest not
+    assert results[-1]["error"] is None and results[-1]["text"]
+
+
 def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(folder, tmp_path):
     out = tmp_path / "out.jsonl"
     first = iter(read_files([folder], output=out))

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from digitrec.batch_output import Previous, check_output, open_output
+from digitrec.batch_output import ENDED_WORKER, Previous, check_output, open_output
 from digitrec.errors import DigitrecError
 from digitrec.imaging import MAX_PIXELS
 from digitrec.recognizer import DEFAULT_READER, Recognizer
@@ -36,7 +36,6 @@ from digitrec.recognizer import DEFAULT_READER, Recognizer
 CHUNK = 16  # files per task handed to a worker process
 IN_FLIGHT = 2  # tasks queued per worker process: each stays busy, few results wait in memory
 MAX_DEATHS_IN_A_ROW = 3  # files read alone whose worker process ended, before the run stops
-ENDED_WORKER = "the worker process reading it ended unexpectedly (a crash, killed, out of memory?)"
 Result = tuple[dict[str, Any], list[np.ndarray]]  # a file's result and the inputs the model saw
 
 
@@ -74,7 +73,7 @@ def read_files(
     one per CPU); ``ray=True`` starts a local Ray instance (or uses the one this process is
     connected to), a string is the address of a cluster to join. ``output``: a JSON lines file
     (a Parquet file if it ends in ``.parquet``) written as results arrive; ``resume`` continues
-    one, leaving out the files it lists. The model and the output are checked now, so that a
+    one, leaving out the files it lists but those whose worker process ended. The model and the output are checked now, so that a
     bad one is a ``DigitrecError`` before any image is read.
     """
     _check_options(top_k, max_pixels, jobs, output, resume, ray, save_normalized)
@@ -295,7 +294,7 @@ def _pool_results(files: list[str], settings: ReadSettings, jobs: int) -> Iterat
                 raise DigitrecError(
                     f"worker processes ended unexpectedly on {deaths_in_a_row} files in a row "
                     "(the model cannot be loaded, or memory is short?); the results written so "
-                    "far are kept, and --resume continues"
+                    "far are kept, and --resume continues, reading those files again"
                 ) from None
         finally:
             pool.shutdown(cancel_futures=True)

@@ -20,6 +20,10 @@ from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path
 from digitrec.recognizer import Reading
 
+# The error of a file whose worker process ended while reading it: maybe the machine's fault, not
+# the file's, so ``--resume`` reads it again (its new line, after this one, is its result).
+ENDED_WORKER = "the worker process reading it ended unexpectedly (a crash, killed, out of memory?)"
+
 PARQUET_SUFFIX = ".parquet"
 ROW_GROUP = 10_000  # Parquet rows buffered before they are written as one row group
 
@@ -69,7 +73,8 @@ def check_output(path: Path, resume: bool) -> Previous:
 
 def _previous_results(path: Path) -> Previous:
     """Scan a JSON lines output; truncate a last line that a killed run left unfinished (under
-    the lock: a line being written by another run is not torn)."""
+    the lock: a line being written by another run is not torn). A file whose worker process
+    ended (``ENDED_WORKER``) and has no later line is not done: it is read again."""
     previous, offset = Previous(), 0
     with path.open("rb+") as file:
         _lock(file, path)
@@ -79,6 +84,8 @@ def _previous_results(path: Path) -> Previous:
                 break
             offset += len(line)
             result = _parsed(line, path, number)
+            if result.get("error") == ENDED_WORKER:
+                continue
             previous.files.add(result["file"])
             previous.failed += result.get("error") is not None
     return previous

@@ -67,7 +67,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the --output of a stopped run: the images it lists are not read again",
+        help=(
+            "continue the --output of a stopped run: the images it lists are not read again, "
+            "but those whose worker process ended"
+        ),
     )
     parser.add_argument(
         "--ray",
