@@ -52,7 +52,7 @@ from common import machine, markdown_table, write_into_readme
 from digitrec.config import TrainConfig
 from digitrec.data import load_dataset, split_validation
 from digitrec.reading import line_samples, page_sample
-from digitrec.reading.style import page_style
+from digitrec.reading.style import PageStyle, page_style
 from digitrec.recognizer import READERS as RECOGNIZER_READERS
 from digitrec.recognizer import Recognizer
 from digitrec.synthesis import Style, user_digit_image
@@ -192,9 +192,7 @@ def stream(name: str, seed: int) -> np.random.Generator:
 
 def pages(layout: str, digits: tuple[np.ndarray, np.ndarray], count: int, seed: int, split: str):
     """``count`` pages of ``layout`` written with the split's digits in the split's style."""
-    seeds = stream(layout, seed).integers(0, 2**32, count)
-    samples = (page_sample(layout, *digits, int(s), split) for s in seeds)
-    return [Case(sample.image, sample.text) for sample in tqdm(samples, layout, count)]
+    return written_pages(layout, (layout,), digits, count, seed, split)
 
 
 def ballpoint_pages(digits: tuple[np.ndarray, np.ndarray], count: int, seed: int, split: str):
@@ -202,12 +200,23 @@ def ballpoint_pages(digits: tuple[np.ndarray, np.ndarray], count: int, seed: int
     ``FINE_PENS[split]``."""
     style = page_style(split)
     style = replace(style, hand=replace(style.hand, pen=FINE_PENS[split]))
-    seeds = stream("ballpoint", seed).integers(0, 2**32, count)
+    return written_pages("ballpoint", DIGIT_LAYOUTS, digits, count, seed, style)
+
+
+def written_pages(
+    name: str,
+    layouts: tuple[str, ...],
+    digits: tuple[np.ndarray, np.ndarray],
+    count: int,
+    seed: int,
+    style: str | PageStyle,
+) -> list[Case]:
+    """``count`` pages of ``layouts`` in turn in ``style``, seeded by the row's ``name``."""
+    seeds = stream(name, seed).integers(0, 2**32, count)
     samples = (
-        page_sample(DIGIT_LAYOUTS[i % len(DIGIT_LAYOUTS)], *digits, int(s), style)
-        for i, s in enumerate(seeds)
+        page_sample(layouts[i % len(layouts)], *digits, int(s), style) for i, s in enumerate(seeds)
     )
-    return [Case(sample.image, sample.text) for sample in tqdm(samples, "ballpoint", count)]
+    return [Case(sample.image, sample.text) for sample in tqdm(samples, name, count)]
 
 
 def singles(

@@ -73,8 +73,8 @@ def read_files(
     one per CPU); ``ray=True`` starts a local Ray instance (or uses the one this process is
     connected to), a string is the address of a cluster to join. ``output``: a JSON lines file
     (a Parquet file if it ends in ``.parquet``) written as results arrive; ``resume`` continues
-    one, leaving out the files it lists but those whose worker process ended. The model and the output are checked now, so that a
-    bad one is a ``DigitrecError`` before any image is read.
+    one, leaving out the files it lists but those whose worker process ended. The model and the
+    output are checked now, so that a bad one is a ``DigitrecError`` before any image is read.
     """
     _check_options(top_k, max_pixels, jobs, output, resume, ray, save_normalized)
     if ray:
