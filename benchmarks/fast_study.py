@@ -52,7 +52,7 @@ def relu_then_pool() -> Any:
             layers.Conv2D(32, 3, activation="relu"),
             layers.MaxPooling2D(2),
             layers.Flatten(),
-            layers.Dense(128, activation="relu"),
+            layers.Dense(64, activation="relu"),
             layers.Dense(10, activation="softmax"),
         ]
     )
@@ -82,28 +82,36 @@ VARIANTS = [
     Variant("images shuffled in a tf.data buffer", pipeline=shuffled_images),
     Variant("float32 throughout (no bfloat16 mixed precision)", {"precision": "float32"}),
     Variant(
-        "batch 128, learning rate 0.01 (the recipe before)",
+        "batch 128, learning rate 0.01",
         {"batch_size": 128, "learning_rate": 0.01},
     ),
     Variant("batch 256, learning rate 0.02", {"batch_size": 256, "learning_rate": 0.02}),
-    Variant("label smoothing 0.1", {"label_smoothing": 0.1}),
-    Variant("16, 24 filters, Dense 96", {"model_args": {"filters": (16, 24), "dense": 96}}),
+    Variant("no label smoothing", {"label_smoothing": 0.0}),
+    Variant("Dense 128", {"model_args": {"dense": 128}}),
+    Variant(
+        "Dense 128, no label smoothing (the recipe before)",
+        {"model_args": {"dense": 128}, "label_smoothing": 0.0},
+    ),
+    Variant("16, 24 filters", {"model_args": {"filters": (16, 24)}}),
+    Variant("12, 32 filters", {"model_args": {"filters": (12, 32)}}),
     Variant(
         "wider: 32, 64 filters, Dense 256", {"model_args": {"filters": (32, 64), "dense": 256}}
     ),
     Variant("one epoch", {"epochs": 1}),
     Variant(
-        "one epoch, label smoothing 0.1, peak 0.02, warm-up 0.35 (tried, see below)",
-        {"epochs": 1, "label_smoothing": 0.1, "learning_rate": 0.02, "warmup": 0.35},
+        "one epoch, peak 0.02, warm-up 0.35 (tried, see below)",
+        {"epochs": 1, "learning_rate": 0.02, "warmup": 0.35},
     ),
     Variant(
         "reference: the PyTorch speed recipe in Keras (24, 32 filters, Dense 256, batch 256, "
         "peak 0.01, warm-up 0.3, one epoch)",
         {
             "model_args": {"filters": (24, 32), "dense": 256},
+            "epochs": 1,
             "batch_size": 256,
             "learning_rate": 0.01,
             "warmup": 0.3,
+            "label_smoothing": 0.0,
         },
     ),
 ]
