@@ -157,8 +157,25 @@ def test_line_model_gives_one_frame_per_stride_columns():
     from digitrec.reading.line_model import build_line_model
 
     for head in ("lstm", "conv"):
-        model = build_line_model(tiny_settings(head=head))
-        assert model(np.zeros((2, HEIGHT, 40, 1), np.float32)).shape == (2, 40 // STRIDE, 11)
+        for stride in (2, STRIDE):
+            model = build_line_model(tiny_settings(head=head, stride=stride))
+            assert model(np.zeros((2, HEIGHT, 40, 1), np.float32)).shape == (2, 40 // stride, 11)
+
+
+def test_a_stride_other_than_2_or_4_is_refused():
+    with pytest.raises(DigitrecError, match="stride must be one of 2, 4, not 3"):
+        tiny_settings(stride=3).check()
+
+
+def test_batches_count_frames_at_the_models_stride():
+    from digitrec.reading.line_batches import batch_arrays, prepared
+
+    samples = list(strip_lines(FONT_DIGITS, np.arange(10), 5, seed=9))
+    for stride in (2, STRIDE):
+        x, y = batch_arrays(list(prepared(samples, stride)), stride)
+        assert x.shape[2] % stride == 0
+        frames = [line.image.shape[1] // stride for line, _ in prepared(samples, stride)]
+        assert y[:, 1].tolist() == frames
 
 
 def test_a_tiny_line_model_lowers_its_ctc_loss_in_a_few_steps():
@@ -358,6 +375,31 @@ def test_a_bfloat16_run_computes_its_convolutions_in_bfloat16_and_exports_float3
     x, _ = batch_arrays(list(prepared(strip_lines(FONT_DIGITS, np.arange(10), 5, seed=9))))
     expected = np.asarray(as_float32(trained)(x))
     assert np.abs(LineReader.load(out).posteriors(x) - expected).max() <= 1e-4
+
+
+def test_a_stride_2_run_exports_its_stride_and_the_reader_matches_keras(tmp_path, tiny_registered):
+    from digitrec.reading.line_batches import batch_arrays, prepared
+    from digitrec.reading.line_export import export_line_model
+    from digitrec.reading.line_training import train_line_model
+    from digitrec.reading.lines import LineReader
+
+    settings = tiny_settings(dataset="tiny", val_size=20, epochs=1, stride=2)
+    run = train_line_model(
+        settings, tmp_path / "run", tiny_registered, strip_lines, False, background=False
+    )
+    reader = LineReader.load(
+        export_line_model(run, tmp_path / "line.onnx", tiny_registered, strip_lines)
+    )
+    assert reader.stride == 2
+    samples = list(strip_lines(FONT_DIGITS, np.arange(10), 5, seed=9))
+    x, _ = batch_arrays(list(prepared(samples, 2)), 2)
+    expected = np.asarray(keras.saving.load_model(run / "model.keras")(x))
+    assert expected.shape[1] == x.shape[2] // 2
+    assert np.abs(reader.posteriors(x) - expected).max() <= 1e-4
+    for sample, reading in zip(samples, reader.read_lines([s.image for s in samples]), strict=True):
+        for digit in reading.digits:
+            x0, _, x1, _ = digit.box
+            assert 0 <= x0 < x1 <= sample.image.shape[1]
 
 
 def test_export_reports_lines_read_exactly_on_fresh_lines_as_well(tiny_run, tmp_path):

@@ -50,32 +50,40 @@ def min_frames(text: str) -> int:
     return len(text) + sum(a == b for a, b in pairwise(text))
 
 
-def prepared(samples: Iterable[LineSample]) -> Iterator[tuple[PreparedLine, str]]:
-    """Samples preprocessed as the reader does; lines too narrow for their text are skipped
-    (CTC cannot align them). A line without digits (text "") teaches the model all blanks."""
+def prepared(
+    samples: Iterable[LineSample], stride: int = STRIDE
+) -> Iterator[tuple[PreparedLine, str]]:
+    """Samples preprocessed as the reader does; lines too narrow for their text at the model's
+    ``stride`` are skipped (CTC cannot align them). A line without digits (text "") teaches the
+    model all blanks."""
     for sample in samples:
-        line = prepare_line(sample.image)
-        if line.image.shape[1] // STRIDE >= min_frames(sample.text):
+        line = prepare_line(sample.image, stride=stride)
+        if line.image.shape[1] // stride >= min_frames(sample.text):
             yield line, sample.text
 
 
 def batches(
-    samples: Iterable[LineSample], batch_size: int, rng: np.random.Generator
+    samples: Iterable[LineSample],
+    batch_size: int,
+    rng: np.random.Generator,
+    stride: int = STRIDE,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(inputs, targets) batches; lines of similar width are batched together (sorted within
     a pool of ``POOL_BATCHES`` batches, which are then shuffled) to spend little on padding."""
-    lines = prepared(samples)
+    lines = prepared(samples, stride)
     while pool := list(islice(lines, batch_size * POOL_BATCHES)):
         pool.sort(key=lambda item: item[0].image.shape[1])
         groups = [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
         for index in rng.permutation(len(groups)):
-            yield batch_arrays(groups[index])
+            yield batch_arrays(groups[index], stride)
 
 
-def batch_arrays(group: list[tuple[PreparedLine, str]]) -> tuple[np.ndarray, np.ndarray]:
-    """One batch's padded inputs and packed targets."""
+def batch_arrays(
+    group: list[tuple[PreparedLine, str]], stride: int = STRIDE
+) -> tuple[np.ndarray, np.ndarray]:
+    """One batch's padded inputs and packed targets (frame counts at the model's ``stride``)."""
     images = [line.image for line, _ in group]
-    frames = [image.shape[1] // STRIDE for image in images]
+    frames = [image.shape[1] // stride for image in images]
     return pad_batch(images), encode_targets([text for _, text in group], frames)
 
 
@@ -96,6 +104,7 @@ def training_batches(
     steps: int,
     batch_size: int,
     style: str | PageStyle = "train",
+    stride: int = STRIDE,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``steps`` batches of training lines for each of ``epochs`` in ``style``, each epoch's
     lines drawn from a seed of its own (``epoch_seed``). The source is asked for a batch more
@@ -104,7 +113,8 @@ def training_batches(
     for epoch in epochs:
         lines_seed = epoch_seed(seed, epoch)
         samples = source(images, labels, (steps + 1) * batch_size, lines_seed, style=style)
-        yield from take(batches(samples, batch_size, np.random.default_rng(lines_seed)), steps)
+        rng = np.random.default_rng(lines_seed)
+        yield from take(batches(samples, batch_size, rng, stride), steps)
 
 
 def take(items: Iterator[Any], count: int) -> Iterator[Any]:

@@ -28,7 +28,7 @@ from digitrec.reading.line_batches import LineSource, batch_arrays, prepared
 from digitrec.reading.line_filter import FILTER_MODEL, FILTER_RECORD
 from digitrec.reading.line_model import LineTrainSettings
 from digitrec.reading.line_training import default_source
-from digitrec.reading.lines import ALPHABET, BLANK, HEIGHT, STRIDE, LineReader
+from digitrec.reading.lines import ALPHABET, BLANK, HEIGHT, LineReader
 from digitrec.reading.style import page_style
 
 PARITY_LINES = 64
@@ -68,7 +68,7 @@ def export_line_model(
     samples = list(source(x_val, y_val, settings.val_lines, settings.seed, style="train"))
     # Lines that did not choose the epoch: the best epoch's figure on its own lines is biased up.
     fresh = list(source(x_val, y_val, settings.val_lines, settings.seed + 1, style="train"))
-    parity_inputs, _ = batch_arrays(list(prepared(samples[:PARITY_LINES])))
+    parity_inputs, _ = batch_arrays(list(prepared(samples[:PARITY_LINES], settings.stride)))
     expected = [np.asarray(output) for output in keras.tree.flatten(model(parity_inputs))]
     out = Path(out) if out else run_dir / "model.onnx"
     metadata: dict[str, Any] = {
@@ -76,7 +76,7 @@ def export_line_model(
         "alphabet": ALPHABET,
         "blank": BLANK,
         "height": HEIGHT,
-        "stride": STRIDE,
+        "stride": settings.stride,
         "input": INPUT_DESCRIPTION,
         "output": "frame posteriors (N, width / stride, classes): the digits, then the CTC blank",
     }

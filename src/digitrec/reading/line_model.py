@@ -1,6 +1,6 @@
 """The CTC line recognizer's Keras model, its loss and its training settings.
 
-A compact CNN collapses the line's height to one and keeps one time step per ``STRIDE`` columns;
+A compact CNN collapses the line's height to one and keeps one time step per ``stride`` columns;
 a bidirectional LSTM (``head="lstm"``) or two 1-D convolutions (``head="conv"``) then see the
 neighbouring steps, and a softmax gives each step's posteriors of the ten digits and the CTC
 blank. The batches it trains on are made by ``line_batches``.
@@ -18,10 +18,11 @@ from keras import layers
 from digitrec.config import PRECISIONS
 from digitrec.errors import DigitrecError
 from digitrec.model_setup import precision_policy
-from digitrec.reading.lines import ALPHABET, BLANK, HEIGHT
+from digitrec.reading.lines import ALPHABET, BLANK, HEIGHT, STRIDE
 from digitrec.reading.style import WriterShapes
 
 HEADS = ("lstm", "conv")
+STRIDES = (2, STRIDE)  # model pixels per time step: the two 2x2 poolings, or one and one 2x1
 
 
 @dataclass
@@ -36,6 +37,9 @@ class LineTrainSettings(WriterShapes):
     head: str = "lstm"
     width: int = 32  # filters of the first convolution; the next ones have 2x and 4x as many
     units: int = 128  # features per time step, and the LSTM's (both directions) or 1-D convs'
+    # Model pixels per time step: 4, or 2 (twice the steps, for narrow digits such as a 1 in a
+    # touching number; the later convolutions and the head cost about twice as much).
+    stride: int = STRIDE
     dropout: float = 0.2
     epochs: int = 12
     steps_per_epoch: int = 200
@@ -55,6 +59,10 @@ class LineTrainSettings(WriterShapes):
         """Raise ``DigitrecError`` for settings no run can use."""
         if self.head not in HEADS:
             raise DigitrecError(f"unknown head {self.head!r}; known: {', '.join(HEADS)}")
+        if self.stride not in STRIDES:
+            raise DigitrecError(
+                f"stride must be one of {', '.join(map(str, STRIDES))}, not {self.stride}"
+            )
         if self.precision not in PRECISIONS:
             raise DigitrecError(
                 f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}"
@@ -72,12 +80,13 @@ class LineTrainSettings(WriterShapes):
 
 
 def build_line_model(settings: LineTrainSettings) -> keras.Model:
-    """Frame posteriors (N, width / STRIDE, 11) of line images (N, HEIGHT, width, 1)."""
+    """Frame posteriors (N, width / stride, 11) of line images (N, HEIGHT, width, 1)."""
     inputs = keras.Input((HEIGHT, None, 1), name="line")
     x = inputs
     w = settings.width
+    second = (2, settings.stride // 2)  # the second pooling halves the width at stride 4 only
     with precision_policy(settings.precision):
-        for filters, pool in ((w, (2, 2)), (2 * w, (2, 2)), (4 * w, (2, 1)), (4 * w, (2, 1))):
+        for filters, pool in ((w, (2, 2)), (2 * w, second), (4 * w, (2, 1)), (4 * w, (2, 1))):
             x = _conv_bn(filters, 3, "same")(x)
             x = layers.MaxPooling2D(pool)(x)
         x = _conv_bn(settings.units, (HEIGHT // 16, 1), "valid")(x)  # the height collapses to 1

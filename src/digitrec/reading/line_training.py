@@ -147,6 +147,7 @@ def training_dataset(
 
     args = (source, images, labels, settings.seed, range(first_epoch, settings.epochs))
     args += (settings.steps_per_epoch, settings.batch_size, settings.training_style())
+    args += (settings.stride,)
 
     def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         yield from in_background(training_batches, *args) if background else training_batches(*args)
@@ -163,11 +164,11 @@ def validation_batches(
 ) -> list[tuple[np.ndarray, list[int], list[str]]]:
     """The validation lines, the same every epoch: batches of (inputs, frame counts, texts)."""
     samples = source(images, labels, settings.val_lines, settings.seed, style="train")
-    lines = sorted(prepared(samples), key=lambda item: item[0].image.shape[1])
+    lines = sorted(prepared(samples, settings.stride), key=lambda item: item[0].image.shape[1])
     groups = [lines[i : i + VAL_BATCH] for i in range(0, len(lines), VAL_BATCH)]
     result = []
     for group in groups:
-        inputs, targets = batch_arrays(group)
+        inputs, targets = batch_arrays(group, settings.stride)
         result.append((inputs, targets[:, 1].astype(int).tolist(), [t for _, t in group]))
     return result
 
