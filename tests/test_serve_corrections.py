@@ -5,6 +5,9 @@ collection's size limit; refused clearly when the digits do not match the image.
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -226,6 +229,33 @@ def test_the_limit_holds_for_corrections_stored_at_once(tmp_path):
         statuses = list(pool.map(store, range(12)))
     assert sorted(statuses) == [201] * 5 + [507] * 7
     assert len(files_in(tmp_path)) == 5
+
+
+STORE_IN_ANOTHER_PROCESS = """
+import sys, numpy as np
+from pathlib import Path
+from digitrec.serve.corrections import Collection
+collection = Collection(Path(sys.argv[1]), max_files=5, max_bytes=10**6)
+print("ready", flush=True)
+collection.store("7", [np.ones((28, 28), np.float32)])
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows has no advisory locks")
+def test_another_worker_process_waits_for_the_collection_while_one_writes(tmp_path):
+    with Collection(tmp_path, max_files=5, max_bytes=10**6).writing():
+        other = subprocess.Popen(
+            [sys.executable, "-c", STORE_IN_ANOTHER_PROCESS, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert other.stdout.readline().strip() == "ready"
+        time.sleep(1.0)  # long enough for it to write, were it not waiting
+        assert files_in(tmp_path) == []
+        released = time.time()
+    assert other.wait(timeout=60) == 0
+    [stored] = files_in(tmp_path)
+    assert (tmp_path / stored).stat().st_mtime >= released - 0.05
 
 
 def test_the_corrections_endpoint_is_documented_with_its_form_and_answers(tmp_path):

@@ -14,15 +14,19 @@ picture than the digit, in a few hundred bytes.
 
 Each file appears complete under its final name or not at all (``atomic_path``), a correction's
 digits are all stored or none, and the collection is held to a number of files and bytes (507
-when full); the limit holds across the threads of one worker process.
+when full); the limit holds across threads and across the service's worker processes (an
+advisory lock on the folder; on Windows, which has none, across threads only).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +70,8 @@ class Collection:
         """Store each image as a PNG in its label's folder, all or none; the paths written
         and the collection's files and bytes after. 507 when they would not fit."""
         encoded = [png_bytes(image) for image in images]
-        with self.lock:
+        self.check_room(*self.usage(), encoded)  # a correction refused makes no folder
+        with self.writing():
             files, size = self.usage()
             self.check_room(files, size, encoded)
             written: list[Path] = []
@@ -82,6 +87,15 @@ class Collection:
                 raise
         return written, (files + len(written), size + sum(map(len, encoded)))
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """The collection to one writer at a time: this process's threads, and the other
+        worker processes of the service (an advisory lock on the folder, where there is one)."""
+        with self.lock:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with locked_folder(self.root):
+                yield
+
     def check_room(self, files: int, size: int, encoded: list[bytes]) -> None:
         if (
             files + len(encoded) <= self.max_files
@@ -94,6 +108,22 @@ class Collection:
             f"{size / MEGABYTE:.2f} MB, of at most {self.max_files} files, "
             f"{self.max_bytes / MEGABYTE:g} MB",
         )
+
+
+@contextmanager
+def locked_folder(folder: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on a folder (waiting for it); none on Windows."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks
+        yield
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
 
 
 def size_of(path: Path) -> int:
