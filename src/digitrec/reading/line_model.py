@@ -38,7 +38,7 @@ class LineTrainSettings(WriterShapes):
     width: int = 32  # filters of the first convolution; the next ones have 2x and 4x as many
     units: int = 128  # features per time step, and the LSTM's (both directions) or 1-D convs'
     # Model pixels per time step: 4, or 2 (twice the steps, for narrow digits such as a 1 in a
-    # touching number; the later convolutions and the head cost about twice as much).
+    # touching number; a training step takes about 1.3x as long).
     stride: int = STRIDE
     dropout: float = 0.2
     epochs: int = 12
