@@ -22,7 +22,7 @@ from digitrec.reading.lines import ALPHABET, BLANK, HEIGHT, STRIDE
 from digitrec.reading.style import WriterShapes
 
 HEADS = ("lstm", "conv")
-STRIDES = (2, STRIDE)  # model pixels per time step: the two 2x2 poolings, or one and one 2x1
+STRIDES = (2, STRIDE)  # model pixels per time step: a 2x2 and a 2x1 pooling, or two 2x2 ones
 
 
 @dataclass
