@@ -107,8 +107,8 @@ class PageStyle:
 
 
 TRAIN = PageStyle()
-# The finest training pen allowed: 0.9 MNIST pixels thinner, strokes are about 5% of a digit's
-# height (a ballpoint's), and a third of MNIST's digits already break into pieces.
+# The finest training pen allowed: a stroke radius 1 MNIST pixel thinner. At 0.9 thinner, strokes
+# are about 5% of a digit's height (a ballpoint's) and a third of MNIST's digits break into pieces.
 FINEST_PEN = -1.0
 TEST = PageStyle(
     hand=Hand(pen=(-0.2, 1.1)),

@@ -70,7 +70,8 @@ class Collection:
         """Store each image as a PNG in its label's folder, all or none; the paths written
         and the collection's files and bytes after. 507 when they would not fit."""
         encoded = [png_bytes(image) for image in images]
-        self.check_room(*self.usage(), encoded)  # a correction refused makes no folder
+        if not self.root.is_dir():  # a correction refused into an empty collection makes no folder
+            self.check_room(0, 0, encoded)
         with self.writing():
             files, size = self.usage()
             self.check_room(files, size, encoded)
