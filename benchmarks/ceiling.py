@@ -1,0 +1,106 @@
+"""What MNIST's own digits allow: the share of each digit layout's pages a reader could read
+exactly if it read every digit as well as the shipped classifier reads clean MNIST digits.
+
+The reference, measured in the same run: the shipped classifier (``Recognizer.load("default")``)
+on the split's digits as MNIST gives them (alone, pre-centred 28×28: no page, pen, box, touching
+neighbour or camera), its accuracy ``p``. The pages are those of ``benchmarks/reading.py`` (the
+same rows and seeds); their digits are counted. A page of ``n`` digits is read exactly only if
+all ``n`` are, so the ceiling of a layout is the mean over its pages of ``p ** n`` (each page
+draws its digits at random, so errors are taken as independent). The table also gives the
+accuracy per digit each layout's target (the issue's) asks: the ``p`` at which that mean reaches
+the target. ``--split validation`` uses the validation digits and style, ``--split test`` the
+test digits and style (no reader reads the pages: only their digits are counted).
+
+    python benchmarks/ceiling.py [--pages 300] [--split validation] [--seed 0] [--write-readme]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, markdown_table, write_into_readme
+from reading import DIGIT_LAYOUTS, SPLITS, mnist_digits, pages, positive
+
+from digitrec.recognizer import Recognizer
+
+TARGETS = {"photo": 0.99, "touching": 0.97, "comb": 0.98, "gaps": 0.98, "multiline": 0.97}
+
+
+def ceiling(accuracy: float, counts: np.ndarray) -> float:
+    """The share of pages of ``counts`` digits read exactly when each digit is read right with
+    probability ``accuracy``, independently."""
+    return float(np.mean(accuracy ** np.asarray(counts, np.float64)))
+
+
+def accuracy_needed(counts: np.ndarray, target: float) -> float:
+    """The accuracy per digit at which ``ceiling`` reaches ``target`` (bisection: the ceiling
+    grows with the accuracy)."""
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if ceiling(middle, counts) < target else (low, middle)
+    return high
+
+
+def classifier_accuracy(images: np.ndarray, labels: np.ndarray) -> float:
+    """The shipped classifier's accuracy on MNIST digits as MNIST gives them."""
+    recognizer = Recognizer.load("default", lines=None)
+    probs = recognizer.predict_proba(images.astype(np.float32) / 255)
+    return float(np.mean(probs.argmax(axis=1) == labels))
+
+
+def table(split: str, count: int, seed: int) -> str:
+    """The markdown table: a row per digit layout."""
+    digits = mnist_digits(split)
+    accuracy = classifier_accuracy(*digits)
+    rows = []
+    for layout in DIGIT_LAYOUTS:
+        cases = pages(layout, digits, count, seed, split)
+        counts = np.array([sum(char.isdigit() for char in case.truth) for case in cases])
+        target = TARGETS[layout]
+        rows.append(
+            [
+                f"{layout} ({len(cases)})",
+                f"{counts.mean():.1f} ({counts.min()}-{counts.max()})",
+                f"{ceiling(accuracy, counts):.1%}",
+                f"{target:.0%}",
+                f"{accuracy_needed(counts, target):.2%}",
+            ]
+        )
+    header = [
+        "pages",
+        "digits per page: mean (range)",
+        f"ceiling at {accuracy:.2%} per digit",
+        "target",
+        "accuracy per digit the target asks",
+    ]
+    return (
+        f"The shipped classifier reads {accuracy:.2%} of the {len(digits[1]):,} MNIST {split} "
+        f"digits as MNIST gives them.\n\n{markdown_table(header, rows)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=positive, default=300, help="pages per layout")
+    parser.add_argument("--split", choices=SPLITS, default="validation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write-readme", action="store_true")
+    args = parser.parse_args()
+    text = (
+        f"Digit layouts made from the MNIST **{args.split}** digits in the {args.split} style "
+        f"(the pages of `benchmarks/reading.py`), seed {args.seed}; {machine()}.\n\n"
+        f"{table(args.split, args.pages, args.seed)}"
+    )
+    print(text)
+    if args.write_readme:
+        write_into_readme(f"ceiling-{args.split}", text)
+
+
+if __name__ == "__main__":
+    main()
