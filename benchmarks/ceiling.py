@@ -8,7 +8,8 @@ same rows and seeds); their digits are counted. A page of ``n`` digits is read e
 all ``n`` are, so the ceiling of a layout is the mean over its pages of ``p ** n`` (each page
 draws its digits at random, so errors are taken as independent). The table also gives the
 accuracy per digit each layout's target (the issue's) asks: the ``p`` at which that mean reaches
-the target. ``--split validation`` uses the validation digits and style, ``--split test`` the
+the target. The ceiling per number (a line of the page) is there too, for comparison with
+pages holding one number. ``--split validation`` uses the validation digits and style, ``--split test`` the
 test digits and style (no reader reads the pages: only their digits are counted).
 
     python benchmarks/ceiling.py [--pages 300] [--split validation] [--seed 0] [--write-readme]
@@ -60,23 +61,30 @@ def table(split: str, count: int, seed: int) -> str:
     accuracy = classifier_accuracy(*digits)
     rows = []
     for layout in DIGIT_LAYOUTS:
-        cases = pages(layout, digits, count, seed, split)
-        counts = np.array([sum(char.isdigit() for char in case.truth) for case in cases])
+        truths = [case.truth for case in pages(layout, digits, count, seed, split)]
+        counts = np.array([sum(char.isdigit() for char in truth) for truth in truths])
+        numbers = np.array([len(number) for truth in truths for number in truth.split("\n")])
         target = TARGETS[layout]
         rows.append(
             [
-                f"{layout} ({len(cases)})",
+                f"{layout} ({len(truths)})",
+                f"{len(numbers) / len(truths):.1f}",
+                f"{numbers.mean():.1f} ({numbers.min()}-{numbers.max()})",
                 f"{counts.mean():.1f} ({counts.min()}-{counts.max()})",
                 f"{ceiling(accuracy, counts):.1%}",
+                f"{ceiling(accuracy, numbers):.1%}",
                 f"{target:.0%}",
                 f"{accuracy_needed(counts, target):.2%}",
             ]
         )
     header = [
         "pages",
+        "numbers per page",
+        "digits per number: mean (range)",
         "digits per page: mean (range)",
-        f"ceiling at {accuracy:.2%} per digit",
-        "target",
+        f"ceiling per page at {accuracy:.2%} per digit",
+        "ceiling per number",
+        "target (pages)",
         "accuracy per digit the target asks",
     ]
     return (
