@@ -8,9 +8,9 @@ same rows and seeds); their digits are counted. A page of ``n`` digits is read e
 all ``n`` are, so the ceiling of a layout is the mean over its pages of ``p ** n`` (each page
 draws its digits at random, so errors are taken as independent). The table also gives the
 accuracy per digit each layout's target (the issue's) asks: the ``p`` at which that mean reaches
-the target. The ceiling per number (a line of the page) is there too, for comparison with
-pages holding one number. ``--split validation`` uses the validation digits and style, ``--split test`` the
-test digits and style (no reader reads the pages: only their digits are counted).
+the target. The ceiling per number (a line of the page) is there too, for comparison with pages
+holding one number. ``--split validation`` uses the validation digits and style, ``--split test``
+the test digits and style (no reader reads the pages: only their digits are counted).
 
     python benchmarks/ceiling.py [--pages 300] [--split validation] [--seed 0] [--write-readme]
 """
