@@ -84,6 +84,43 @@ def test_a_full_worker_answers_503_with_retry_after_and_is_not_ready_until_it_ha
     assert app.state.capacity.admitted == 0
 
 
+def test_a_request_whose_client_left_while_it_waited_is_not_read(recognizer):
+    """A read whose client is gone by its turn would only delay those still waiting."""
+    held = HeldRecognizer(recognizer)
+    app = create_app(held, ServeSettings(concurrent_reads=1, queued_reads=1))
+    transport = httpx.ASGITransport(app=app)
+    body = drawn_ones()
+    sent: list[dict] = []
+
+    async def left_after_sending() -> dict:  # then gone: every later message is a disconnect
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    messages = iter([{"type": "http.request", "body": body, "more_body": False}])
+    length = [(b"content-length", str(len(body)).encode())]
+
+    async def scenario():
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+            running = asyncio.create_task(http.post(RECOGNIZE, content=body, headers=PNG))
+            await eventually(lambda: held.reads == 1)
+            waiting = asyncio.create_task(
+                app(recognize_scope(app, length), left_after_sending, send)
+            )
+            await eventually(lambda: app.state.capacity.admitted == 2)
+            held.released.set()
+            await waiting
+            return await running
+
+    done = asyncio.run(scenario())
+    assert done.json()["text"] == "1"
+    assert held.reads == 1  # the request whose client left was never read
+    assert sent[0]["status"] == 400
+    assert "went away" in json.loads(sent[1]["body"])["error"]
+    assert app.state.capacity.admitted == 0
+
+
 def test_no_more_images_are_read_at_once_than_the_setting_allows(recognizer):
     """Each read can take a lot of memory (up to the pixel limit), so their number is bounded."""
     running, most = 0, 0

@@ -243,7 +243,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
-        return error_response(400, "the client went away before sending the whole body")
+        return error_response(400, "the client went away before the request was answered")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -314,7 +314,14 @@ def create_app(
         with capacity.admit():
             data = await within(settings.body_timeout, image_bytes(request))
             return await capacity.run(
-                recognize_bytes, recognizer, data, settings.max_pixels, single, top_k, reader
+                recognize_bytes,
+                recognizer,
+                data,
+                settings.max_pixels,
+                single,
+                top_k,
+                reader,
+                gone=request.is_disconnected,
             )
 
     @app.post(
@@ -336,7 +343,13 @@ def create_app(
         with capacity.admit():
             data, digits = await within(settings.body_timeout, correction_form(request))
             return await capacity.run(
-                store_correction, collection, data, digits, settings.max_pixels, single
+                store_correction,
+                collection,
+                data,
+                digits,
+                settings.max_pixels,
+                single,
+                gone=request.is_disconnected,
             )
 
     @app.get("/api/v1/config", response_model=ServiceConfig, summary="What this service does")

@@ -8,12 +8,13 @@ worker busy so that a load balancer sends new requests elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import anyio
 import anyio.to_thread
+from starlette.requests import ClientDisconnect
 
 
 class Saturated(Exception):
@@ -49,6 +50,16 @@ class ReadCapacity:
         finally:
             self.admitted -= 1
 
-    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
-        """``function(*args)`` in a worker thread, once one of the ``concurrent`` slots is free."""
-        return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
+    async def run(
+        self,
+        function: Callable[..., Any],
+        *args: Any,
+        gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> Any:
+        """``function(*args)`` in a worker thread, once one of the ``concurrent`` slots is free;
+        ``ClientDisconnect`` instead if ``gone()`` then says the client has left (nobody waits
+        for the answer: a read would only delay those still waiting)."""
+        async with self.limiter:
+            if gone is not None and await gone():
+                raise ClientDisconnect
+            return await anyio.to_thread.run_sync(function, *args)
