@@ -84,36 +84,42 @@ def test_a_full_worker_answers_503_with_retry_after_and_is_not_ready_until_it_ha
     assert app.state.capacity.admitted == 0
 
 
-def test_a_request_whose_client_left_while_it_waited_is_not_read(recognizer):
-    """A read whose client is gone by its turn would only delay those still waiting."""
+def test_a_request_whose_client_leaves_while_it_waits_frees_its_place_unread(recognizer):
+    """A read nobody waits for would only delay, and its place refuse, those still waiting."""
     held = HeldRecognizer(recognizer)
     app = create_app(held, ServeSettings(concurrent_reads=1, queued_reads=1))
     transport = httpx.ASGITransport(app=app)
     body = drawn_ones()
     sent: list[dict] = []
-
-    async def left_after_sending() -> dict:  # then gone: every later message is a disconnect
-        return next(messages, {"type": "http.disconnect"})
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
     messages = iter([{"type": "http.request", "body": body, "more_body": False}])
-    length = [(b"content-length", str(len(body)).encode())]
 
     async def scenario():
+        left = asyncio.Event()
+
+        async def receive() -> dict:  # the body, then nothing until the client leaves
+            message = next(messages, None)
+            if message is None:
+                await left.wait()
+                return {"type": "http.disconnect"}
+            return message
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             running = asyncio.create_task(http.post(RECOGNIZE, content=body, headers=PNG))
             await eventually(lambda: held.reads == 1)
-            waiting = asyncio.create_task(
-                app(recognize_scope(app, length), left_after_sending, send)
-            )
+            length = [(b"content-length", str(len(body)).encode())]
+            waiting = asyncio.create_task(app(recognize_scope(app, length), receive, send))
             await eventually(lambda: app.state.capacity.admitted == 2)
+            left.set()
+            await asyncio.wait_for(waiting, 5)  # over while the first read is still held
+            places_taken = app.state.capacity.admitted
             held.released.set()
-            await waiting
-            return await running
+            return places_taken, await running
 
-    done = asyncio.run(scenario())
+    places_taken, done = asyncio.run(scenario())
+    assert places_taken == 1
     assert done.json()["text"] == "1"
     assert held.reads == 1  # the request whose client left was never read
     assert sent[0]["status"] == 400

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -181,6 +182,13 @@ async def correction_form(request: Request) -> tuple[bytes, str]:
     return data, digits
 
 
+async def departure(request: Request) -> None:
+    """Return once the client has left: after the body, the server's only message is the
+    disconnect (or comes when the response has been sent)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def within(seconds: float, body: Awaitable[T]) -> T:
     """``body`` (reading a request's body) if it arrives within ``seconds``, else 408."""
     try:
@@ -321,7 +329,7 @@ def create_app(
                 single,
                 top_k,
                 reader,
-                gone=request.is_disconnected,
+                departure=partial(departure, request),
             )
 
     @app.post(
@@ -349,7 +357,7 @@ def create_app(
                 digits,
                 settings.max_pixels,
                 single,
-                gone=request.is_disconnected,
+                departure=partial(departure, request),
             )
 
     @app.get("/api/v1/config", response_model=ServiceConfig, summary="What this service does")

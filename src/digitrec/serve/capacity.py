@@ -54,12 +54,39 @@ class ReadCapacity:
         self,
         function: Callable[..., Any],
         *args: Any,
-        gone: Callable[[], Awaitable[bool]] | None = None,
+        departure: Callable[[], Awaitable[object]] | None = None,
     ) -> Any:
-        """``function(*args)`` in a worker thread, once one of the ``concurrent`` slots is free;
-        ``ClientDisconnect`` instead if ``gone()`` then says the client has left (nobody waits
-        for the answer: a read would only delay those still waiting)."""
-        async with self.limiter:
-            if gone is not None and await gone():
-                raise ClientDisconnect
+        """``function(*args)`` in a worker thread, once one of the ``concurrent`` slots is free.
+        While it waits, ``departure()`` (returning when the client leaves) is watched: a client
+        gone before its turn ends the wait with ``ClientDisconnect``, without a read, and its
+        place is free at once for those still waiting."""
+        token = object()
+        if not await self._slot(token, departure):
+            raise ClientDisconnect
+        try:
             return await anyio.to_thread.run_sync(function, *args)
+        finally:
+            self.limiter.release_on_behalf_of(token)
+
+    async def _slot(self, token: object, departure: Callable[[], Awaitable[object]] | None) -> bool:
+        """Wait for a read slot for ``token``: True holding it, False (holding none) if
+        ``departure()`` returned first."""
+        if departure is None:
+            await self.limiter.acquire_on_behalf_of(token)
+            return True
+        taken = False
+        async with anyio.create_task_group() as group:
+
+            async def take() -> None:
+                nonlocal taken
+                await self.limiter.acquire_on_behalf_of(token)
+                taken = True
+                group.cancel_scope.cancel()
+
+            async def watch() -> None:
+                await departure()
+                group.cancel_scope.cancel()
+
+            group.start_soon(take)
+            group.start_soon(watch)
+        return taken
