@@ -74,6 +74,11 @@ class ReadCapacity:
         if departure is None:
             await self.limiter.acquire_on_behalf_of(token)
             return True
+        try:  # a free slot: nothing to wait for, nor to watch
+            self.limiter.acquire_on_behalf_of_nowait(token)
+            return True
+        except anyio.WouldBlock:
+            pass
         taken = False
         async with anyio.create_task_group() as group:
 
