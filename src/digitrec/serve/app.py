@@ -183,8 +183,8 @@ async def correction_form(request: Request) -> tuple[bytes, str]:
 
 
 async def departure(request: Request) -> None:
-    """Return once the client has left: after the body, the server's only message is the
-    disconnect (or comes when the response has been sent)."""
+    """Return once the client has left. Awaited after the body is read, when the server's
+    next message can only be the disconnect (uvicorn also sends it once the response is out)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
 

@@ -54,7 +54,7 @@ class ReadCapacity:
         self,
         function: Callable[..., Any],
         *args: Any,
-        departure: Callable[[], Awaitable[object]] | None = None,
+        departure: Callable[[], Awaitable[object]],
     ) -> Any:
         """``function(*args)`` in a worker thread, once one of the ``concurrent`` slots is free.
         While it waits, ``departure()`` (returning when the client leaves) is watched: a client
@@ -68,12 +68,9 @@ class ReadCapacity:
         finally:
             self.limiter.release_on_behalf_of(token)
 
-    async def _slot(self, token: object, departure: Callable[[], Awaitable[object]] | None) -> bool:
+    async def _slot(self, token: object, departure: Callable[[], Awaitable[object]]) -> bool:
         """Wait for a read slot for ``token``: True holding it, False (holding none) if
         ``departure()`` returned first."""
-        if departure is None:
-            await self.limiter.acquire_on_behalf_of(token)
-            return True
         try:  # a free slot: nothing to wait for, nor to watch
             self.limiter.acquire_on_behalf_of_nowait(token)
             return True
