@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import brentq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, markdown_table, write_into_readme
@@ -39,13 +40,9 @@ def ceiling(accuracy: float, counts: np.ndarray) -> float:
 
 
 def accuracy_needed(counts: np.ndarray, target: float) -> float:
-    """The accuracy per digit at which ``ceiling`` reaches ``target`` (bisection: the ceiling
-    grows with the accuracy)."""
-    low, high = 0.0, 1.0
-    for _ in range(60):
-        middle = (low + high) / 2
-        low, high = (middle, high) if ceiling(middle, counts) < target else (low, middle)
-    return high
+    """The accuracy per digit at which ``ceiling`` reaches ``target`` (it grows with the
+    accuracy, from 0 to 1)."""
+    return float(brentq(lambda accuracy: ceiling(accuracy, counts) - target, 0.0, 1.0, xtol=1e-12))
 
 
 def classifier_accuracy(images: np.ndarray, labels: np.ndarray) -> float:
