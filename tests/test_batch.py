@@ -5,6 +5,7 @@ and no TensorFlow in any worker."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -23,6 +24,7 @@ from test_predict import write_digits
 from digitrec.batch import ReadSettings, read_files
 from digitrec.cli import main
 from digitrec.errors import DigitrecError
+from digitrec.recognizer import Recognizer
 
 # Ray Data's own settings warn of their deprecation when it copies them; nothing of ours.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
@@ -66,13 +68,21 @@ def test_a_broken_file_gets_its_error_line_and_the_others_are_read(folder, tmp_p
     assert len(results) == 12 and all(r["error"] is None and r["digits"] for r in results.values())
 
 
-def crash_in_workers(monkeypatch, tmp_path: Path, ending: str) -> None:
-    """Worker processes started from now on end at once (``os._exit``) on reading a file whose
-    name ends with ``ending``: a ``sitecustomize`` module they import at start-up wraps
-    ``digitrec.batch.read_file``."""
+def patch_workers(monkeypatch, tmp_path: Path, code: str) -> None:
+    """Worker processes started from now on run ``code`` first: a ``sitecustomize`` module that
+    they import at start-up."""
     hook = tmp_path / "hook"
     hook.mkdir()
-    (hook / "sitecustomize.py").write_text(
+    (hook / "sitecustomize.py").write_text(code)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+
+
+def crash_in_workers(monkeypatch, tmp_path: Path, ending: str) -> None:
+    """Worker processes started from now on end at once (``os._exit``) on reading a file whose
+    name ends with ``ending``: their ``digitrec.batch.read_file`` is wrapped."""
+    patch_workers(
+        monkeypatch,
+        tmp_path,
         "import os\n"
         "import digitrec.batch as batch\n"
         "read = batch.read_file\n"
@@ -80,9 +90,50 @@ def crash_in_workers(monkeypatch, tmp_path: Path, ending: str) -> None:
         f"    if file.endswith({ending!r}):\n"
         "        os._exit(3)\n"
         "    return read(recognizer, file, settings)\n"
-        "batch.read_file = read_file\n"
+        "batch.read_file = read_file\n",
     )
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+
+
+ORIGINAL_READ = Recognizer.read
+
+
+def read_with_a_bug(self, image, *args, **kwargs):
+    """``Recognizer.read`` meeting a bug (an unexpected ``cv2.error``) on files named 05.png."""
+    if str(image).endswith("05.png"):
+        import cv2
+
+        raise cv2.error("a bug met on this file")
+    return ORIGINAL_READ(self, image, *args, **kwargs)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_unexpected_error_on_one_file_is_its_error_and_the_run_can_finish(
+    jobs, folder, tmp_path, capsys, monkeypatch
+):
+    if jobs == 1:
+        monkeypatch.setattr(Recognizer, "read", read_with_a_bug)
+    else:
+        patch_workers(
+            monkeypatch,
+            tmp_path,
+            "from digitrec.recognizer import Recognizer\n"
+            "ORIGINAL_READ = Recognizer.read\n"
+            f"{inspect.getsource(read_with_a_bug)}"
+            "Recognizer.read = read_with_a_bug\n",
+        )
+    out = tmp_path / "out.jsonl"
+    run = ["predict", str(folder), "--jobs", str(jobs), "--output", str(out)]
+    assert main(run) == 1
+    assert "2 of 13 images could not be read" in capsys.readouterr().err
+    results = {Path(r["file"]).name: r for r in map(json.loads, output_lines(out))}
+    assert len(results) == 13 and results["00.png"]["error"] is None
+    assert results["05.png"]["error"] == (
+        "internal error while reading it (cv2.error: a bug met on this file); please report it"
+    )
+    assert main([*run, "--resume"]) == 1  # nothing left to read
+    assert "13 of 13 images already in" in capsys.readouterr().err
+    assert len(output_lines(out)) == 13
 
 
 @pytest.mark.timeout(180)

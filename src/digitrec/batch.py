@@ -4,8 +4,8 @@
 an earlier run already wrote to ``output`` (``resume``) and returns a ``ReadJob``; iterating it
 reads the rest, in this process, in ``jobs`` worker processes that each load the model once, or
 on Ray, and yields each file's result once it is written (in no set order with workers). A file
-that cannot be read gets its ``error`` and the others are still read. Only the paths are held
-in memory, never the results.
+that cannot be read gets its ``error`` and the others are still read, also when reading it
+failed unexpectedly (``internal_error``). Only the paths are held in memory, never the results.
 """
 
 from __future__ import annotations
@@ -213,10 +213,24 @@ def read_file(recognizer: Recognizer, file: str, settings: ReadSettings) -> Resu
             reading = recognizer.read(
                 file, settings.single, settings.top_k, settings.max_pixels, settings.reader
             )
+        result = {**_unread(file), **reading.to_dict()}
     except DigitrecError as exc:
         return _unread(file, str(exc)), []
-    result = {**_unread(file), **reading.to_dict()}
+    except Exception as exc:  # a bug met on this file: its error, and the run goes on
+        return _unread(file, internal_error(exc)), []
     return result, reading.normalized if settings.keep_normalized else []
+
+
+def internal_error(exc: Exception) -> str:
+    """The error line of a file on which reading failed unexpectedly (a bug, not the file's
+    fault): marked as such, with the exception's type and message."""
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    return f"internal error while reading it ({name}: {exc}); please report it"
 
 
 def _unread(file: str, error: str | None = None) -> dict[str, Any]:
