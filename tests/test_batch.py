@@ -187,6 +187,29 @@ def test_an_existing_output_is_continued_only_with_resume(folder, tmp_path, caps
     assert out.read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"my notes, no newline", b'{"file": "a.png", "note": 1}\n', b"first\nsecond\n"],
+    ids=["text-without-newline", "json-of-other-keys", "text"],
+)
+def test_resume_refuses_an_output_that_is_not_ours_and_leaves_it_untouched(
+    content, folder, tmp_path, capsys
+):
+    out = tmp_path / "notes.txt"
+    out.write_bytes(content)
+    assert main(["predict", str(folder / "00.png"), "--output", str(out), "--resume"]) == 2
+    assert "line 1: not a result of digitrec predict" in capsys.readouterr().err
+    assert out.read_bytes() == content
+
+
+def test_resume_drops_a_torn_last_line_however_short(folder, tmp_path):
+    out, image = tmp_path / "out.jsonl", str(folder / "00.png")
+    done = json.dumps({"file": "x.png", "text": "", "digits": [], "lines": [], "error": None})
+    out.write_text(done + "\n{")  # killed one byte into its next line
+    assert main(["predict", image, "--output", str(out), "--resume"]) == 0
+    assert [json.loads(line)["file"] for line in output_lines(out)] == ["x.png", image]
+
+
 def test_resume_reads_again_the_files_whose_worker_ended(folder, tmp_path, capsys):
     from digitrec.batch_output import ENDED_WORKER
 

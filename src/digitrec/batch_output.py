@@ -24,6 +24,10 @@ from digitrec.recognizer import Reading
 # the file's, so ``--resume`` reads it again (its new line, after this one, is its result).
 ENDED_WORKER = "the worker process reading it ended unexpectedly (a crash, killed, out of memory?)"
 
+# The keys of every result line, and how each line starts: ``file`` comes first (``batch``).
+RESULT_KEYS = {"file", "text", "digits", "error"}
+LINE_START = b'{"file": "'
+
 PARQUET_SUFFIX = ".parquet"
 ROW_GROUP = 10_000  # Parquet rows buffered before they are written as one row group
 
@@ -72,14 +76,16 @@ def check_output(path: Path, resume: bool) -> Previous:
 
 
 def _previous_results(path: Path) -> Previous:
-    """Scan a JSON lines output; truncate a last line that a killed run left unfinished (under
-    the lock: a line being written by another run is not torn). A file whose worker process
-    ended (``ENDED_WORKER``) and has no later line is not done: it is read again."""
+    """Scan a JSON lines output, which must be ours throughout (anything else is refused and
+    left as it is); truncate a last line that a killed run left unfinished (under the lock: a
+    line being written by another run is not torn). A file whose worker process ended
+    (``ENDED_WORKER``) and has no later line is not done: it is read again."""
     previous, offset = Previous(), 0
     with path.open("rb+") as file:
         _lock(file, path)
         for number, line in enumerate(file, start=1):
             if not line.endswith(b"\n"):  # torn: its image was not recorded, so it is read again
+                _check_torn(line, path, number)
                 file.truncate(offset)
                 break
             offset += len(line)
@@ -92,15 +98,32 @@ def _previous_results(path: Path) -> Previous:
 
 
 def _parsed(line: bytes, path: Path, number: int) -> dict[str, Any]:
+    """A result line of ours: a JSON object with at least the keys every result has."""
     try:
         result = json.loads(line)
     except ValueError:
         result = None
-    if not isinstance(result, dict) or not isinstance(result.get("file"), str):
-        raise DigitrecError(
-            f"{path}, line {number}: not a result of digitrec predict; not resuming over it"
-        )
+    if not (
+        isinstance(result, dict)
+        and result.keys() >= RESULT_KEYS
+        and isinstance(result["file"], str)
+    ):
+        raise _not_ours(path, number)
     return result
+
+
+def _check_torn(line: bytes, path: Path, number: int) -> None:
+    """A last line without its newline is ours only if it starts as each of our lines does
+    (``LINE_START``), or is the start of that: what a run killed while writing it leaves."""
+    if not (line.startswith(LINE_START) or LINE_START.startswith(line)):
+        raise _not_ours(path, number)
+
+
+def _not_ours(path: Path, number: int) -> DigitrecError:
+    return DigitrecError(
+        f"{path}, line {number}: not a result of digitrec predict; not resuming over it (the "
+        "file is left as it is: choose another --output)"
+    )
 
 
 @contextmanager
