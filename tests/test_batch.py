@@ -9,6 +9,7 @@ import inspect
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 from fresh_python import SRC, run_importing_none_of
 from PIL import Image
+from test_files import dead_pid
 from test_predict import write_digits
 
 from digitrec.batch import ReadSettings, read_files
@@ -409,6 +411,49 @@ def test_parquet_output_holds_the_json_results_and_is_never_extended_or_replaced
     assert main(["predict", str(folder), "--output", str(out)]) == 2
     assert "already exists; choose another --output" in capsys.readouterr().err
     assert out.read_bytes() == before
+
+
+def non_utf8_name(folder: Path, name: bytes) -> Path:
+    """``folder / name`` for a file name that is not valid UTF-8, as ``os.fsdecode`` gives it."""
+    return folder / os.fsdecode(name)
+
+
+def test_file_names_not_in_utf8_are_written_with_their_bytes_escaped_in_every_output(
+    tmp_path, capsys
+):
+    parquet = pytest.importorskip("pyarrow.parquet")
+    image, missing = non_utf8_name(tmp_path, b"caf\xe9.png"), non_utf8_name(tmp_path, b"\xff.png")
+    try:
+        write_digits(image, [4, 2])
+    except OSError:
+        pytest.skip("this file system takes only UTF-8 file names")
+    names = [f"{tmp_path}{os.sep}caf\\xe9.png", f"{tmp_path}{os.sep}\\xff.png"]
+    run = ["predict", str(image), str(missing)]
+    assert main([*run, "--output", str(tmp_path / "out.parquet")]) == 1
+    rows = parquet.read_table(tmp_path / "out.parquet").to_pylist()
+    assert [row["file"] for row in rows] == names
+    assert rows[0]["error"] is None and rows[0]["text"] and rows[1]["error"]
+    expected = [(row["file"], row["error"]) for row in rows]
+    assert main([*run, "--json"]) == 1
+    printed = map(json.loads, capsys.readouterr().out.splitlines())
+    assert [(line["file"], line["error"]) for line in printed] == expected
+    out = tmp_path / "out.jsonl"
+    assert main([*run, "--output", str(out)]) == 1
+    written = map(json.loads, output_lines(out))
+    assert [(line["file"], line["error"]) for line in written] == expected
+    assert main([*run, "--output", str(out), "--resume"]) == 1  # both found in the output
+    assert "2 of 2 images already in" in capsys.readouterr().err
+
+
+def test_a_parquet_run_clears_the_temporaries_of_killed_runs_but_not_of_live_ones(folder, tmp_path):
+    pytest.importorskip("pyarrow")
+    host = socket.gethostname()
+    killed = tmp_path / f".out.parquet.tmp-{dead_pid()}@{host}-abcd1234.parquet"
+    live = tmp_path / f".out.parquet.tmp-{os.getpid()}@{host}-efgh5678.parquet"
+    for temporary in (killed, live):
+        temporary.write_bytes(b"half a Parquet file")
+    assert main(["predict", str(folder / "00.png"), "--output", str(tmp_path / "out.parquet")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "out.parquet"])
 
 
 def test_batch_reading_and_ray_import_no_tensorflow(folder):

@@ -90,7 +90,7 @@ def read_files(
     settings = ReadSettings(
         str(model), single, top_k, max_pixels, threads, reader, bool(save_normalized)
     )
-    pending = [file for file in files if file not in previous.files]
+    pending = [file for file in files if not previous.lists(file)]
     return ReadJob(
         pending,
         settings,

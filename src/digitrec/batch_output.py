@@ -3,7 +3,12 @@
 JSON lines are appended one whole line per image, each in one write, as the results arrive, so
 a run killed at any moment leaves every line it wrote but perhaps the last, which was cut short;
 resuming drops that torn line and skips the images already listed. A Parquet file is written to a
-temporary name and renamed into place when complete (it cannot be appended to, so not resumed).
+temporary name and renamed into place when complete (it cannot be appended to, so not resumed);
+the temporaries of runs killed meanwhile are cleared.
+
+A file name that is not valid UTF-8 is written with each undecodable byte as ``\\xNN``, the way
+Python shows it (``written_text``), in both formats: a Parquet string must be UTF-8, and most
+JSON readers refuse or replace the lone surrogates (``\\udcNN``) that such a name would give.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from types import UnionType
 from typing import Any, BinaryIO, Protocol, Union, get_args, get_origin, get_type_hints
 
 from digitrec.errors import DigitrecError
-from digitrec.files import atomic_path
+from digitrec.files import atomic_path, remove_stale_temporaries
 from digitrec.recognizer import Reading
 
 # The error of a file whose worker process ended while reading it: maybe the machine's fault, not
@@ -38,10 +43,36 @@ class Output(Protocol):
 
 @dataclass
 class Previous:
-    """What an earlier run left in a JSON lines output: the files it read and how many failed."""
+    """What an earlier run left in a JSON lines output: the files it read (as written there)
+    and how many failed."""
 
     files: set[str] = field(default_factory=set)
     failed: int = 0
+
+    def lists(self, file: str) -> bool:
+        """Whether the output has a result for ``file``."""
+        return written_text(file) in self.files
+
+
+def written_text(text: str) -> str:
+    """``text`` as an output holds it: the undecodable bytes of a file name that is not valid
+    UTF-8 (surrogates, from ``os.fsdecode``) as ``\\xNN``; valid text as it is. Two names can
+    look alike only if one holds a backslash followed by ``x`` and two hex digits."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no byte decodes to
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def for_output(result: dict[str, Any]) -> dict[str, Any]:
+    """A result as it is written: its file name and error (which may quote the name) as
+    ``written_text``."""
+    error = result["error"]
+    return {
+        **result,
+        "file": written_text(result["file"]),
+        "error": None if error is None else written_text(error),
+    }
 
 
 def is_parquet(path: Path) -> bool:
@@ -92,7 +123,7 @@ def _previous_results(path: Path) -> Previous:
             result = _parsed(line, path, number)
             if result.get("error") == ENDED_WORKER:
                 continue
-            previous.files.add(result["file"])
+            previous.files.add(written_text(result["file"]))
             previous.failed += result.get("error") is not None
     return previous
 
@@ -154,7 +185,7 @@ class JsonLines:
         self.file = file
 
     def write(self, result: dict[str, Any]) -> None:
-        data = memoryview((json.dumps(result) + "\n").encode())
+        data = memoryview((json.dumps(for_output(result)) + "\n").encode())
         while data:
             data = data[self.file.write(data) :]
 
@@ -177,6 +208,7 @@ def _parquet_output(path: Path) -> Iterator[Output]:
     import pyarrow.parquet as pq
 
     schema = _parquet_schema(pa)
+    remove_stale_temporaries(path)
     with atomic_path(path, suffix=PARQUET_SUFFIX) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         output = ParquetRows(writer, schema)
         yield output
@@ -202,7 +234,7 @@ class ParquetRows:
         self.writer, self.schema, self.rows = writer, schema, []
 
     def write(self, result: dict[str, Any]) -> None:
-        self.rows.append(_with_top_structs(result))
+        self.rows.append(_with_top_structs(for_output(result)))
         if len(self.rows) >= ROW_GROUP:
             self.flush()
 

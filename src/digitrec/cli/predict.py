@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from digitrec.batch import read_files
+    from digitrec.batch_output import for_output
     from digitrec.imaging import MAX_PIXELS
 
     job = read_files(
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         for result in job:
             failed += result["error"] is not None
             if not args.output:
-                line = json.dumps(result) if args.json else table_row(result, width)
+                line = json.dumps(for_output(result)) if args.json else table_row(result, width)
                 progress.write(line, sys.stdout)  # clears the bar, if any, and draws it again
                 sys.stdout.flush()
             progress.update()
