@@ -23,6 +23,7 @@ from PIL import Image
 from test_files import dead_pid
 from test_predict import write_digits
 
+from digitrec import batch
 from digitrec.batch import ReadSettings, read_files
 from digitrec.cli import main
 from digitrec.errors import DigitrecError
@@ -378,6 +379,21 @@ def test_files_from_lists_files_and_folders_in_a_file_or_on_stdin(
     monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
     assert main(["predict", "--files-from", "-"]) == 2
     assert "no image files or folders given" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+@pytest.mark.timeout(60)
+def test_files_from_an_endless_source_stops_at_its_first_overlong_line(capsys):
+    assert main(["predict", "--files-from", "/dev/zero"]) == 2
+    assert "/dev/zero: line 1 is longer than 4096 characters" in capsys.readouterr().err
+
+
+def test_files_from_stops_at_a_list_longer_than_the_limit(folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(batch, "MAX_LISTED", 3)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{folder / '00.png'}\n\n" * 4)
+    assert main(["predict", "--files-from", str(listing)]) == 2
+    assert "more than 3 names or 256 MiB; split the list" in capsys.readouterr().err
 
 
 def test_worker_processes_save_the_normalized_inputs_of_one_process(folder, tmp_path):

@@ -77,6 +77,18 @@ def test_table_lists_each_file_with_its_text_and_confidences(tmp_path, capsys):
     assert line.count("%") == 2
 
 
+def test_the_table_escapes_control_characters_from_file_names_and_json_keeps_them(tmp_path, capsys):
+    image = write_digits(tmp_path / "red\x1b[31m.png", [5])
+    missing = tmp_path / "title\x1b]0;x\x07\n.png"
+    assert main(["predict", str(image), str(missing)]) == 1
+    table = capsys.readouterr().out
+    assert not {"\x1b", "\x07"} & set(table) and len(table.splitlines()) == 2
+    assert table.startswith(f"{tmp_path}/red\\x1b[31m.png ")
+    assert f"{tmp_path}/title\\x1b]0;x\\x07\\n.png  error: " in table
+    assert main(["predict", str(image), str(missing), "--json"]) == 1
+    assert [line["file"] for line in json_lines(capsys)] == [str(image), str(missing)]
+
+
 def test_single_reads_each_image_as_one_digit(tmp_path, capsys):
     image = write_digits(tmp_path / "many.png", [1, 2, 3])
     assert main(["predict", str(image), "--single", "--json"]) == 0

@@ -22,9 +22,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, count
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -36,6 +36,11 @@ from digitrec.recognizer import DEFAULT_READER, Recognizer
 CHUNK = 16  # files per task handed to a worker process
 IN_FLIGHT = 2  # tasks queued per worker process: each stays busy, few results wait in memory
 MAX_DEATHS_IN_A_ROW = 3  # files read alone whose worker process ended, before the run stops
+# What --files-from may list: a name as long as Linux allows a path (PATH_MAX), and a list whose
+# names, held in memory, take a few hundred MB at most.
+MAX_NAME_LENGTH = 4096
+MAX_LISTED = 1_000_000
+MAX_LIST_SIZE = 256 * 2**20  # characters
 Result = tuple[dict[str, Any], list[np.ndarray]]  # a file's result and the inputs the model saw
 
 
@@ -148,12 +153,31 @@ def image_files(paths: Iterable[str | Path]) -> Iterator[str]:
                 yield str(found)
 
 
-def listed_paths(lines: Iterable[str]) -> Iterator[str]:
-    """The paths of a list, one per line (as ``--files-from`` reads it); blank lines skipped."""
-    for line in lines:
-        name = line.rstrip("\r\n")
-        if name.strip():
-            yield name
+def listed_paths(file: TextIO, source: str) -> Iterator[str]:
+    """The paths listed in a text file, one per line (as ``--files-from`` reads it); blank lines
+    skipped. What is read is bounded (``MAX_NAME_LENGTH``, ``MAX_LISTED``, ``MAX_LIST_SIZE``),
+    so that an endless source (``/dev/zero``) is a ``DigitrecError``, not all of the memory."""
+    names = size = 0
+    for number in count(1):
+        line = file.readline(MAX_NAME_LENGTH + 1)
+        if not line:
+            return
+        name, size = line.rstrip("\r\n"), size + len(line)
+        if len(name) > MAX_NAME_LENGTH:
+            raise DigitrecError(
+                f"--files-from {source}: line {number} is longer than {MAX_NAME_LENGTH} "
+                "characters; give a list of file names, one per line"
+            )
+        if not name.strip():
+            continue
+        names += 1
+        if names > MAX_LISTED or size > MAX_LIST_SIZE:
+            raise DigitrecError(
+                f"--files-from {source}: more than {MAX_LISTED:,} names or "
+                f"{MAX_LIST_SIZE // 2**20} MiB; split the list and read each part in turn (the "
+                "same --output with --resume collects all their results)"
+            )
+        yield name
 
 
 class ReadJob:

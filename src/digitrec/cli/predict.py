@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     total = len(job.files) + job.skipped
     if job.skipped:
         print(f"{job.skipped:,} of {total:,} images already in {args.output}", file=sys.stderr)
-    width = max(map(len, job.files), default=0)
+    width = max((len(printable(file)) for file in job.files), default=0)
     failed = job.failed_before
     # On a terminal only (disable=None): redirected, stderr gets no progress codes.
     enough = len(job.files) >= PROGRESS_FROM
@@ -134,19 +134,20 @@ def listed_paths(name: str | None) -> list[str]:
     if name is None:
         return []
     if name == "-":
-        return list(paths_in(sys.stdin))
+        return list(paths_in(sys.stdin, "-"))
     try:
         with open(name, encoding=sys.getfilesystemencoding(), errors="surrogateescape") as file:
-            return list(paths_in(file))
+            return list(paths_in(file, name))
     except OSError as exc:
         raise DigitrecError(f"--files-from {name}: {exc.strerror or exc}") from None
 
 
 def table_row(result: dict[str, Any], width: int) -> str:
     """Aligned rows, one per line read (top to bottom): the file (on the first row), the
-    line's text, and each of its digits with its confidence."""
+    line's text, and each of its digits with its confidence; ``width``: of the ``printable``
+    file names."""
     if result["error"]:
-        return f"{result['file']:<{width}}  error: {result['error']}"
+        return f"{printable(result['file']):<{width}}  error: {printable(result['error'])}"
     lines = result["lines"] or [{"text": "(no digits)", "digits": []}]
     rows = []
     for k, line in enumerate(lines):
@@ -156,6 +157,15 @@ def table_row(result: dict[str, Any], width: int) -> str:
             else f"? (best {digit['top'][0][0]}, {digit['confidence']:.1%})"
             for digit in line["digits"]
         )
-        name = result["file"] if k == 0 else ""
+        name = printable(result["file"]) if k == 0 else ""
         rows.append(f"{name:<{width}}  {line['text']:<12}  {digits}".rstrip())
     return "\n".join(rows)
+
+
+def printable(text: str) -> str:
+    """``text`` (a file name, an error quoting one) safe to show on a terminal: control
+    characters (escape sequences, line breaks) and the undecodable bytes of a name as Python
+    writes them (``\\x1b``), so that a name cannot move the cursor or recolour the screen."""
+    from digitrec.batch_output import written_text
+
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in written_text(text))
