@@ -113,9 +113,9 @@ class StoredDigit(BaseModel):
 
 class CollectionUsage(BaseModel):
     files: int = Field(description="files the collection holds now")
-    bytes: int = Field(description="bytes the collection holds now")
+    bytes: int = Field(description="the disk space its files take now, in bytes (whole blocks)")
     max_files: int = Field(description="the most files it may hold")
-    max_bytes: int = Field(description="the most bytes it may hold")
+    max_bytes: int = Field(description="the most disk space they may take, in bytes")
 
 
 class CorrectionReceipt(BaseModel):
