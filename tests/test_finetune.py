@@ -237,6 +237,45 @@ def test_a_bad_init_source_is_a_clear_model_error(tmp_path, make, message):
         starting_model(resolve_config(init=str(make(tmp_path))))
 
 
+def other_model(path: Path, input_shape: tuple[int, ...], classes: int) -> Path:
+    """A Keras model file that is no digit classifier of ours (another input or classes)."""
+    import keras
+
+    layers = [keras.layers.Flatten(), keras.layers.Dense(classes, activation="softmax")]
+    keras.Sequential([keras.Input(input_shape), *layers]).save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("input_shape", "classes", "found"),
+    [
+        ((32, 32, 3), 10, "input (None, 32, 32, 3), output (None, 10)"),
+        ((28, 28, 1), 26, "input (None, 28, 28, 1), output (None, 26)"),
+    ],
+    ids=["other-input", "other-classes"],
+)
+def test_init_with_a_model_of_another_architecture_is_a_clear_error(
+    input_shape, classes, found, tiny_data, tmp_path, capsys
+):
+    init = other_model(tmp_path / "other.keras", input_shape, classes)
+    out = tmp_path / "run"
+    data = ["--dataset", "tiny", "--val-size", "10", "--data-dir", str(tiny_data), "--quiet"]
+    assert main(["train", "--init", str(init), *data, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--init {init}: a model of another architecture ({found}); fine-tuning starts" in err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_keep_init_refuses_an_init_that_became_another_architecture(base_run, tmp_path):
+    from digitrec.finetune import keep_starting_weights, starting_model
+
+    config = resolve_config(init=str(base_run), keep_init=0.25)
+    model = starting_model(config)
+    replaced = other_model(tmp_path / "replaced.keras", (28, 28, 1), 10)
+    with pytest.raises(ModelError, match="is no longer the model this run started from"):
+        keep_starting_weights(model, config.updated({"init": str(replaced)}))
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

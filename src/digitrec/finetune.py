@@ -18,13 +18,14 @@ import numpy as np
 
 from digitrec.config import TrainConfig
 from digitrec.data import Dataset, as_model_input, split_validation
+from digitrec.errors import ModelError
 from digitrec.image_folders import (
     CLASS_NAMES,
     ImageFolderData,
     read_image_folders,
     stratified_split,
 )
-from digitrec.models import MODELS
+from digitrec.models import INPUT_SHAPE, MODELS
 from digitrec.saved_models import initial_model, predict_keras
 
 if TYPE_CHECKING:
@@ -69,9 +70,11 @@ def load_own_images(config: TrainConfig, verbose: bool = True) -> OwnImages | No
     return OwnImages(train, val, list(config.images), len(data.skipped))
 
 
-def starting_model(config: TrainConfig) -> keras.Model:
-    """``init``'s trained model, with only the layers that ``train_layers`` names trainable."""
+def starting_model(config: TrainConfig, num_classes: int = len(CLASS_NAMES)) -> keras.Model:
+    """``init``'s trained model, with only the layers that ``train_layers`` names trainable;
+    a ``ModelError`` if it is not a classifier of ``num_classes`` digits (``check_fits``)."""
     model = initial_model(config.init)
+    check_fits(model, config.init, num_classes)
     if config.train_layers == "head":
         head = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
         for layer in model.layers:
@@ -82,6 +85,23 @@ def starting_model(config: TrainConfig) -> keras.Model:
     return model
 
 
+def check_fits(model: keras.Model, init: str, num_classes: int) -> None:
+    """Refuse an initial model of another architecture: one that does not take our 28x28x1
+    inputs to ``num_classes`` probabilities, which training would stop on with a traceback."""
+    expected = ((None, *INPUT_SHAPE), (None, num_classes))
+    try:
+        shapes = (tuple(model.input_shape), tuple(model.output_shape))
+    except (AttributeError, ValueError):  # a model without one input and one output
+        shapes = None
+    if shapes != expected:
+        found = f"input {shapes[0]}, output {shapes[1]}" if shapes else "not one input and output"
+        raise ModelError(
+            f"--init {init}: a model of another architecture ({found}); fine-tuning starts from "
+            f"a classifier of {INPUT_SHAPE[0]}x{INPUT_SHAPE[1]} digit images into {num_classes} "
+            "classes: give 'default', or a digitrec run directory or .keras file"
+        )
+
+
 def keep_starting_weights(model: keras.Model, config: TrainConfig) -> keras.Model:
     """The trained ``model`` with its weights (batch-normalization statistics included) averaged
     with the starting model's, ``keep_init`` of them the starting model's: weight-space
@@ -90,6 +110,11 @@ def keep_starting_weights(model: keras.Model, config: TrainConfig) -> keras.Mode
         return model
     start = initial_model(config.init).get_weights()
     trained = model.get_weights()
+    if [w.shape for w in start] != [w.shape for w in trained]:
+        raise ModelError(
+            f"--init {config.init} is no longer the model this run started from (its weights "
+            "differ in shape), so it cannot be kept in the result; put that model back"
+        )
     share = config.keep_init
     model.set_weights([share * s + (1 - share) * t for s, t in zip(start, trained, strict=True)])
     return model
