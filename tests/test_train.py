@@ -298,18 +298,82 @@ def test_a_run_failing_before_its_first_checkpoint_takes_back_only_what_it_added
     def broken_fit(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    out = tmp_path / "mine"
+    out = tmp_path / "empty"
     out.mkdir()
-    (out / "notes.txt").write_text("the user's")
     with monkeypatch.context() as patch:
         patch.setattr(train_module, "fit", broken_fit)
         for run_dir in (out, tmp_path / "new" / "run"):
             with pytest.raises(RuntimeError, match="out of memory"):
                 train_module.train(tiny_config(), run_dir, tiny_registered, verbose=False)
-    assert [p.name for p in out.iterdir()] == ["notes.txt"]  # run.json is gone, the rest kept
+    assert out.is_dir() and not any(out.iterdir())  # run.json is gone, the folder kept
     assert not (tmp_path / "new").exists()
     train_module.train(tiny_config(epochs=1), out, tiny_registered, verbose=False)  # reusable
-    assert (out / "metrics.json").is_file() and (out / "notes.txt").read_text() == "the user's"
+    assert (out / "metrics.json").is_file()
+
+
+def tiny_cli(tiny_registered) -> list[str]:
+    """The options of a quick ``digitrec train`` on the tiny dataset."""
+    return ["--dataset", "tiny", "--val-size", "10", "--data-dir", str(tiny_registered), "--quiet"]
+
+
+def test_a_folder_holding_anything_is_refused_as_a_new_runs_directory_and_left_as_it_was(
+    tiny_registered, tmp_path, capsys
+):
+    from digitrec.cli import main
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    for name in ("model.keras", "report.md", "metrics.json", "notes.txt"):
+        (out / name).write_text(f"the user's {name}")
+    assert main(["train", *tiny_cli(tiny_registered), "--out", str(out)]) == 2
+    assert (
+        f"{out} holds files that are not part of a digitrec run (metrics.json, model.keras, "
+        "notes.txt and 1 more); a run starts in a new or empty folder"
+    ) in capsys.readouterr().err
+    assert {p.name: p.read_text() for p in out.iterdir()} == {
+        name: f"the user's {name}"
+        for name in ("model.keras", "report.md", "metrics.json", "notes.txt")
+    }
+
+
+def stopped_run(run_dir, state: str | None) -> None:
+    """A run directory as a run stopped after its first epoch leaves it, with ``state`` as its
+    ``state.json`` (no checkpoint is written)."""
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"config": tiny_config().to_dict()}))
+    if state is not None:
+        (run_dir / "state.json").write_text(state)
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ('{"epoch": 1, "checkp', "cannot read the run's state"),
+        ('{"epoch": 1}', "is not a run's state"),
+        (
+            json.dumps({"epoch": 1, "checkpoint": "../../elsewhere.keras", "history": {}}),
+            "is not a run's state",
+        ),
+        (
+            json.dumps({"epoch": 1, "checkpoint": "checkpoints/epoch-001.keras", "history": {}}),
+            "checkpoints/epoch-001.keras that {run}/state.json names is missing; restore it",
+        ),
+    ],
+    ids=["not-json", "keys-missing", "checkpoint-elsewhere", "checkpoint-missing"],
+)
+def test_resuming_a_run_whose_state_is_damaged_or_checkpoint_missing_is_a_clear_error(
+    state, message, tiny_registered, tmp_path, capsys
+):
+    from digitrec.cli import main
+
+    run_dir = tmp_path / "run"
+    stopped_run(run_dir, state)
+    argv = ["train", "--resume", str(run_dir), "--data-dir", str(tiny_registered), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message.format(run=run_dir) in err and "Traceback" not in err
+    assert f"remove {run_dir / 'state.json'} to train the run again from its first epoch" in err
+    assert (run_dir / "state.json").read_text() == state
 
 
 def test_an_out_that_is_a_file_or_cannot_be_written_is_a_clear_error(

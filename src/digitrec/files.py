@@ -14,7 +14,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from digitrec.errors import DigitrecError
 # A temporary of ours is abandoned once its process has ended, or this long after its last change
 # whoever made it (a process on another machine sharing the folder, or an older digitrec).
 STALE_AFTER_SECONDS = 24 * 3600
+FOREIGN_SHOWN = 3  # entries named when a folder is refused for holding what is not ours
 
 
 def _current_umask() -> int:
@@ -164,6 +165,21 @@ def _remove(entry: Path) -> None:
         shutil.rmtree(entry, ignore_errors=True)
     else:
         entry.unlink(missing_ok=True)
+
+
+def check_only_ours(folder: Path, ours: Callable[[Path], bool], what: str, advice: str) -> None:
+    """Refuse (``DigitrecError``) a folder holding anything that ``ours`` does not recognise as
+    part of ``what``: a write there could replace a user's file of the same name. The message
+    names a few of those entries, then gives ``advice``; nothing is touched."""
+    if not folder.is_dir():
+        return
+    foreign = sorted(entry.name for entry in folder.iterdir() if not ours(entry))
+    if foreign:
+        more = f" and {len(foreign) - FOREIGN_SHOWN} more" if len(foreign) > FOREIGN_SHOWN else ""
+        raise DigitrecError(
+            f"{folder} holds files that are not part of {what} "
+            f"({', '.join(foreign[:FOREIGN_SHOWN])}{more}); {advice}"
+        )
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -11,6 +11,7 @@ from itertools import takewhile
 from pathlib import Path
 
 from digitrec.errors import DigitrecError
+from digitrec.files import check_only_ours
 
 RUNS_DIR = Path("runs")
 STATE_FILE = "state.json"  # the last completed epoch and its checkpoint
@@ -19,9 +20,17 @@ MEMBERS_DIR = "members"  # an ensemble run's members, each a run directory of it
 
 
 def check_new_run_dir(run_dir: Path) -> None:
-    """Refuse, before any work, a run directory that holds a run or cannot be made."""
+    """Refuse, before any work, a run directory that holds a run, holds anything else (a run
+    would replace a user's files of its names: ``model.keras``, ``metrics.json``, ...), or
+    cannot be made."""
     if (run_dir / "run.json").exists():
         raise DigitrecError(f"{run_dir} already holds a run; resume it with --resume {run_dir}")
+    check_only_ours(
+        run_dir,
+        lambda entry: False,
+        "a digitrec run",
+        "a run starts in a new or empty folder: choose another --out",
+    )
     existing = next(path for path in (run_dir, *run_dir.parents) if path.exists())
     if not existing.is_dir():
         raise DigitrecError(f"cannot make run directory {run_dir}: {existing} is a file")

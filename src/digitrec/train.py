@@ -58,7 +58,7 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 def first_model(config: TrainConfig, num_classes: int) -> keras.Model:
     """The model a run starts from: ``init``'s trained weights, else a new one."""
-    return starting_model(config) if config.init else new_model(config, num_classes)
+    return starting_model(config, num_classes) if config.init else new_model(config, num_classes)
 
 
 def training_dataset(
@@ -239,14 +239,50 @@ def _continue(
     if config.ensemble > 1:
         return _train_ensemble(run_dir, config, data, verbose, tensorboard)
     seed_everything(config.seed)
-    state_path = run_dir / STATE_FILE
-    if state_path.exists():
-        state = read_json(state_path)
-        model = keras.saving.load_model(run_dir / state["checkpoint"])
+    if (run_dir / STATE_FILE).exists():
+        state, model = last_checkpoint(run_dir)
     else:  # killed before the first epoch ended
         state = {"epoch": 0, "checkpoint": None, "history": {}}
         model = first_model(config, len(data.class_names))
     return _fit_and_finish(run_dir, config, data, model, state, verbose, tensorboard, own)
+
+
+def last_checkpoint(run_dir: Path) -> tuple[dict[str, Any], keras.Model]:
+    """The state of a stopped run and the model of its last completed epoch, or a
+    ``DigitrecError`` naming the file that is damaged or missing and what to do."""
+    state_path = run_dir / STATE_FILE
+    again = f"remove {state_path} to train the run again from its first epoch"
+    try:
+        state = read_json(state_path)
+    except (OSError, ValueError) as exc:
+        raise DigitrecError(f"cannot read the run's state {state_path} ({exc}); {again}") from None
+    if not _is_state(state):
+        raise DigitrecError(
+            f"{state_path} is not a run's state (epoch, checkpoint in {CHECKPOINT_DIR}/, "
+            f"history); {again}"
+        )
+    checkpoint = run_dir / state["checkpoint"]
+    if not checkpoint.is_file():
+        raise DigitrecError(
+            f"the checkpoint {checkpoint} that {state_path} names is missing; restore it, or "
+            f"{again}"
+        )
+    try:
+        model = keras.saving.load_model(checkpoint)
+    except Exception as exc:  # Keras raises many types for a bad file
+        raise DigitrecError(f"cannot load the checkpoint {checkpoint} ({exc}); {again}") from None
+    return state, model
+
+
+def _is_state(state: Any) -> bool:
+    """Whether ``state`` is what ``EpochCheckpoint`` writes, naming a checkpoint of the run."""
+    return (
+        isinstance(state, dict)
+        and isinstance(state.get("epoch"), int)
+        and isinstance(state.get("checkpoint"), str)
+        and Path(state["checkpoint"]).parent == Path(CHECKPOINT_DIR)
+        and isinstance(state.get("history"), dict)
+    )
 
 
 def fit(
@@ -341,7 +377,7 @@ def member_configs(config: TrainConfig) -> list[TrainConfig]:
 
 def _check_member(member_dir: Path, expected: TrainConfig) -> None:
     """Refuse a member directory trained with other settings (compared as stored in JSON)."""
-    recorded = TrainConfig.from_dict(read_json(member_dir / "run.json")["config"]).to_dict()
+    recorded = recorded_config(member_dir).to_dict()
     wanted = json.loads(json.dumps(expected.to_dict()))
     differences = {k: (recorded[k], wanted[k]) for k in wanted if recorded[k] != wanted[k]}
     if differences:
