@@ -1,8 +1,9 @@
 """A real uvicorn server for the tests that talk HTTP over loopback (``from live_server import ...``,
-pytest puts ``tests/`` on the path)."""
+pytest puts ``tests/`` on the path), and raw sockets to send it what no HTTP client would."""
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import threading
@@ -58,3 +59,33 @@ def serving(app: FastAPI, **options: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
     assert not thread.is_alive(), "the server did not shut down"
+
+
+def connect(url: str, timeout: float = 5.0) -> socket.socket:
+    """A raw TCP connection to the server at ``url``."""
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=timeout)
+
+
+def exchange(url: str, data: bytes, wait: float = 5.0) -> tuple[bytes, float]:
+    """Send ``data`` (as much as the server takes) on a fresh connection and read until the
+    server closes it; the bytes received and the seconds it took."""
+    start = time.monotonic()
+    with connect(url, wait) as sock:
+        try:
+            for offset in range(0, len(data), 65536):
+                sock.sendall(data[offset : offset + 65536])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server stopped listening: its answer is what counts
+        reply = b""
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except ConnectionResetError:
+            pass
+    return reply, time.monotonic() - start
+
+
+def statuses(reply: bytes) -> list[int]:
+    """The status of each response in ``reply`` (a body may run straight into the next)."""
+    return [int(status) for status in re.findall(rb"HTTP/1\.[01] (\d{3}) ", reply)]

@@ -40,6 +40,7 @@ BAD_OPTIONS = [
     ["--queued-reads", "-1"],
     ["--body-timeout", "0"],
     ["--body-timeout", "nan"],
+    ["--uploads-per-client", "0"],
     ["--max-header-kb", "0"],
     ["--timeout", "inf"],
     ["--allowed-hosts", "example.com:8000"],
@@ -96,13 +97,15 @@ def test_serve_hands_uvicorn_the_header_and_time_bounds_and_the_app_its_settings
     monkeypatch, capsys
 ):
     args = "--host 192.0.2.7 --port 8123 --max-header-kb 8 --timeout 2.5 --max-body-mb 0.5"
-    (app,), options = run_serve([*args.split(), "--concurrent-reads", "2"], monkeypatch)
+    limits = ["--concurrent-reads", "2", "--uploads-per-client", "5"]
+    (app,), options = run_serve([*args.split(), *limits], monkeypatch)
     assert options == ServerOptions("192.0.2.7", 8123, "info", 8 * 1024, 2.5).uvicorn_options()
     assert options["http"] == "digitrec.serve.server:HeaderTimeoutProtocol"
     settings = app.state.settings
     assert settings.max_body_bytes == 512 * 1024
     assert settings.allowed_hosts == ("localhost", "127.0.0.1", "[::1]", "192.0.2.7")
     assert app.state.capacity.capacity == 2 + ServeSettings.queued_reads
+    assert app.state.uploads.limit == 5
     assert "http://192.0.2.7:8123/" in capsys.readouterr().out
 
 

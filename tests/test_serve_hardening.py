@@ -4,6 +4,7 @@ headers, errors as JSON, broken bodies and wrong content types, and fuzzing from
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -12,6 +13,7 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from live_server import connect, serving, statuses
 from serve_support import PNG, RECOGNIZE, default_recognizer, drawn_ones, local_client, png_bytes
 
 from digitrec.serve.app import STATIC_DIR, ServeSettings, create_app
@@ -52,9 +54,15 @@ def test_allowed_hosts_name_the_hosts_answered_and_a_star_allows_any():
     assert anything.get("/healthz", headers={"host": "evil.example"}).status_code == 200
 
 
+SECURITY_HEADERS_SENT = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
 def security_headers_of(response) -> dict[str, str]:
-    names = ("x-content-type-options", "x-frame-options", "referrer-policy")
-    return {name: response.headers.get(name) for name in names}
+    return {name: response.headers.get(name) for name in SECURITY_HEADERS_SENT}
 
 
 def test_every_response_has_the_security_headers_and_the_page_its_content_policy():
@@ -69,15 +77,63 @@ def test_every_response_has_the_security_headers_and_the_page_its_content_policy
             client.get("/healthz", headers={"host": "evil.example"}),
         ]
     for response in responses:
-        assert security_headers_of(response) == {
-            "x-content-type-options": "nosniff",
-            "x-frame-options": "DENY",
-            "referrer-policy": "no-referrer",
-        }
+        assert security_headers_of(response) == SECURITY_HEADERS_SENT
         policy = response.headers["content-security-policy"]
         assert "script-src 'self';" in policy
         assert "frame-ancestors 'none'" in policy
         assert "unsafe-inline" not in policy
+
+
+@pytest.fixture(scope="module")
+def live_server():
+    with serving(create_app(default_recognizer())) as url:
+        yield url
+
+
+def raw_answer(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as it is on a new connection; the status, headers and body of the first
+    answer (the server closes the connection after it, or the request says it may)."""
+    with connect(url) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines[1:])}
+    return statuses(reply)[0], headers, body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"garbage\r\n\r\n", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 20_000],
+    ids=["not HTTP", "headers over the limit"],
+)
+def test_requests_the_http_parser_refuses_get_400_as_json_with_the_security_headers(
+    live_server, request_bytes
+):
+    """The parser's own answers came without the app's headers (and as plain text)."""
+    status, headers, body = raw_answer(live_server, request_bytes)
+    assert status == 400
+    assert headers["content-type"] == "application/json"
+    assert "not valid HTTP" in json.loads(body)["error"]
+    assert {name: headers.get(name) for name in SECURITY_HEADERS_SENT} == SECURITY_HEADERS_SENT
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+
+
+def test_a_websocket_upgrade_is_answered_as_plain_http_with_the_security_headers(live_server):
+    """The service has no WebSocket endpoint: uvicorn's 403 for one came without the app's
+    headers. The app now answers the request itself (404: no such page), and nothing switches."""
+    upgrade = (
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, close\r\n"
+        b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    status, headers, body = raw_answer(live_server, upgrade)
+    assert status == 404
+    assert json.loads(body) == {"error": "Not Found"}
+    assert {name: headers.get(name) for name in SECURITY_HEADERS_SENT} == SECURITY_HEADERS_SENT
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
 
 
 def test_the_page_needs_nothing_its_content_policy_forbids():
@@ -119,6 +175,53 @@ def test_a_method_not_allowed_is_405_as_json_with_the_allowed_methods(client):
     assert response.status_code == 405
     assert response.json() == {"error": "Method Not Allowed"}
     assert response.headers["allow"] == "POST"
+
+
+# --- writes from other sites' pages ------------------------------------------------------------
+
+ANOTHER_SITES_PAGE = {  # what a browser sends with a POST from a page that is not the service's
+    "cross-site": {"origin": "http://evil.example", "sec-fetch-site": "cross-site"},
+    "same site, another origin": {"origin": "http://evil.localhost", "sec-fetch-site": "same-site"},
+    "another Origin, no Sec-Fetch-Site": {"origin": "http://evil.example"},
+    "another port, no Sec-Fetch-Site": {"origin": "http://localhost:8001"},
+    "sandboxed page": {"origin": "null"},
+}
+NOT_ANOTHER_SITES_PAGE = {
+    "the service's own page": {"origin": "http://localhost", "sec-fetch-site": "same-origin"},
+    "its own page, no Sec-Fetch-Site": {"origin": "http://localhost"},
+    "the user's own doing": {"sec-fetch-site": "none"},
+    "not a browser": {},
+}
+
+
+def collecting_client(folder) -> TestClient:
+    return local_client(create_app(default_recognizer(), ServeSettings(collect_dir=str(folder))))
+
+
+def correction_of_one() -> dict:
+    return {"files": {"image": ("one.png", drawn_ones(), "image/png")}, "data": {"digits": "1"}}
+
+
+@pytest.mark.parametrize("headers", ANOTHER_SITES_PAGE.values(), ids=ANOTHER_SITES_PAGE)
+def test_a_write_from_another_sites_page_is_403_and_stores_nothing(tmp_path, headers):
+    """Any page a user visited could store corrections in the collection (it got 201)."""
+    with collecting_client(tmp_path) as client:
+        stored = client.post(CORRECTIONS, headers=headers, **correction_of_one())
+        read = client.post(RECOGNIZE, content=drawn_ones(), headers={**PNG, **headers})
+        config = client.get("/api/v1/config", headers=headers)
+    for response in (stored, read):
+        assert response.status_code == 403
+        assert "from another site's page" in response.json()["error"]
+        assert security_headers_of(response) == SECURITY_HEADERS_SENT
+    assert config.status_code == 200  # reading is not refused
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("headers", NOT_ANOTHER_SITES_PAGE.values(), ids=NOT_ANOTHER_SITES_PAGE)
+def test_writes_from_the_services_own_page_and_from_other_clients_are_taken(tmp_path, headers):
+    with collecting_client(tmp_path) as client:
+        stored = client.post(CORRECTIONS, headers=headers, **correction_of_one())
+    assert stored.status_code == 201, stored.text
 
 
 # --- robustness --------------------------------------------------------------------------------

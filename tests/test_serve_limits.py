@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 import httpx
 import pytest
-from live_server import serving
+from live_server import connect, exchange, serving, statuses
 from serve_support import PNG, RECOGNIZE, default_recognizer, drawn_ones
 
 from digitrec.serve.app import ServeSettings, create_app
@@ -155,8 +154,8 @@ def test_no_more_images_are_read_at_once_than_the_setting_allows(recognizer):
     assert most == 2
 
 
-def recognize_scope(app, headers: list[tuple[bytes, bytes]]) -> dict:
-    """The ASGI scope of a POST to /api/v1/recognize with an image/png body."""
+def recognize_scope(app, headers: list[tuple[bytes, bytes]], client: str = "127.0.0.1") -> dict:
+    """The ASGI scope of a POST to /api/v1/recognize with an image/png body from ``client``."""
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -168,7 +167,7 @@ def recognize_scope(app, headers: list[tuple[bytes, bytes]]) -> dict:
         "query_string": b"",
         "root_path": "",
         "headers": [(b"host", b"localhost"), (b"content-type", b"image/png"), *headers],
-        "client": ("127.0.0.1", 1),
+        "client": (client, 1),
         "server": ("127.0.0.1", 80),
         "state": {},
         "app": app,
@@ -228,6 +227,77 @@ def test_a_client_that_disconnects_mid_body_ends_the_request_quietly(recognizer)
     assert app.state.capacity.admitted == 0
 
 
+def trickled(body: bytes, finished: asyncio.Event):
+    """An ASGI ``receive`` of a client that sends a body's first byte, and the rest only once
+    ``finished`` is set; then nothing (it waits for its answer)."""
+    messages = [
+        {"type": "http.request", "body": body[1:], "more_body": False},
+        {"type": "http.request", "body": body[:1], "more_body": True},
+    ]
+
+    async def receive() -> dict:
+        if len(messages) == 1:
+            await finished.wait()
+        if not messages:
+            await asyncio.Event().wait()
+        return messages.pop()
+
+    return receive
+
+
+def status_and_error(sent: list[dict]) -> tuple[int, dict, str | None]:
+    """The status, headers and error message of an answer the ASGI app sent."""
+    headers = {name.decode(): value.decode() for name, value in sent[0]["headers"]}
+    return sent[0]["status"], headers, json.loads(sent[1]["body"]).get("error")
+
+
+def test_slow_bodies_take_no_read_place_and_one_client_sends_only_its_share_at_once(recognizer):
+    """A body still arriving held one of the worker's read places: a few clients sending
+    bodies slowly made it refuse everyone else, and /readyz report it busy. It now takes one
+    only once it has arrived, and one client address may be sending only so many bodies at once
+    (429 beyond them)."""
+    app = create_app(
+        recognizer, ServeSettings(concurrent_reads=1, queued_reads=2, uploads_per_client=3)
+    )
+    body = drawn_ones()
+    length = [(b"content-length", str(len(body)).encode())]
+
+    async def post(client: str, receive) -> list[dict]:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await app(recognize_scope(app, length, client), receive, send)
+        return sent
+
+    async def scenario():
+        finished, at_once = asyncio.Event(), asyncio.Event()
+        at_once.set()
+        slow = [asyncio.create_task(post("127.0.0.1", trickled(body, finished))) for _ in range(3)]
+        await eventually(lambda: app.state.uploads.arriving["127.0.0.1"] == 3)
+        one_more = await post("127.0.0.1", trickled(body, at_once))
+        other = await post("::1", trickled(body, at_once))
+        places_taken = app.state.capacity.admitted
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+        ) as http:
+            ready = await http.get("/readyz")
+        finished.set()
+        return one_more, other, places_taken, ready, await asyncio.gather(*slow)
+
+    one_more, other, places_taken, ready, slow = asyncio.run(scenario())
+    status, headers, error = status_and_error(one_more)
+    assert (status, headers["retry-after"]) == (429, "1")
+    assert "already sending 3 request bodies" in error
+    assert status_and_error(other)[0] == 200
+    assert places_taken == 0
+    assert ready.status_code == 200
+    assert [status_and_error(sent)[0] for sent in slow] == [200] * 3
+    assert not app.state.uploads.arriving
+    assert app.state.capacity.admitted == 0
+
+
 # --- a real server over loopback ---------------------------------------------------------------
 
 
@@ -239,29 +309,26 @@ def live_server(recognizer):
         yield url
 
 
-def exchange(url: str, data: bytes, wait: float = 5.0) -> tuple[bytes, float]:
-    """Send ``data`` (as much as the server takes) on a fresh connection and read until the
-    server closes it; the bytes received and the seconds it took."""
-    host, port = url.removeprefix("http://").split(":")
-    start = time.monotonic()
-    with socket.create_connection((host, int(port)), timeout=wait) as sock:
-        try:
-            for offset in range(0, len(data), 65536):
-                sock.sendall(data[offset : offset + 65536])
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server stopped listening: its answer is what counts
-        reply = b""
-        try:
-            while chunk := sock.recv(65536):
-                reply += chunk
-        except ConnectionResetError:
-            pass
-    return reply, time.monotonic() - start
-
-
-def statuses(reply: bytes) -> list[int]:
-    """The status of each response in ``reply`` (a body may run straight into the next)."""
-    return [int(status) for status in re.findall(rb"HTTP/1\.[01] (\d{3}) ", reply)]
+def test_connections_trickling_bodies_do_not_keep_other_requests_from_being_read(recognizer):
+    """20 connections sending a body a byte at a time held all 20 places of a worker (4 reads,
+    16 waiting), which then refused every other request with 503 and reported itself busy."""
+    app = create_app(recognizer, ServeSettings(uploads_per_client=24))
+    head = (
+        f"POST {RECOGNIZE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+        "Content-Length: 10000\r\n\r\n"
+    ).encode()
+    with serving(app) as url, ExitStack() as stack:
+        slow = [stack.enter_context(connect(url)) for _ in range(20)]
+        for sock in slow:
+            sock.sendall(head + b"\x89")
+        asyncio.run(eventually(lambda: app.state.uploads.arriving["127.0.0.1"] == 20))
+        answers = [httpx.post(url + RECOGNIZE, content=drawn_ones(), headers=PNG) for _ in range(5)]
+        ready = httpx.get(url + "/readyz")
+        still_arriving = app.state.uploads.arriving["127.0.0.1"]
+    assert [answer.status_code for answer in answers] == [200] * 5
+    assert [answer.json()["text"] for answer in answers] == ["1"] * 5
+    assert ready.status_code == 200
+    assert still_arriving == 20
 
 
 def test_the_live_server_answers_concurrent_requests(live_server):
@@ -306,8 +373,7 @@ def test_headers_over_the_size_limit_are_refused_at_once_and_the_server_keeps_an
 @pytest.mark.parametrize("after_a_request", [False, True], ids=["new", "kept alive"])
 def test_a_connection_that_sends_its_headers_too_slowly_is_closed(live_server, after_a_request):
     """Headers that never end hold a connection: closed after the timeout (0.5 s here)."""
-    host, port = live_server.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
+    with connect(live_server) as sock:
         if after_a_request:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             answer = b""

@@ -126,6 +126,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "seconds a request's body may take to arrive, else 408",
         ),
         (
+            "--uploads-per-client",
+            whole_number(1),
+            settings.uploads_per_client,
+            "N",
+            "request bodies one client address may be sending at once per worker; beyond "
+            "them the answer is 429 with Retry-After",
+        ),
+        (
             "--max-header-kb",
             whole_number(1),
             server.max_header_bytes // 1024,
@@ -151,7 +159,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             positive_number,
             settings.collect_max_bytes / MEGABYTE,
             "MB",
-            "the most the collection of corrections may hold; beyond, 507",
+            "the most disk space the collection of corrections may take; beyond, 507",
         ),
     ]
     for flag, kind, default, metavar, text in numbers:
@@ -207,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         concurrent_reads=args.concurrent_reads,
         queued_reads=args.queued_reads,
         body_timeout=args.body_timeout,
+        uploads_per_client=args.uploads_per_client,
         allowed_hosts=args.allowed_hosts or (*LOCAL_HOSTS, host_name(args.host)),
         collect_dir=str(args.collect) if args.collect else None,
         collect_max_files=args.collect_max_files,

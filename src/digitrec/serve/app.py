@@ -8,7 +8,7 @@ loop keeps answering and memory stays bounded.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -29,12 +29,12 @@ from digitrec import __version__
 from digitrec.errors import ImageError
 from digitrec.imaging import MAX_PIXELS
 from digitrec.recognizer import DEFAULT_READER, READERS, Recognizer
-from digitrec.serve.capacity import ReadCapacity, Saturated
+from digitrec.serve.capacity import ReadCapacity, Saturated, TooManyUploads, UploadsPerClient
 from digitrec.serve.corrections import DIGITS_FIELD, Collection, store_correction
 from digitrec.serve.middleware import (
-    PAGE_POLICY,
-    SECURITY_HEADERS,
+    PAGE_HEADERS,
     BodyLimit,
+    CrossSiteWrites,
     JsonErrors,
     SecurityHeaders,
 )
@@ -67,10 +67,15 @@ Reader = Annotated[
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "the Host header is not one this service answers"},
+    403: {"model": ErrorBody, "description": "sent by a browser from another site's page"},
     408: {"model": ErrorBody, "description": "the body took too long to arrive"},
     413: {"model": ErrorBody, "description": "the body is over the size limit"},
     415: {"model": ErrorBody, "description": "the body is not an image"},
     422: {"model": ErrorBody, "description": "the image cannot be read, or a bad query value"},
+    429: {
+        "model": ErrorBody,
+        "description": "this client is sending as many bodies at once as it may (see Retry-After)",
+    },
     503: {
         "model": ErrorBody,
         "description": "the model is not loaded yet, or the worker is busy (see Retry-After)",
@@ -78,7 +83,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 CORRECTION_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **{code: ERROR_RESPONSES[code] for code in (400, 408, 413, 415)},
+    **{code: ERROR_RESPONSES[code] for code in (400, 403, 408, 413, 415, 429)},
     404: {"model": ErrorBody, "description": "corrections are not collected by this service"},
     422: {
         "model": ErrorBody,
@@ -230,6 +235,11 @@ def validation_message(exc: RequestValidationError) -> str:
     )
 
 
+def client_address(request: Request) -> str:
+    """The address the request came from ("" if the server does not say)."""
+    return request.client.host if request.client else ""
+
+
 def busy_response() -> JSONResponse:
     return error_response(
         503,
@@ -261,17 +271,21 @@ def add_error_handlers(app: FastAPI) -> None:
     async def busy(request: Request, exc: Saturated) -> JSONResponse:
         return busy_response()
 
+    @app.exception_handler(TooManyUploads)
+    async def too_many_uploads(request: Request, exc: TooManyUploads) -> JSONResponse:
+        return error_response(429, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)})
+
     @app.exception_handler(Exception)  # a bug; Starlette logs it with its traceback
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
         # Answered outside all middleware, so the security headers are added here.
-        headers = {**SECURITY_HEADERS, "Content-Security-Policy": PAGE_POLICY}
-        return error_response(500, "the server failed to handle this request", headers)
+        return error_response(500, "the server failed to handle this request", PAGE_HEADERS)
 
 
 def add_middleware(app: FastAPI, settings: ServeSettings) -> None:
-    """Outermost last: security headers on everything, JSON errors, the Host check, the body
-    limit."""
+    """Outermost last: security headers on everything, JSON errors, the Host check, the refusal
+    of writes from other sites' pages, the body limit."""
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CrossSiteWrites)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     app.add_middleware(JsonErrors)
     no_policy = tuple(url for url in (app.docs_url, app.redoc_url) if url)
@@ -284,7 +298,17 @@ def create_app(
     """The service; loads ``settings.model`` at start-up unless a ready ``recognizer`` is given."""
     settings = settings or ServeSettings()
     capacity = ReadCapacity(settings.concurrent_reads, settings.queued_reads)
+    uploads = UploadsPerClient(settings.uploads_per_client)
     collection = Collection.of(settings)
+
+    async def arrived(request: Request, read: Callable[[Request], Awaitable[T]]) -> T:
+        """``read(request)``, the body read and parsed, once all of it has arrived (within the
+        time limit, and the client's share of bodies arriving at once); only then may the
+        request take a place for a read. A worker with none free refuses before the body."""
+        if capacity.saturated:
+            raise Saturated
+        with uploads.receiving(client_address(request)):
+            return await within(settings.body_timeout, read(request))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -302,6 +326,7 @@ def create_app(
     app.state.recognizer = recognizer
     app.state.settings = settings
     app.state.capacity = capacity
+    app.state.uploads = uploads
     add_middleware(app, settings)
     add_error_handlers(app)
 
@@ -319,8 +344,8 @@ def create_app(
         top_k: Annotated[int, Query(ge=1, le=10, description="labels listed per digit")] = 3,
         reader: Reader = DEFAULT_READER,
     ) -> dict[str, Any]:
+        data = await arrived(request, image_bytes)
         with capacity.admit():
-            data = await within(settings.body_timeout, image_bytes(request))
             return await capacity.run(
                 recognize_bytes,
                 recognizer,
@@ -348,8 +373,8 @@ def create_app(
             raise HTTPException(
                 404, "this service does not collect corrections (digitrec serve --collect DIR)"
             )
+        data, digits = await arrived(request, correction_form)
         with capacity.admit():
-            data, digits = await within(settings.body_timeout, correction_form(request))
             return await capacity.run(
                 store_correction,
                 collection,

@@ -1,13 +1,17 @@
-"""How many images one worker reads at once, and how many more it lets wait.
+"""How many images one worker reads at once, how many more it lets wait, and how many request
+bodies one client may be sending at once.
 
 Each read can take a lot of memory and CPU (an image up to the pixel limit), so a worker runs
 only a few at once in threads and keeps a short queue; a request beyond that is refused at once
 (503 with ``Retry-After``) instead of piling up behind the others, and ``/readyz`` reports the
-worker busy so that a load balancer sends new requests elsewhere.
+worker busy so that a load balancer sends new requests elsewhere. A request takes its place in
+that queue only once its body has arrived, so that clients sending bodies slowly hold no place;
+what they can hold instead is bounded per client address (``UploadsPerClient``).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,8 +28,8 @@ class Saturated(Exception):
 class ReadCapacity:
     """Admits up to ``concurrent + queued`` requests; runs ``concurrent`` reads at once.
 
-    Used from the event loop only (no lock needed): a request is admitted before its body is
-    read, so that the bodies held in memory are bounded too.
+    Used from the event loop only (no lock needed). A request is admitted once its body has
+    arrived: the bodies waiting in memory for a read are bounded too.
     """
 
     def __init__(self, concurrent: int, queued: int) -> None:
@@ -92,3 +96,39 @@ class ReadCapacity:
             group.start_soon(take)
             group.start_soon(watch)
         return taken
+
+
+class TooManyUploads(Exception):
+    """A client is sending as many request bodies at once as one client may."""
+
+
+class UploadsPerClient:
+    """Bounds the request bodies one client address may be sending at once (``limit``): a
+    client that sends bodies slowly holds a connection and what has arrived of each body, so
+    the most one address may hold is ``limit`` of them, whatever others do.
+
+    Used from the event loop only (no lock needed).
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"need limit >= 1, not {limit}")
+        self.limit = limit
+        self.arriving: Counter[str] = Counter()
+
+    @contextmanager
+    def receiving(self, client: str) -> Iterator[None]:
+        """Count one body arriving from ``client`` while it arrives; ``TooManyUploads`` when the
+        client already sends ``limit``."""
+        if self.arriving[client] >= self.limit:
+            raise TooManyUploads(
+                f"this client is already sending {self.limit} request bodies, the most one "
+                "client may send at once: send the next once one of them has arrived"
+            )
+        self.arriving[client] += 1
+        try:
+            yield
+        finally:
+            self.arriving[client] -= 1
+            if not self.arriving[client]:
+                del self.arriving[client]

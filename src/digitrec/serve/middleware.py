@@ -1,9 +1,10 @@
-"""ASGI middleware of the service: the body limit, JSON for the framework's plain-text errors,
-and the security headers of every response."""
+"""ASGI middleware of the service: the body limit, the refusal of writes from other sites' pages,
+JSON for the framework's plain-text errors, and the security headers of every response."""
 
 from __future__ import annotations
 
 from http import HTTPStatus
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -23,6 +24,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
+PAGE_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": PAGE_POLICY}  # all but /docs get
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})  # those that may change something
 
 
 def too_large_message(limit: int) -> str:
@@ -72,6 +75,40 @@ class BodyLimit(HttpMiddleware):
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class CrossSiteWrites(HttpMiddleware):
+    """Answers 403 to a request that may change something (``UNSAFE_METHODS``) when a browser
+    sent it from another site's page, which could otherwise store corrections in its user's
+    name (cross-site request forgery).
+
+    The browser says where a request comes from in ``Sec-Fetch-Site``: only ``same-origin``
+    (the service's own pages) and ``none`` (the user's own doing) pass. Browsers that do not
+    send it are judged by ``Origin``, which must name the host the request was sent to. A
+    request with neither header (curl, scripts, the CLI) is not a browser's and passes.
+    """
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] in UNSAFE_METHODS and (reason := cross_site(Headers(scope=scope))):
+            message = (
+                f"refused: a {scope['method']} sent by a browser from another site's page "
+                f"({reason}); this service takes them only from its own pages"
+            )
+            await error_response(403, message)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def cross_site(headers: Headers) -> str | None:
+    """Why a browser's request comes from another site's page (the header that says so), or
+    None if it does not, or no browser sent it."""
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return None if fetch_site in ("same-origin", "none") else f"Sec-Fetch-Site: {fetch_site}"
+    origin = headers.get("origin")
+    if origin is None or urlsplit(origin).netloc.lower() == headers.get("host", "").lower():
+        return None
+    return f"Origin: {origin}, not this service's host"
 
 
 class JsonErrors(HttpMiddleware):

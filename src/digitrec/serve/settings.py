@@ -26,12 +26,13 @@ class ServeSettings:
     max_pixels: int | None = None  # largest image decoded; None: digitrec.imaging's limit
     threads: int | None = 1
     concurrent_reads: int = 4  # images decoded and read at once per worker: bounds memory
-    queued_reads: int = 16  # requests more that may wait for a read; beyond them, 503
+    queued_reads: int = 16  # requests more (their bodies in) that may wait for a read; else 503
     body_timeout: float = 60.0  # seconds for a request's body to arrive, else 408
+    uploads_per_client: int = 8  # bodies one client address may be sending at once; else 429
     allowed_hosts: tuple[str, ...] = LOCAL_HOSTS  # Host header values answered ('*': any)
     collect_dir: str | None = None  # where users' corrections are stored; None: not collected
     collect_max_files: int = 10_000  # the most files the collection may hold, else 507
-    collect_max_bytes: int = 20 * MEGABYTE  # ... and the most bytes
+    collect_max_bytes: int = 64 * MEGABYTE  # ... and the most disk space (in whole blocks)
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -63,6 +64,7 @@ class ServerOptions:
             "port": self.port,
             "log_level": self.log_level,
             "http": "digitrec.serve.server:HeaderTimeoutProtocol",
+            "ws": "none",  # no WebSocket endpoints (see digitrec.serve.server)
             "h11_max_incomplete_event_size": self.max_header_bytes,
             "timeout_keep_alive": self.timeout,
             "timeout_graceful_shutdown": 10,
