@@ -304,17 +304,32 @@ def test_a_single_file_export_to_a_folder_goes_inside_it(
     assert {k: v for k, v in snapshot(folder).items() if k in before} == before
 
 
-def test_force_replaces_a_previous_export_and_nothing_else(plain_run, tiny_data, tmp_path):
+def test_force_replaces_a_previous_export_only_while_it_holds_nothing_else(
+    plain_run, tiny_data, tmp_path
+):
     import keras
 
     out = tmp_path / "sm"
     export_model_quietly(plain_run, "saved_model", out, tiny_data)
+    first = (out / "saved_model.pb").stat().st_ino
     (out / "extra.txt").write_text("added to our export")
+    (out / "variables" / "notes.txt").write_text("and inside it")
     with pytest.raises(ModelError, match="already exists; choose another --out"):
         export_model_quietly(plain_run, "saved_model", out, tiny_data)
-    assert (out / "extra.txt").exists()
+    ours_and_theirs = snapshot(out)
+    with pytest.raises(
+        DigitrecError,
+        match=r"sm holds files that are not part of a digitrec saved_model export "
+        r"\(extra.txt, variables\); not replacing it, even with --force",
+    ):
+        export_model_quietly(plain_run, "saved_model", out, tiny_data, force=True)
+    assert snapshot(out) == ours_and_theirs
+    (out / "extra.txt").unlink()
+    (out / "variables" / "notes.txt").unlink()
     export_model_quietly(plain_run, "saved_model", out, tiny_data, force=True)
-    assert is_digitrec_output(out, "saved_model") and not (out / "extra.txt").exists()
+    assert (
+        is_digitrec_output(out, "saved_model") and (out / "saved_model.pb").stat().st_ino != first
+    )
 
     foreign = tmp_path / "foreign"  # a SavedModel, but exported by someone else
     keras.saving.load_model(plain_run / "model.keras").export(str(foreign), verbose=False)

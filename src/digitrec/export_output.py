@@ -3,22 +3,27 @@
 Every export carries a mark of digitrec: the ONNX file's producer name, a ``digitrec`` metadata
 entry in the LiteRT file, a ``digitrec.json`` file in the SavedModel folder, a title line in the
 model card. An existing output is replaced only when forced, and only if it bears that mark (or
-is empty); anything else stays as it was and the export is refused before any work is done.
+is empty) and, a SavedModel folder, holds nothing but what an export writes; anything else stays
+as it was and the export is refused before any work is done.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from digitrec.errors import ModelError
+from digitrec.files import check_only_ours
 
 FORMATS = {"onnx": ".onnx", "litert": ".tflite", "saved_model": ""}
 PRODUCER = "digitrec"
 SAVED_MODEL_MARK = "digitrec.json"
+SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", SAVED_MODEL_MARK)
+VARIABLES_FILE = re.compile(r"variables\.(index|data-\d+-of-\d+)")
 CARD_TITLE = "# Model card: "
 
 
@@ -71,6 +76,13 @@ def check_output(out: Path, format: str, force: bool) -> None:
                 f"{path} exists and is not a digitrec {format} export; not replacing it, even "
                 "with --force (choose another --out)"
             )
+        if format == "saved_model":
+            check_only_ours(
+                path,
+                _is_saved_model_part,
+                "a digitrec saved_model export",
+                "not replacing it, even with --force: move them out, or choose another --out",
+            )
 
 
 def _is_empty(path: Path) -> bool:
@@ -120,6 +132,22 @@ def _is_marked_saved_model(path: Path) -> bool:
     return (path / "saved_model.pb").is_file() and json.loads(mark.read_text())["producer"] == (
         PRODUCER
     )
+
+
+def _is_saved_model_part(entry: Path) -> bool:
+    """Whether ``entry`` of a SavedModel folder is one that Keras's export or digitrec writes: the
+    graph, its fingerprint and our mark, ``variables/`` of checkpoint files, an empty ``assets/``
+    (our models have none)."""
+    if entry.is_symlink():
+        return False
+    if entry.name in SAVED_MODEL_FILES:
+        return entry.is_file()
+    if entry.name == "variables" and entry.is_dir():
+        return all(
+            VARIABLES_FILE.fullmatch(part.name) and part.is_file() and not part.is_symlink()
+            for part in entry.iterdir()
+        )
+    return entry.name == "assets" and _is_empty(entry)
 
 
 _MARK_READERS: dict[str, Callable[[Path], bool]] = {
