@@ -15,3 +15,8 @@ class ModelError(DigitrecError):
 
 class ImageError(DigitrecError):
     """An input image cannot be decoded or is over the pixel limit."""
+
+
+class PageBudgetError(ImageError):
+    """An image within the pixel limit whose content is more than the page reader reads in its
+    fixed time and memory (a pattern of thousands of marks, hundreds of lines)."""

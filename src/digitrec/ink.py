@@ -90,7 +90,7 @@ def _background(signal: np.ndarray, stroke_width: float) -> np.ndarray:
     height, width = signal.shape
     kernel = int(np.clip(4 * stroke_width, 5, max(height, width) / 2))
     small = shrink(signal, kernel / 15)
-    side = max(3, round(kernel * small.shape[0] / height)) | 1
+    side = max(3, round(kernel * max(small.shape) / max(height, width))) | 1  # thin: not 1 / 1
     # Replicating the edges keeps a gradient rising towards the border from being cut down.
     padded = cv2.copyMakeBorder(small, side, side, side, side, cv2.BORDER_REPLICATE)
     opened = cv2.morphologyEx(padded, cv2.MORPH_OPEN, np.ones((side, side), np.uint8))

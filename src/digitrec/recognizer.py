@@ -417,6 +417,9 @@ def _session(content: bytes, source: str, threads: int | None) -> Any:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only; a bad file is reported as a ModelError below
+    # No memory arena: what a large page needed is given back after its read, not kept by the
+    # worker (it costs nothing measurable on a single digit or a line).
+    options.enable_cpu_mem_arena = False
     try:
         return ort.InferenceSession(content, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ONNX Runtime raises several types for a bad file

@@ -20,11 +20,17 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from digitrec.decoding import array_to_gray
+from digitrec.errors import PageBudgetError
+from digitrec.ink import shrink
 from digitrec.reading.paper import PaperSettings, find_ink, outline, skew
+from digitrec.recognizer import box_around
 
 REGION_MARGIN = 0.25  # paper around a region cut out by ``region_crop``, in its heights
+BLOCK = 256  # pieces compared with all the others at a time: bounds the memory of line finding
 
 Box = tuple[int, int, int, int]
 
@@ -49,6 +55,7 @@ class DetectSettings:
     shortest: float = 0.4  # a line lower than this is a dash, a dot or a rule's remnant
     margin: float = 0.15  # the crop around a line's box
     smallest: int = 10  # writing is at least this high in the work image, pixels
+    most_pieces: int = 4000  # a page with more pieces the size of writing is a pattern
 
 
 @dataclass
@@ -60,6 +67,35 @@ class LineBox:
     box: Box
     crop: np.ndarray
     to_page: np.ndarray = field(default_factory=lambda: np.eye(2, 3), repr=False)
+
+    def parts(self, longest: float) -> list[LineBox]:
+        """The line cut into parts at most ``longest`` times as wide as high, each cut where the
+        crop is lightest (between words, if any) in the last quarter of its part; itself if it
+        is no wider."""
+        rows, cols = self.crop.shape
+        side = max(1, int(longest * rows))
+        if cols <= side:
+            return [self]
+        paper = self.crop.mean(axis=0)
+        cuts = [0]
+        while cols - cuts[-1] > side:
+            start = cuts[-1] + side - side // 4
+            cuts.append(start + int(np.argmax(paper[start : cuts[-1] + side])) + 1)
+        return [self._part(a, b) for a, b in zip(cuts, [*cuts[1:], cols], strict=True)]
+
+    def _part(self, first: int, end: int) -> LineBox:
+        """The columns ``first`` to ``end`` of the line as a line of its own."""
+        to_page = self.to_page.copy()
+        to_page[:, 2] += to_page[:, 0] * first
+        crop = self.crop[:, first:end]
+        x0, y0, x1, y1 = LineBox(self.box, crop, to_page).page_box((0, 0, end - first, len(crop)))
+        box = (
+            max(x0, self.box[0]),
+            max(y0, self.box[1]),
+            min(x1, self.box[2]),
+            min(y1, self.box[3]),
+        )
+        return LineBox(box, crop, to_page)
 
     def page_box(self, box: Box) -> Box:
         """A box in the crop's pixels as the box around it in the image's pixels."""
@@ -75,7 +111,7 @@ def find_lines(image: np.ndarray, settings: DetectSettings = DetectSettings()) -
     bottom. A page without ink has none."""
     gray = array_to_gray(image)
     scale = max(1.0, max(gray.shape) / settings.work_side)
-    work = cv2.resize(gray, None, fx=1 / scale, fy=1 / scale, interpolation=cv2.INTER_AREA)
+    work = shrink(gray, scale)
     ink, beyond = find_ink(work, settings.paper)
     ink &= ~beyond
     if not ink.any():
@@ -255,75 +291,92 @@ def _pieces(
 ) -> tuple[np.ndarray, dict[int, Box]]:
     """The connected pieces of ink (labels) and the boxes of those that may be writing: not
     specks, not taller than writing, not beyond the page, not frames (a piece around another
-    one of a digit's size: a box left whole because it is tilted)."""
+    one of a digit's size: a box left whole because it is tilted). More than ``most_pieces``
+    of them is a ``PageBudgetError``: no page of numbers holds that many."""
     _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    outside = set(np.unique(labels[beyond]).tolist())
-    pieces = {
-        label: (int(x), int(y), int(x + w), int(y + h))
-        for label, (x, y, w, h, _) in enumerate(stats[1:], start=1)
-        if max(w, h) >= settings.speck * height
-        and min(w, h) >= 2  # a sliver a pixel thin is what is left of a rule
-        and h <= settings.tallest * height
-        and label not in outside
-    }
-    inner = [p for p in pieces.values() if p[3] - p[1] >= settings.shortest * height]
-    return labels, {
-        label: box
-        for label, box in pieces.items()
-        if not any(_holds(box, other) for other in inner if other != box)
-    }
-
-
-def _holds(outer: Box, inner: Box) -> bool:
-    """Whether ``inner`` lies within ``outer``."""
-    return (
-        outer[0] <= inner[0]
-        and outer[1] <= inner[1]
-        and inner[2] <= outer[2]
-        and inner[3] <= outer[3]
+    x, y, w, h = (stats[1:, k] for k in range(4))
+    outside = np.zeros(len(stats), bool)
+    outside[labels[beyond]] = True
+    kept = (
+        (np.maximum(w, h) >= settings.speck * height)
+        & (np.minimum(w, h) >= 2)  # a sliver a pixel thin is what is left of a rule
+        & (h <= settings.tallest * height)
+        & ~outside[1:]
     )
+    if kept.sum() > settings.most_pieces:
+        raise PageBudgetError(
+            f"the page holds {kept.sum()} separate marks the size of writing, more than the "
+            f"{settings.most_pieces} a page of numbers can: a pattern, not writing (crop the "
+            "part with the numbers, or read it with --reader digits)"
+        )
+    found = np.flatnonzero(kept)
+    boxes = np.stack([x[found], y[found], x[found] + w[found], y[found] + h[found]], axis=1)
+    inner = boxes[boxes[:, 3] - boxes[:, 1] >= settings.shortest * height]
+    frames = _frames(boxes, inner)
+    return labels, {
+        int(label) + 1: tuple(int(v) for v in box)
+        for label, box, frame in zip(found, boxes, frames, strict=True)
+        if not frame
+    }
+
+
+def _frames(boxes: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """Which ``boxes`` (N, 4) hold one of the ``inner`` boxes other than themselves (bool);
+    compared a block of boxes at a time, so that memory stays small."""
+    frames = np.zeros(len(boxes), bool)
+    for start in range(0, len(boxes), BLOCK):
+        outer = boxes[start : start + BLOCK, None, :]
+        holds = (outer[..., :2] <= inner[None, :, :2]).all(-1)
+        holds &= (inner[None, :, 2:] <= outer[..., 2:]).all(-1)
+        holds &= (outer != inner[None]).any(-1)
+        frames[start : start + BLOCK] = holds.any(axis=1)
+    return frames
 
 
 def _lines(pieces: dict[int, Box], height: float, settings: DetectSettings) -> list[list[int]]:
     """Pieces joined into lines (their labels): chains of neighbours that overlap vertically
     and lie close across; lines lower than ``shortest`` heights are dropped."""
-    parent = {label: label for label in pieces}
-
-    def root(label: int) -> int:
-        while parent[label] != label:
-            parent[label] = parent[parent[label]]
-            label = parent[label]
-        return label
-
-    order = sorted(pieces, key=lambda label: pieces[label][0])
-    for n, i in enumerate(order):
-        a = pieces[i]
-        for j in order[n + 1 :]:
-            b = pieces[j]
-            if b[0] - a[2] > settings.gap * height:
-                break
-            overlap = min(a[3], b[3]) - max(a[1], b[1])
-            if overlap >= settings.overlap * min(a[3] - a[1], b[3] - b[1]):
-                parent[root(j)] = root(i)
-    groups: dict[int, list[int]] = {}
-    for label in pieces:
-        groups.setdefault(root(label), []).append(label)
+    labels = np.array(sorted(pieces, key=lambda label: pieces[label][0]), int)
+    if not len(labels):
+        return []
+    boxes = np.array([pieces[label] for label in labels]).reshape(-1, 4)
+    group_of = _chains(boxes, settings.gap * height, settings.overlap)
+    order = np.argsort(group_of, kind="stable")
+    starts = np.flatnonzero(np.diff(group_of[order], prepend=-1))
+    groups = [part.tolist() for part in np.split(labels[order], starts[1:])]
     return [
         group
-        for group in groups.values()
+        for group in groups
         if _union(pieces, group)[3] - _union(pieces, group)[1] >= settings.shortest * height
     ]
 
 
+def _chains(boxes: np.ndarray, gap: float, overlap: float) -> np.ndarray:
+    """The chain each box (sorted by its left edge) belongs to (labels): boxes at most ``gap``
+    apart across that overlap vertically by ``overlap`` of the lower one are linked. A block of
+    boxes is compared with all at a time, and the chains found so far are carried as one link
+    from each box to its chain's first, so that memory stays small whatever the page."""
+    count = len(boxes)
+    heights = boxes[:, 3] - boxes[:, 1]
+    group_of = np.arange(count)
+    for start in range(0, count, BLOCK):
+        a = boxes[start : start + BLOCK, None, :]
+        common = np.minimum(a[..., 3], boxes[None, :, 3]) - np.maximum(a[..., 1], boxes[None, :, 1])
+        linked = boxes[None, :, 0] - a[..., 2] <= gap
+        linked &= np.arange(count)[None, :] > np.arange(start, start + len(a))[:, None]
+        linked &= common >= overlap * np.minimum(heights[start : start + BLOCK, None], heights)
+        rows, cols = np.nonzero(linked)
+        _, first = np.unique(group_of, return_index=True)  # the labels run from 0
+        rows = np.concatenate([rows + start, np.arange(count)])
+        cols = np.concatenate([cols, first[group_of]])
+        graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(count, count))
+        group_of = connected_components(graph, directed=False)[1]
+    return group_of
+
+
 def _union(pieces: dict[int, Box], group: list[int]) -> Box:
     """The box around the pieces of a group."""
-    boxes = [pieces[label] for label in group]
-    return (
-        min(b[0] for b in boxes),
-        min(b[1] for b in boxes),
-        max(b[2] for b in boxes),
-        max(b[3] for b in boxes),
-    )
+    return box_around([pieces[label] for label in group])
 
 
 def _points(labels: np.ndarray, pieces: dict[int, Box], group: list[int]) -> np.ndarray:

@@ -30,6 +30,7 @@ STRIDE = 4  # model pixels per frame along the width
 BACKGROUND_SIDE = 11  # model pixels: wider than strokes, narrower than shadows and light
 MIN_CONTRAST = 0.15  # a crop fainter than this is stretched no more than this much
 MAX_WIDTH = 8192  # model pixels: about 300 digits, far more than a line holds
+BATCH_COLUMNS = 8192  # model pixels of width in one call to the model: about 100 MB
 INK_LEVEL = 0.5  # a model pixel at least this bright is ink, for the digits' boxes
 METADATA_KEYS = ("alphabet", "height", "stride")
 
@@ -109,6 +110,18 @@ def white_ink(gray: np.ndarray) -> np.ndarray:
     kernel = np.ones((BACKGROUND_SIDE, BACKGROUND_SIDE), np.uint8)
     flat = ink - cv2.morphologyEx(ink, cv2.MORPH_OPEN, kernel)
     return np.clip(flat / max(float(np.percentile(flat, 99)), MIN_CONTRAST), 0, 1)
+
+
+def width_batches(widths: Sequence[int], columns: int = BATCH_COLUMNS) -> list[list[int]]:
+    """The indices of lines ``widths`` wide grouped, narrowest first, into batches whose
+    padded size (lines times the widest) is at most ``columns`` (a wider line alone)."""
+    batches: list[list[int]] = []
+    for k in sorted(range(len(widths)), key=widths.__getitem__):
+        if batches and (len(batches[-1]) + 1) * widths[k] <= columns:
+            batches[-1].append(k)
+        else:
+            batches.append([k])
+    return batches
 
 
 def pad_batch(images: Sequence[np.ndarray]) -> np.ndarray:
@@ -243,16 +256,17 @@ class LineReader:
         return self.read_lines([image])[0]
 
     def read_lines(self, images: Sequence[InputImage]) -> list[LineReading]:
-        """Read several line crops in one call to the model."""
+        """Read several line crops, in calls to the model of lines of about the same width
+        (``width_batches``), so that a batch's memory stays within ``BATCH_COLUMNS``."""
         lines = [prepare_line(load_image(image), self.height, self.stride) for image in images]
-        if not lines:
-            return []
-        posteriors, *filtered = self.outputs(pad_batch([line.image for line in lines]))
-        writing = [float(p) for p in filtered[0][:, 0]] if filtered else [None] * len(lines)
-        return [
-            self._reading(line, frames[: line.image.shape[1] // self.stride], chance)
-            for line, frames, chance in zip(lines, posteriors, writing, strict=True)
-        ]
+        readings: list[LineReading | None] = [None] * len(lines)
+        for batch in width_batches([line.image.shape[1] for line in lines]):
+            posteriors, *filtered = self.outputs(pad_batch([lines[k].image for k in batch]))
+            writing = [float(p) for p in filtered[0][:, 0]] if filtered else [None] * len(batch)
+            for k, frames, chance in zip(batch, posteriors, writing, strict=True):
+                width = lines[k].image.shape[1]
+                readings[k] = self._reading(lines[k], frames[: width // self.stride], chance)
+        return readings
 
     def _reading(
         self, line: PreparedLine, posteriors: np.ndarray, writing: float | None = None

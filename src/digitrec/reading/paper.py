@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from digitrec.ink import shrink
+
 
 @dataclass(frozen=True)
 class PaperSettings:
@@ -130,10 +132,7 @@ def skew(ink: np.ndarray, settings: PaperSettings) -> float:
     """The angle (degrees, counter-clockwise) that makes the rows of ink horizontal: the one
     whose horizontal projection varies most, tried every half degree; 0 unless another is
     clearly better (a few short numbers say little about the page's skew)."""
-    factor = min(1.0, settings.skew_side / max(ink.shape))
-    small = cv2.resize(
-        ink.astype(np.float32), None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA
-    )
+    small = shrink(ink.astype(np.float32), max(ink.shape) / settings.skew_side)
     rows, cols = small.shape
     diagonal = int(np.ceil(np.hypot(rows, cols)))
     ys, xs = np.nonzero(small)

@@ -22,14 +22,19 @@ import numpy as np
 
 from digitrec.calibration import apply_temperature
 from digitrec.decoding import decode_image
-from digitrec.errors import ModelError
+from digitrec.errors import ModelError, PageBudgetError
 from digitrec.reading.detect import LineBox, find_lines, region_crop
-from digitrec.reading.lines import LineDigit, LineReader, LineReading
+from digitrec.reading.lines import MAX_WIDTH, LineDigit, LineReader, LineReading
 from digitrec.recognizer import UNKNOWN, Digit, Line, _metadata, _session
 
 LINE_MODEL = "lines.onnx"
 PAGE_SIDE = 2400  # pages are decoded at most this long: line crops need no more
 WIDE = 1.5  # an image this many times as wide as high where no line is read: read whole
+# The most a page's lines may come to, so that a read takes at most about a second and a few
+# hundred MB whatever the image shows (the README's "Limits"): a page of numbers needs a
+# fraction of either.
+PAGE_LINES = 300
+PAGE_COLUMNS = 65536  # model pixels across all the lines, at the model's height
 
 
 @dataclass(frozen=True)
@@ -93,12 +98,30 @@ class PagePredictor:
 
     def _read(self, found: list[LineBox], scale: _Scale, top_k: int) -> list[Line]:
         """The found lines read, those read as nothing or rejected left out."""
+        found = self._within_budget(found)
         readings = self.reader.read_lines([line.crop for line in found])
         lines = [
             self._line(box, reading, scale, top_k)
             for box, reading in zip(found, readings, strict=True)
         ]
         return [line for line in lines if line is not None]
+
+    def _within_budget(self, found: list[LineBox]) -> list[LineBox]:
+        """The lines as the line model can take them: lines too long for it cut into parts,
+        crops too thin to hold writing left out. A page whose lines come to more than
+        ``PAGE_LINES`` or ``PAGE_COLUMNS`` is a ``PageBudgetError``, so that no content makes a
+        read take longer or more memory than that budget."""
+        longest = MAX_WIDTH / self.reader.height
+        parts = [part for line in found for part in line.parts(longest) if min(part.crop.shape) > 1]
+        columns = sum(round(p.crop.shape[1] * self.reader.height / p.crop.shape[0]) for p in parts)
+        if len(parts) > PAGE_LINES or columns > PAGE_COLUMNS:
+            raise PageBudgetError(
+                f"the page holds {len(parts)} lines of marks, {columns} columns at the line "
+                f"model's height: more than the {PAGE_LINES} lines and {PAGE_COLUMNS} columns "
+                "the page reader reads (a pattern, not writing?); crop the part with the "
+                "numbers, or read it with --reader digits"
+            )
+        return parts
 
     def region_writing(self, gray: np.ndarray, box: tuple[int, int, int, int]) -> float | None:
         """The line filter's probability that the part of ``gray`` in ``box`` (its pixels; a
