@@ -76,11 +76,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(workers: int, port: int) -> subprocess.Popen:
-    """`digitrec serve` on loopback; returns once /readyz answers."""
+def start_server(workers: int, port: int, *options: str) -> subprocess.Popen:
+    """`digitrec serve` on loopback, with other ``options``; returns once /readyz answers."""
     process = subprocess.Popen(
         [sys.executable, "-m", "digitrec", "serve", f"--port={port}", f"--workers={workers}",
-         "--threads=1", "--log-level=warning"],
+         "--threads=1", "--log-level=warning", *options],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 60
