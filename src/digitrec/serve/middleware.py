@@ -24,7 +24,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
-PAGE_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": PAGE_POLICY}  # all but /docs get
+# What every answer carries, the API docs' aside (SecurityHeaders), and answers made outside it.
+PAGE_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": PAGE_POLICY}
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})  # those that may change something
 
 
