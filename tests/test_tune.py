@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -201,6 +202,51 @@ def test_negative_seed_is_refused_before_the_study_is_made(synthetic, tmp_path):
     with pytest.raises(DigitrecError, match="--seed must be at least 0"):
         tune(settings_for(synthetic, tmp_path / "study", seed=-1))
     assert not (tmp_path / "study").exists()
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "a\\b", ""])
+def test_a_study_name_that_is_no_plain_name_is_refused(name, synthetic, tmp_path, monkeypatch):
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    with pytest.raises(DigitrecError, match=r"--study .*: give a plain name, without '/'"):
+        tune(settings_for(synthetic, None, study=name))
+    assert [p.name for p in tmp_path.rglob("*")] == ["here"]
+
+
+def user_files(folder: Path) -> dict[str, str]:
+    """A user's folder holding files of the names a search writes; what it holds."""
+    folder.mkdir()
+    for name in ("best_params.json", "leaderboard.txt"):
+        (folder / name).write_text(f"the user's {name}")
+    return {p.name: p.read_text() for p in folder.iterdir()}
+
+
+def test_a_folder_that_is_not_a_studys_is_refused_and_left_as_it_was(synthetic, tmp_path):
+    folder = tmp_path / "mine"
+    before = user_files(folder)
+    with pytest.raises(
+        DigitrecError,
+        match=r"mine holds files that are not part of a digitrec study "
+        r"\(best_params.json, leaderboard.txt\); a search writes into a new or empty folder",
+    ):
+        tune(settings_for(synthetic, folder))
+    assert {p.name: p.read_text() for p in folder.iterdir()} == before
+
+
+def test_a_studys_folder_is_continued_unless_it_holds_what_a_search_does_not_write(
+    two_worker_search, tmp_path
+):
+    settings, _ = two_worker_search
+    earlier = tmp_path / "earlier"  # as a search before the folders were marked left it
+    shutil.copytree(settings.folder, earlier)
+    (earlier / "digitrec-study.json").unlink()
+    again = replace(settings, out=earlier, workers=1)
+    assert tune(again).best_params_file == earlier / "best_params.json"  # no trial is missing
+    assert (earlier / "digitrec-study.json").is_file()
+    (earlier / "notes.txt").write_text("mine")
+    with pytest.raises(DigitrecError, match=r"earlier holds files .* \(notes.txt\)"):
+        tune(again)
+    assert (earlier / "notes.txt").read_text() == "mine"
 
 
 def test_study_refuses_a_rerun_with_other_settings(two_worker_search):

@@ -12,9 +12,23 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from digitrec.files import atomic_path, write_json
+from digitrec.files import atomic_path, check_only_ours, write_json
 from digitrec.tune.settings import TuneResult, TuneSettings
 from digitrec.tune.study import finished_trials
+
+# What a search writes into its folder: the mark that the folder is a study's, the SQLite study
+# (with its journals), the outputs, and the run directories of --retrain.
+STUDY_MARK = "digitrec-study.json"
+STUDY_DB = "study.db"
+FIGURES = ("optimization_history.png", "param_importances.png", "intermediate_values.png")
+STUDY_FILES = {
+    STUDY_MARK,
+    *(STUDY_DB + ending for ending in ("", "-journal", "-wal", "-shm")),
+    "best_params.json",
+    "leaderboard.txt",
+    *FIGURES,
+}
+RETRAIN_PREFIX = "retrain-trial"
 
 
 class Progress:
@@ -55,6 +69,32 @@ def describe(trial: FrozenTrial) -> str:
 
 def format_value(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def claim_folder(settings: TuneSettings) -> None:
+    """Make the study's folder, or take an existing one that a search made (marked, or holding
+    its SQLite study) and that holds nothing else; refuse any other before a trial is run, as
+    the outputs would replace a user's files of their names."""
+    folder = settings.folder
+    marked = (folder / STUDY_MARK).is_file() or (folder / STUDY_DB).is_file()
+    check_only_ours(
+        folder,
+        lambda entry: marked and _is_study_part(entry),
+        "a digitrec study",
+        "a search writes into a new or empty folder, or its own: choose another --out",
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / STUDY_MARK).is_file():
+        write_json(folder / STUDY_MARK, {"producer": "digitrec", "study": settings.study_name})
+
+
+def _is_study_part(entry: Path) -> bool:
+    """Whether a folder's ``entry`` is one of those a search writes (``STUDY_FILES``, a
+    ``--retrain`` run, a temporary of an atomic write)."""
+    name = entry.name
+    if name.startswith(RETRAIN_PREFIX):
+        return entry.is_dir()
+    return name in STUDY_FILES or name[1:].partition(".tmp-")[0] in STUDY_FILES
 
 
 def write_outputs(study: optuna.Study, folder: Path) -> TuneResult:
@@ -102,11 +142,12 @@ def write_figures(study: optuna.Study, folder: Path) -> list[Path]:
     from optuna.visualization import matplotlib as plots
 
     target = "validation accuracy"
-    figures = {
-        "optimization_history.png": partial(plots.plot_optimization_history, target_name=target),
-        "param_importances.png": partial(plots.plot_param_importances, target_name=target),
-        "intermediate_values.png": plots.plot_intermediate_values,
-    }
+    plotters = (
+        partial(plots.plot_optimization_history, target_name=target),
+        partial(plots.plot_param_importances, target_name=target),
+        plots.plot_intermediate_values,
+    )
+    figures = dict(zip(FIGURES, plotters, strict=True))
     written = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

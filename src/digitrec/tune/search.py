@@ -11,8 +11,8 @@ from digitrec.config import TrainConfig
 from digitrec.data import load_dataset
 from digitrec.errors import DigitrecError
 from digitrec.train import resolve_config, resume, train
-from digitrec.tune.report import write_outputs
-from digitrec.tune.settings import TuneResult, TuneSettings
+from digitrec.tune.report import claim_folder, write_outputs
+from digitrec.tune.settings import TUNE_DIR, TuneResult, TuneSettings
 from digitrec.tune.space import nested, resolve_space
 from digitrec.tune.study import finished_trials, open_study, search_record
 from digitrec.tune.trials import run_trials, subset_dataset
@@ -24,6 +24,7 @@ def tune(settings: TuneSettings) -> TuneResult:
     Writes the leaderboard, the best settings as a ``digitrec train --params`` file and the
     figures into the study's folder.
     """
+    check_study_name(settings.study)
     if settings.trials < 1 or settings.workers < 1:
         raise DigitrecError("--trials and --workers must be at least 1")
     if settings.seed < 0:
@@ -33,8 +34,7 @@ def tune(settings: TuneSettings) -> TuneResult:
     val_size = resolve_config(settings.model, **nested(fixed)).val_size
     if val_size <= 0:
         raise DigitrecError("a search needs a validation split (val_size > 0)")
-    if settings.storage is None:
-        settings.folder.mkdir(parents=True, exist_ok=True)
+    claim_folder(settings)
     study = open_study(settings, search_record(settings, space, fixed))
     data = load_dataset(settings.dataset, settings.data_dir, progress=settings.progress)
     subset_dataset(data, settings.subset, val_size)  # fail here, not in every worker
@@ -45,6 +45,18 @@ def tune(settings: TuneSettings) -> TuneResult:
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise DigitrecError(f"study {settings.study_name!r} has no complete trial yet")
     return write_outputs(study, settings.folder)
+
+
+def check_study_name(name: str | None) -> None:
+    """Refuse a study name that is not a plain name: it names the study's folder (by default
+    ``runs/tune/NAME``), which must not lie elsewhere."""
+    if name is None:
+        return
+    if name in ("", ".", "..") or {"/", "\\", "\0"} & set(name):  # every system's separators
+        raise DigitrecError(
+            f"--study {name!r}: give a plain name, without '/', '\\' or '..' (it names the "
+            f"study's folder, {TUNE_DIR}/NAME by default)"
+        )
 
 
 def retrain(result: TuneResult, data_dir: str | Path | None = None, verbose: bool = True) -> Path:
