@@ -37,7 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--params", type=Path, metavar="FILE", help="JSON or YAML file of settings (.json, .yaml)"
     )
-    parser.add_argument("--out", type=Path, metavar="DIR", help="run directory to create")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="run directory to create (new or empty)"
+    )
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run")
     parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs")
     parser.add_argument("--quiet", action="store_true", help="no progress display")

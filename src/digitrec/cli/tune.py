@@ -28,12 +28,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--timeout", type=float, metavar="S", help="stop starting trials after S s")
     parser.add_argument("--storage", metavar="URL", help="RDB URL (default: SQLite in the folder)")
-    parser.add_argument("--study", metavar="NAME", help="study name (default: MODEL-DATASET)")
+    parser.add_argument(
+        "--study", metavar="NAME", help="study name, a plain name (default: MODEL-DATASET)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="processes on this machine")
     parser.add_argument("--space", type=Path, metavar="FILE", help="JSON/YAML search-space changes")
     parser.add_argument("--subset", type=int, metavar="N", help="train on N images (quick search)")
     parser.add_argument("--seed", type=int, default=0, help="sampler and training seed")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="study folder for the outputs")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="study folder for the outputs: new, empty or an earlier search's",
+    )
     parser.add_argument(
         "--retrain",
         action="store_true",
