@@ -172,3 +172,73 @@ def test_mutated_images_read_or_raise_image_error_and_nothing_else(recognizer):
     # Both outcomes are common, so the mutations reach the decoders and the pipeline alike.
     total = len(SEEDS) * MUTANTS_PER_SEED
     assert outcomes["read"] > 0.1 * total and outcomes["ImageError"] > 0.1 * total, outcomes
+
+
+def random_picture(rng: np.random.Generator) -> np.ndarray:
+    """A grey image of a random shape (1 to 3,000 pixels a side, at most 4 MP) holding one of
+    the contents that stress a page reader, in either polarity."""
+    rows, cols = np.exp(rng.uniform(0, np.log(3000), 2)).astype(int)
+    cols = max(1, min(cols, 4_000_000 // rows))
+    image = np.full((rows, cols), 255, np.uint8)
+    kind = rng.integers(6)
+    if kind == 1:  # noise
+        image = rng.integers(0, 256, (rows, cols), dtype=np.uint8)
+    elif kind == 2:  # a grid of dots
+        step = int(rng.integers(2, 12))
+        image[::step, ::step] = 0
+    elif kind == 3:  # rules and boxes
+        step = int(rng.integers(3, 60))
+        image[::step, :] = 0
+        image[:, :: int(rng.integers(3, 200))] = 0
+    elif kind >= 4:  # strokes and blots
+        picture = Image.fromarray(image)
+        draw = ImageDraw.Draw(picture)
+        for _ in range(rng.integers(1, 40)):
+            x0, x1 = rng.integers(0, cols, 2)
+            y0, y1 = rng.integers(0, rows, 2)
+            draw.line(
+                [(x0, y0), (x1, y1)], fill=int(rng.integers(0, 120)), width=1 + rng.integers(8)
+            )
+        image = np.asarray(picture)
+    return 255 - image if rng.random() < 0.3 else image
+
+
+@pytest.mark.parametrize("reader", ["auto", "pages"])
+def test_random_shapes_and_contents_are_read_or_a_clear_error(recognizer, reader):
+    rng = np.random.default_rng(20261207)
+    escaped: Counter[tuple[str, str]] = Counter()
+    for _ in range(120):
+        image = random_picture(rng)
+        try:
+            recognizer.read(image, reader=reader)
+        except ImageError:
+            pass
+        except Exception as exc:  # any other type is what the test looks for
+            escaped[(f"{image.shape}", f"{type(exc).__name__}: {str(exc)[:60]}")] += 1
+    assert not escaped, "\n".join(f"{n}× {case}" for case, n in escaped.most_common())
+
+
+@pytest.mark.filterwarnings(r"ignore:::PIL\.")  # Pillow's remarks on the malformed files
+def test_mutated_pages_read_by_the_page_reader_or_raise_image_error(recognizer):
+    page = Image.new("L", (400, 160), 250)
+    draw = ImageDraw.Draw(page)
+    draw.line([(0, 70), (400, 70)], fill=120)
+    for x in range(20, 380, 40):
+        draw.line([(x, 20), (x + 14, 20), (x + 6, 60)], fill=20, width=3)
+    draw.line([(20, 140), (200, 110)], fill=30, width=2)
+    seeds = []
+    for fmt in ("PNG", "JPEG", "WEBP"):
+        buffer = io.BytesIO()
+        page.save(buffer, fmt)
+        seeds.append(buffer.getvalue())
+    rng = np.random.default_rng(7)
+    escaped: Counter[str] = Counter()
+    for seed in seeds:
+        for _ in range(100):
+            try:
+                recognizer.read(mutate(seed, rng), reader="pages")
+            except ImageError:
+                pass
+            except Exception as exc:  # any other type is what the test looks for
+                escaped[f"{type(exc).__name__}: {str(exc)[:60]}"] += 1
+    assert not escaped, escaped.most_common()
