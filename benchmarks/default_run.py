@@ -7,7 +7,7 @@ training steps alone (each epoch one TensorFlow call: the floor `digitrec train`
 and, where PyTorch is installed, the same network and recipe in PyTorch and the PyTorch speed
 recipe (PyTorch is no dependency of digitrec; its rows are left out without it). Prints a table of median training time, its ratio to the classic script's wall time
 (its whole process, as the speed goals are set) and to its training alone, time per epoch and
-mean ± std test accuracy, with the load average; `--write-readme` puts it into README.md.
+mean ± std test accuracy, with the load average; `--write-readme` puts it into its page under docs/benchmarks/.
 
     python benchmarks/default_run.py --seeds 0 1 2 [--write-readme]
 """

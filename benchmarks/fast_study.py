@@ -99,7 +99,7 @@ VARIANTS = [
     ),
     Variant("one epoch", {"epochs": 1}),
     Variant(
-        "one epoch, peak 0.02, warm-up 0.35 (tried, see below)",
+        "one epoch, peak 0.02, warm-up 0.35",
         {"epochs": 1, "learning_rate": 0.02, "warmup": 0.35},
     ),
     Variant(

@@ -7,7 +7,7 @@ drawn dark on white, 4× enlarged, sent as the raw image/png body), and GET /hea
 reference, the cost of HTTP alone. The server and the load generator share the machine. Also
 reports the CPU time of one in-process `Recognizer.read` of each image, and the server's and
 wrk's CPU time per request, from which follows what an otherwise idle machine could serve.
-Medians over `--runs`; `--write-readme` fills the README's serve block.
+Medians over `--runs`; `--write-readme` fills the serve block of its page under docs/benchmarks/.
 
     python benchmarks/serve_load.py [--workers 1 2] [--connections 16] [--seconds 5] [--runs 3]
 """

@@ -185,9 +185,9 @@ def main() -> None:
     scripts += [script_line("PyTorch speed recipe (1 epoch)", pytorch)] if pytorch else []
     stages = f", {reused} of them trained in an earlier stage of this benchmark" if reused else ""
     text = (
-        f"{machine()}; load average {load_before:.1f} at the start of this pass, "
+        f"{machine()}; load average {load_before:.1f} at the start of this run, "
         f"{os.getloadavg()[0]:.1f} at the end (a shared machine: times are noisy). "
-        f"Runs in `{out}`{stages}. In this pass: {'; '.join(scripts)}.\n\n"
+        f"Runs in `{out}`{stages}. In this run: {'; '.join(scripts)}.\n\n"
         + table(
             summaries,
             args.perturb,
