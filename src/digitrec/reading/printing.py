@@ -18,7 +18,7 @@ from digitrec.reading.writing import Written
 from digitrec.synthesis import ink_box
 
 FIELDS = ("none", "comb", "box", "underline", "ruled", "squared", "table")
-FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
+FONT_FOLDER = ("fonts", "ttf")  # where matplotlib's data holds the TrueType fonts it ships
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 AA = 16  # lines are drawn with this many sub-pixel steps (cv2's shift), anti-aliased
 
@@ -107,23 +107,29 @@ def rules(layer: np.ndarray, through: float, spacing: float, width: int, grid: b
 
 
 @functools.cache
-def font_files(prefixes: tuple[str, ...]) -> tuple[Path, ...]:
-    """The installed TrueType/OpenType fonts whose file names start with one of ``prefixes``."""
-    found = sorted(
-        path
-        for directory in FONT_DIRS
-        if directory.is_dir()
-        for path in directory.rglob("*")
-        if path.suffix.lower() in (".ttf", ".otf")
-        and path.name.startswith(prefixes)
-        and "Math" not in path.name
-    )
+def font_files(patterns: tuple[str, ...]) -> tuple[Path, ...]:
+    """The fonts shipped with matplotlib whose file names match one of ``patterns`` (globs), so
+    that generated pages look the same on every machine, without fonts of its system."""
+    folder = Path(matplotlib_data(), *FONT_FOLDER)
+    found = sorted({path for pattern in patterns for path in folder.glob(pattern)})
     if not found:
         raise DigitrecError(
-            f"no font file starting with {' or '.join(prefixes)} is installed: install "
-            "fonts-dejavu-core, fonts-freefont-ttf and fonts-liberation"
+            f"no font file matching {' or '.join(patterns)} in {folder}: reinstall matplotlib "
+            "(pip install --force-reinstall matplotlib)"
         )
     return tuple(found)
+
+
+def matplotlib_data() -> str:
+    """matplotlib's data folder; a clear error naming the extra that installs matplotlib."""
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        raise DigitrecError(
+            "generated pages set their printed text in the fonts matplotlib ships, and "
+            "matplotlib is not installed: pip install 'digitrec[train]'"
+        ) from None
+    return matplotlib.get_data_path()
 
 
 def set_text(text: str, height: float, style: Print, rng: np.random.Generator) -> np.ndarray:

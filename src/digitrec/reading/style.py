@@ -4,7 +4,8 @@
 measured on test pages is never measured on the very style the models were trained on:
 
 - printed text (form labels, distractor words, the "letters" pages) is set in disjoint font
-  families (train: DejaVu and GNU FreeFont; test: Liberation) and drawn from disjoint word lists;
+  families, all shipped with matplotlib (train: DejaVu and Computer Modern; test: STIX), and
+  drawn from disjoint word lists;
 - printed rules and boxes have disjoint colours (train: black, greys and blues; test: the red,
   green and brown "drop-out" colours of forms) and a thicker sub-range of widths in test;
 - pens: test reaches thicker markers than train and not its finest pens;
@@ -53,7 +54,12 @@ class Hand:
 class Print:
     """Printed matter: form rules and boxes, text set in fonts, and distractors."""
 
-    fonts: tuple[str, ...] = ("DejaVu", "Free")  # font file name prefixes
+    # Matplotlib's fonts (``printing.font_files``) as file name patterns: its text faces, not
+    # its display, symbol or math faces (DejaVu*Display, cmsy, cmex, cmmi, STIXSiz, STIXNonUni).
+    fonts: tuple[str, ...] = (
+        "DejaVuSans.ttf", "DejaVuSans-*", "DejaVuSansMono*", "DejaVuSerif.ttf", "DejaVuSerif-*",
+        "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf",
+    )  # fmt: skip
     words: tuple[str, ...] = tuple(TRAIN_WORDS.split())
     rule_colours: tuple[Colour, ...] = (
         (0.1, 0.1, 0.1), (0.45, 0.45, 0.45), (0.65, 0.65, 0.68), (0.35, 0.5, 0.8),
@@ -113,7 +119,7 @@ FINEST_PEN = -1.0
 TEST = PageStyle(
     hand=Hand(pen=(-0.2, 1.1)),
     print=Print(
-        fonts=("Liberation",),
+        fonts=("STIXGeneral*",),
         words=tuple(TEST_WORDS.split()),
         rule_colours=((0.85, 0.25, 0.25), (0.3, 0.65, 0.35), (0.6, 0.45, 0.25), (0.9, 0.5, 0.3)),
         rule_width=(2, 3),
