@@ -17,6 +17,7 @@ from PIL import Image
 from synthetic import Style, digit_string_image, font_digit
 
 from digitrec import decoding
+from digitrec.batch_output import rounded
 from digitrec.cli import main, predict
 from digitrec.recognizer import Recognizer
 
@@ -54,10 +55,12 @@ def test_json_is_one_object_per_image_with_the_documented_fields(tmp_path, capsy
     assert main(["predict", str(first), str(second), "--json", "--top-k", "2"]) == 0
     lines = json_lines(capsys)
     assert [line["file"] for line in lines] == [str(first), str(second)]
-    expected = Recognizer.load("default").read(first, top_k=2).to_dict()
-    assert lines[0] == {"file": str(first), **json.loads(json.dumps(expected)), "error": None}
+    recognizer = Recognizer.load("default")
+    expected = rounded(json.loads(json.dumps(recognizer.read(first, top_k=2).to_dict())))
+    model = recognizer.describe()
+    assert lines[0] == {"file": str(first), **expected, "error": None, "model": model}
     for line in lines:
-        assert list(line) == ["file", "text", "digits", "lines", "error"]
+        assert list(line) == ["file", "text", "digits", "lines", "error", "model"]
         assert isinstance(line["text"], str) and line["error"] is None
         for digit in line["digits"]:
             assert list(digit) == ["label", "confidence", "box", "top"]
@@ -66,6 +69,19 @@ def test_json_is_one_object_per_image_with_the_documented_fields(tmp_path, capsy
             assert len(digit["box"]) == 4 and all(isinstance(v, int) for v in digit["box"])
             assert len(digit["top"]) == 2 and all(len(pair) == 2 for pair in digit["top"])
     assert len(lines[0]["digits"]) == 3 and len(lines[1]["digits"]) == 1
+
+
+def test_json_floats_are_rounded_to_six_significant_digits(tmp_path, capsys):
+    image = write_digits(tmp_path / "a.png", [3, 1, 4])
+    assert main(["predict", str(image), "--json", "--top-k", "10"]) == 0
+    (result,) = json_lines(capsys)
+    floats = [p for digit in result["digits"] for _, p in digit["top"]]
+    assert floats and all(float(f"{p:.6g}") == p for p in floats)
+    assert not all(float(f"{p:.5g}") == p for p in floats)  # six digits, not fewer
+    assert rounded({"a": [0.123456789, (7, 2.5e-07)], "b": None}) == {
+        "a": [0.123457, [7, 2.5e-07]],
+        "b": None,
+    }
 
 
 def test_table_lists_each_file_with_its_text_and_confidences(tmp_path, capsys):

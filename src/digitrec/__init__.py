@@ -9,6 +9,7 @@ The public API mirrors the command line (``digitrec <command>``)::
     digitrec.evaluate(run)                                     # digitrec evaluate RUN
     onnx = digitrec.export_model(run, "onnx")                  # digitrec export RUN
     digitrec.Recognizer.load("default").read("cheque.jpg")     # digitrec predict cheque.jpg
+    digitrec.Recognizer.load("runs/mine", lines="none")        # digitrec predict --lines none
     for result in digitrec.read_files(["scans/"], jobs=2):     # digitrec predict scans/ --jobs 2
         print(result["file"], result["text"])
 
@@ -36,6 +37,7 @@ _EXPORTS = {
     "export_model": "digitrec.export",
     "Recognizer": "digitrec.recognizer",
     "Reading": "digitrec.recognizer",
+    "Line": "digitrec.recognizer",
     "Digit": "digitrec.recognizer",
     "read_files": "digitrec.batch",
     "load_image": "digitrec.imaging",

@@ -5,7 +5,9 @@ an earlier run already wrote to ``output`` (``resume``) and returns a ``ReadJob`
 reads the rest, in this process, in ``jobs`` worker processes that each load the model once, or
 on Ray, and yields each file's result once it is written (in no set order with workers). A file
 that cannot be read gets its ``error`` and the others are still read, also when reading it
-failed unexpectedly (``internal_error``). Only the paths are held in memory, never the results.
+failed unexpectedly (``internal_error``). Every result names what read it (``model``: the
+classifier and the page reader, ``Recognizer.describe``). Only the paths are held in memory, never
+the results.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 from digitrec.batch_output import ENDED_WORKER, Previous, check_output, open_output
 from digitrec.errors import DigitrecError
 from digitrec.imaging import MAX_PIXELS
-from digitrec.recognizer import DEFAULT_READER, Recognizer
+from digitrec.recognizer import DEFAULT_LINES, DEFAULT_READER, Recognizer
 
 CHUNK = 16  # files per task handed to a worker process
 IN_FLIGHT = 2  # tasks queued per worker process: each stays busy, few results wait in memory
@@ -49,6 +51,7 @@ class ReadSettings:
     """How each image is read; handed to every worker process and Ray actor."""
 
     model: str = "default"
+    lines: str | None = DEFAULT_LINES  # the page reader's line model (Recognizer.load)
     single: bool = False
     top_k: int = 3
     max_pixels: int = MAX_PIXELS
@@ -61,6 +64,7 @@ def read_files(
     paths: Iterable[str | Path],
     model: str | Path = "default",
     *,
+    lines: str | Path | None = DEFAULT_LINES,
     single: bool = False,
     top_k: int = 3,
     max_pixels: int = MAX_PIXELS,
@@ -78,8 +82,9 @@ def read_files(
     one per CPU); ``ray=True`` starts a local Ray instance (or uses the one this process is
     connected to), a string is the address of a cluster to join. ``output``: a JSON lines file
     (a Parquet file if it ends in ``.parquet``) written as results arrive; ``resume`` continues
-    one, leaving out the files it lists but those whose worker process ended. The model and the
-    output are checked now, so that a bad one is a ``DigitrecError`` before any image is read.
+    one, leaving out the files it lists but those whose worker process ended. ``lines``: the
+    page reader's line model, as ``Recognizer.load`` takes it. The models and the output are
+    checked now, so that a bad one is a ``DigitrecError`` before any image is read.
     """
     _check_options(top_k, max_pixels, jobs, output, resume, ray, save_normalized)
     if ray:
@@ -90,10 +95,17 @@ def read_files(
     files = list(image_files(named))
     if not files:
         raise DigitrecError(_nothing_found(named))
-    recognizer = Recognizer.load(model, threads=threads)  # a bad model stops us here
+    recognizer = Recognizer.load(model, threads=threads, lines=lines)  # a bad one stops us here
     previous = check_output(Path(output), resume) if output else Previous()
     settings = ReadSettings(
-        str(model), single, top_k, max_pixels, threads, reader, bool(save_normalized)
+        str(model),
+        None if lines is None else str(lines),
+        single,
+        top_k,
+        max_pixels,
+        threads,
+        reader,
+        bool(save_normalized),
     )
     pending = [file for file in files if not previous.lists(file)]
     return ReadJob(
@@ -106,6 +118,7 @@ def read_files(
         ray=ray,
         save_normalized=Path(save_normalized) if save_normalized else None,
         recognizer=recognizer if not ray and (jobs or 1) == 1 else None,
+        model=recognizer.describe(),
     )
 
 
@@ -195,6 +208,7 @@ class ReadJob:
         ray: bool | str,
         save_normalized: Path | None,
         recognizer: Recognizer | None,
+        model: dict[str, str | None],
     ):
         self.files = files
         self.settings = settings
@@ -205,12 +219,14 @@ class ReadJob:
         self.ray = ray
         self.save_normalized = save_normalized
         self.recognizer = recognizer
+        self.model = model  # what reads, as every result names it (``Recognizer.describe``)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         with ExitStack() as stack:
             output = stack.enter_context(open_output(self.output)) if self.output else None
             saver = NormalizedSaver(self.save_normalized) if self.save_normalized else None
-            for result, normalized in stack.enter_context(closing(self._results())):
+            for read, normalized in stack.enter_context(closing(self._results())):
+                result = {**read, "model": self.model}
                 if output:
                     output.write(result)
                 if saver and result["error"] is None:
@@ -268,7 +284,7 @@ def worker_recognizer(settings: ReadSettings) -> Recognizer:
     import cv2
 
     cv2.setNumThreads(1)
-    return Recognizer.load(settings.model, threads=settings.threads or 1)
+    return Recognizer.load(settings.model, threads=settings.threads or 1, lines=settings.lines)
 
 
 _worker: tuple[Recognizer, ReadSettings] | None = None  # set in each worker process

@@ -9,6 +9,7 @@ the temporaries of runs killed meanwhile are cleared.
 A file name that is not valid UTF-8 is written with each undecodable byte as ``\\xNN``, the way
 Python shows it (``written_text``), in both formats: a Parquet string must be UTF-8, and most
 JSON readers refuse or replace the lone surrogates (``\\udcNN``) that such a name would give.
+Floats are written to ``SIGNIFICANT`` significant digits: a confidence means no more.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ ENDED_WORKER = "the worker process reading it ended unexpectedly (a crash, kille
 RESULT_KEYS = {"file", "text", "digits", "error"}
 LINE_START = b'{"file": "'
 
+SIGNIFICANT = 6  # significant digits of the floats written (confidences, probabilities)
 PARQUET_SUFFIX = ".parquet"
 ROW_GROUP = 10_000  # Parquet rows buffered before they are written as one row group
 
@@ -66,13 +68,25 @@ def written_text(text: str) -> str:
 
 def for_output(result: dict[str, Any]) -> dict[str, Any]:
     """A result as it is written: its file name and error (which may quote the name) as
-    ``written_text``."""
+    ``written_text``, its floats ``rounded``."""
     error = result["error"]
     return {
-        **result,
+        **rounded(result),
         "file": written_text(result["file"]),
         "error": None if error is None else written_text(error),
     }
+
+
+def rounded(value: Any, significant: int = SIGNIFICANT) -> Any:
+    """``value`` with every float in it (in dicts, lists and tuples) rounded to ``significant``
+    significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.{significant}g}")
+    if isinstance(value, dict):
+        return {key: rounded(item, significant) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(item, significant) for item in value]
+    return value
 
 
 def is_parquet(path: Path) -> bool:
@@ -261,14 +275,15 @@ def _with_top_structs(value: Any) -> Any:
 
 
 def _parquet_schema(pa: Any) -> Any:
-    """The Parquet schema of a result line: ``file`` and ``error``, then the fields of
-    ``Reading`` as ``to_dict`` gives them, typed from the dataclasses themselves."""
+    """The Parquet schema of a result line: ``file``, the fields of ``Reading`` as ``to_dict``
+    gives them, typed from the dataclasses themselves, ``error`` and ``model`` (what read)."""
     reading = _arrow_struct(pa, Reading)
     return pa.schema(
         [
             ("file", pa.string()),
             *(reading.field(i) for i in range(reading.num_fields)),
             ("error", pa.string()),
+            ("model", pa.struct([("classifier", pa.string()), ("page_reader", pa.string())])),
         ]
     )
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from digitrec.batch import ReadSettings, Result, read_file, worker_recognizer
 from digitrec.errors import DigitrecError
+from digitrec.recognizer import DEFAULT_LINES_NAMES, NO_LINES
 
 BATCH = 64  # files per call of an actor
 CONNECT_TIMEOUT = 10  # seconds to wait for a cluster's address to answer
@@ -140,6 +141,13 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
+def _absolute(model: str | None) -> str | None:
+    """A model's path made absolute; a name ("default", "none") or None as it is."""
+    if model is None or model in (*DEFAULT_LINES_NAMES, NO_LINES):
+        return model
+    return str(Path(model).absolute())
+
+
 def _read_on_ray(
     ray: Any, files: list[str], settings: ReadSettings, actors: int | None
 ) -> Iterator[Result]:
@@ -148,8 +156,8 @@ def _read_on_ray(
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its advice on tuning, mostly
     size = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    if settings.model != "default":  # the actors may run elsewhere, in another folder
-        settings = replace(settings, model=str(Path(settings.model).absolute()))
+    # The actors may run elsewhere, in another folder.
+    settings = replace(settings, model=_absolute(settings.model), lines=_absolute(settings.lines))
     dataset = ray.data.from_items(files).map_batches(
         ReadActor,
         fn_constructor_kwargs={"settings": settings, "folder": os.getcwd()},

@@ -8,10 +8,12 @@ Two readers share one output (``Reading``, its ``lines`` and ``Digit``s):
 - "pages", the page reader (``digitrec.reading.predictor``): text lines found on the page,
   each read by the CTC line model; lines that hold no writing are left out.
 
-``Recognizer.load("default")`` opens both shipped models; ``read(image, reader=...)`` takes
-"auto" (``DEFAULT_READER``): the page reader, or the classifier where ``choose_reader`` prefers
-it and the line filter takes its ink for writing (measured on validation pages); "pages"; or
-"digits".
+``Recognizer.load(model, lines=...)`` opens a classifier with a page reader (the shipped line
+model unless told otherwise, whatever the classifier); ``read(image, reader=...)`` takes "auto"
+(``DEFAULT_READER``): the page reader, or the classifier where ``choose_reader`` prefers it and
+the line filter takes its ink for writing (measured on validation pages); "pages"; or "digits".
+In a line's text, neighbouring digits further apart than the line is high are two numbers: a
+space between them (``line_text``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,16 @@ READERS = ("auto", "pages", "digits")
 DEFAULT_READER = "auto"
 BIG_DIGIT = 0.3  # digits this fraction of the image high are not on a page (``choose_reader``)
 SMALL_SIDE = 320  # pixels: an image no longer than this is a crop or an icon, not a page
+# A gap between neighbouring digits wider than this many times the height of the box around the
+# line's digits is a space between two numbers (``line_text``). On validation pages (seeds from
+# 21, 100 a layout) 3 of 1,011 read lines of one number got a space (the widest gaps of "gaps",
+# "comb" and "photo" pages), and every pair of numbers written 1.4 digit heights apart got one.
+WORD_GAP = 1.0
+DEFAULT_LINES = "default"  # the page reader ``Recognizer.load`` attaches unless told
+DEFAULT_LINES_NAMES = (DEFAULT_LINES, "auto")  # "auto": its former name, still taken
+NO_LINES = "none"  # ``lines`` for no page reader (None too)
+
+Box = tuple[int, int, int, int]
 
 
 def _plain(value: Any) -> Any:
@@ -88,7 +101,10 @@ class Line(_Record):
     """One line of digits in an image."""
 
     text: str = field(
-        metadata={"description": "the line's digits left to right, '?' for a rejected one"}
+        metadata={
+            "description": "the line's digits left to right, '?' for a rejected one; a space "
+            "where a gap wider than the line is high parts two numbers"
+        }
     )
     box: tuple[int, int, int, int] = field(
         metadata={"description": "x0, y0, x1, y1 of the line in the image's pixels"}
@@ -102,8 +118,8 @@ class Reading(_Record):
 
     text: str = field(
         metadata={
-            "description": "the digits read left to right, '?' for a rejected one; lines "
-            "joined by a newline, top to bottom"
+            "description": "the digits read left to right, '?' for a rejected one, a space "
+            "between two numbers on a line; lines joined by a newline, top to bottom"
         }
     )
     digits: list[Digit] = field(
@@ -156,32 +172,36 @@ class Recognizer:
         cls,
         model: str | Path = "default",
         threads: int | None = None,
-        lines: str | Path | None = "auto",
+        lines: str | Path | None = DEFAULT_LINES,
     ) -> Recognizer:
-        """Open an exported ONNX model (a file, or a run directory holding ``model.onnx``), or
-        ``"default"`` for the one shipped in the package. A Keras model or a run not yet
-        exported is a ``ModelError`` that says how to export it.
+        """Open an exported ONNX classifier (a file, or a run directory holding ``model.onnx``),
+        or ``"default"`` for the one shipped in the package, with a page reader. A Keras model or
+        a run not yet exported is a ``ModelError`` that says how to export it.
 
-        ``lines`` is the line model of the page reader: an exported one, ``"default"`` (the
-        shipped one), None (no page reader) or ``"auto"``: the shipped one with the shipped
-        classifier, none with another. ``threads`` sets ONNX Runtime's intra-op thread count
-        (default: its own choice).
+        ``lines`` is the page reader's line model, for any classifier: ``"default"`` (or
+        ``"auto"``, its former name) is the run directory's own ``lines.onnx`` where ``model``
+        is a run directory that holds one, else the shipped line model; a path is an exported
+        line model (a file, or a folder holding ``lines.onnx`` or a line run's ``model.onnx``);
+        None or ``"none"`` is no page reader. ``threads`` sets ONNX Runtime's intra-op thread
+        count (default: its own choice).
         """
-        if lines == "auto":
-            lines = "default" if str(model) == "default" else None
-        pages = None
-        if lines is not None:
-            from digitrec.reading.predictor import PagePredictor
-
-            pages = PagePredictor.load(lines, threads)
         if str(model) == "default":
             resource = resources.files("digitrec") / "assets" / DEFAULT_MODEL
             source, content = f"default model ({DEFAULT_MODEL})", _read(resource, "default model")
         else:
             path = _model_file(Path(model))
             source, content = str(path), _read(path, str(path))
+        pages = _page_reader(model, lines, threads)
         session = _session(content, source, threads)
         return cls(session, _metadata(session, source), source, pages)
+
+    def describe(self) -> dict[str, str | None]:
+        """What reads: the classifier's source and the page reader's line model's (None
+        without a page reader)."""
+        return {
+            "classifier": self.source,
+            "page_reader": self.pages.reader.source if self.pages is not None else None,
+        }
 
     @property
     def classes(self) -> list[str]:
@@ -231,7 +251,10 @@ class Recognizer:
         if reader not in READERS:
             raise ModelError(f"unknown reader {reader!r}: expected one of {', '.join(READERS)}")
         if reader == "pages" and self.pages is None:
-            raise ModelError(f"{self.source}: no line model is loaded, so no page reader")
+            raise ModelError(
+                f"{self.source}: no line model is loaded, so no page reader; load one (lines "
+                f"{DEFAULT_LINES!r}, --lines {DEFAULT_LINES}) or read with reader 'digits'"
+            )
         if single or self.pages is None or reader == "digits":
             return self._read_digits(images, single, top_k, max_pixels)
         return self._read_pages(images, top_k, max_pixels, reader)
@@ -308,7 +331,10 @@ class Recognizer:
                 )
             ]
             start += len(image_crops)
-            text = "".join(UNKNOWN if d.label is None else self.classes[d.label] for d in digits)
+            text = line_text(
+                [UNKNOWN if d.label is None else self.classes[d.label] for d in digits],
+                [d.box for d in digits],
+            )
             lines = [Line(text, box_around([d.box for d in digits]), digits)] if digits else []
             readings.append(Reading(text, digits, [crop.image for crop in image_crops], lines))
         return readings
@@ -356,12 +382,25 @@ def choose_reader(page: Reading, digits: Reading, height: int) -> str:
     return "digits" if len(page.lines) == 1 and len(digits.digits) >= 2 else "pages"
 
 
+def line_text(characters: Sequence[str], boxes: Sequence[Box]) -> str:
+    """A line's characters left to right (each digit's, with its box), a single space where
+    the gap between neighbours is wider than ``WORD_GAP`` times the height of the box around
+    them all: two numbers, "17 25", not one."""
+    if not boxes:
+        return ""
+    widest = WORD_GAP * (max(b[3] for b in boxes) - min(b[1] for b in boxes))
+    text = characters[0]
+    for (before, after), character in zip(pairwise(boxes), characters[1:], strict=True):
+        text += (" " if after[0] - before[2] > widest else "") + character
+    return text
+
+
 def _size(gray: np.ndarray, factor: float) -> tuple[int, int]:
     """The (rows, cols) of the image that ``gray`` was decoded from, ``factor`` times larger."""
     return round(gray.shape[0] * factor), round(gray.shape[1] * factor)
 
 
-def box_around(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+def box_around(boxes: list[Box]) -> Box:
     """The box around the boxes (x0, y0, x1, y1; exclusive ends)."""
     return (
         min(b[0] for b in boxes),
@@ -369,6 +408,19 @@ def box_around(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, i
         max(b[2] for b in boxes),
         max(b[3] for b in boxes),
     )
+
+
+def _page_reader(model: str | Path, lines: str | Path | None, threads: int | None) -> Any:
+    """The ``PagePredictor`` that ``lines`` names for the classifier ``model`` (see
+    ``Recognizer.load``), or None."""
+    if lines is None or str(lines) == NO_LINES:
+        return None
+    from digitrec.reading.predictor import LINE_MODEL, PagePredictor
+
+    if str(lines) in DEFAULT_LINES_NAMES:
+        own = Path(model) / LINE_MODEL
+        lines = own if str(model) != "default" and own.is_file() else DEFAULT_LINES
+    return PagePredictor.load(lines, threads)
 
 
 def _model_file(path: Path) -> Path:

@@ -13,7 +13,7 @@ PROGRESS_FROM = 20  # a progress bar is shown (on a terminal) from this many fil
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from digitrec.recognizer import DEFAULT_READER, READERS
+    from digitrec.recognizer import DEFAULT_LINES, DEFAULT_READER, NO_LINES, READERS
 
     parser = subparsers.add_parser(
         "predict",
@@ -34,8 +34,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="default",
         help="a .onnx model file, a run directory holding model.onnx, or 'default' (packaged)",
     )
+    parser.add_argument(
+        "--lines",
+        default=DEFAULT_LINES,
+        metavar="MODEL",
+        help=f"the page reader's line model, for any --model: '{DEFAULT_LINES}' (the run "
+        "directory's own lines.onnx, if --model is a run that has one, else the packaged one), "
+        "an exported line model (.onnx, or a folder holding lines.onnx or a line run's "
+        f"model.onnx), or '{NO_LINES}' (no page reader: the classifier reads everything) "
+        f"(default: {DEFAULT_LINES})",
+    )
     parser.add_argument("--top-k", type=int, default=3, help="classes listed per digit (default 3)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per image per line, naming the models that read it ('model')",
+    )
     parser.add_argument("--single", action="store_true", help="each image is exactly one digit")
     parser.add_argument(
         "--reader",
@@ -93,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     job = read_files(
         [*args.paths, *listed_paths(args.files_from)],
         args.model,
+        lines=args.lines,
         single=args.single,
         top_k=args.top_k,
         max_pixels=MAX_PIXELS if args.max_pixels is None else args.max_pixels,

@@ -212,7 +212,9 @@ class LineReader:
         missing = [key for key in METADATA_KEYS if key not in metadata]
         if missing:
             raise ModelError(
-                f"{source}: not a digitrec line model (its metadata lacks {', '.join(missing)})"
+                f"{source}: not a digitrec line model (its metadata lacks {', '.join(missing)}); "
+                "a page reader needs an exported line model, 'default' (the shipped one) or "
+                "'none' (no page reader)"
             )
         self.session = session
         self.metadata = metadata

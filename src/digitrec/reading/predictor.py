@@ -25,9 +25,17 @@ from digitrec.decoding import decode_image
 from digitrec.errors import ModelError, PageBudgetError
 from digitrec.reading.detect import LineBox, find_lines, region_crop
 from digitrec.reading.lines import MAX_WIDTH, LineDigit, LineReader, LineReading
-from digitrec.recognizer import UNKNOWN, Digit, Line, _metadata, _session
+from digitrec.recognizer import (
+    RUN_MODEL,
+    UNKNOWN,
+    Digit,
+    Line,
+    _metadata,
+    _session,
+    line_text,
+)
 
-LINE_MODEL = "lines.onnx"
+LINE_MODEL = "lines.onnx"  # the shipped line model's name, and a run directory's own
 PAGE_SIDE = 2400  # pages are decoded at most this long: line crops need no more
 WIDE = 1.5  # an image this many times as wide as high where no line is read: read whole
 # The most a page's lines may come to, so that a read takes at most about a second and a few
@@ -68,9 +76,10 @@ class PagePredictor:
 
     @classmethod
     def load(cls, model: str | Path = "default", threads: int | None = None) -> PagePredictor:
-        """Open an exported line model, or ``"default"`` for the one shipped in the package."""
+        """Open an exported line model (a file, or a folder holding one: ``line_model_file``),
+        or ``"default"`` for the one shipped in the package."""
         if str(model) != "default":
-            return cls(LineReader.load(model, threads))
+            return cls(LineReader.load(line_model_file(Path(model)), threads))
         resource = resources.files("digitrec") / "assets" / LINE_MODEL
         source = f"default line model ({LINE_MODEL})"
         try:
@@ -149,7 +158,10 @@ class PagePredictor:
         digits = [self._digit(found, digit, scale, top_k) for digit in reading.digits]
         if np.mean([d.confidence for d in digits]) < self.rejection.line_threshold:
             return None
-        text = "".join(UNKNOWN if d.label is None else str(d.label) for d in digits)
+        text = line_text(
+            [UNKNOWN if d.label is None else str(d.label) for d in digits],
+            [d.box for d in reading.digits],  # in the upright line crop: gaps along the line
+        )
         return Line(text, scale.box(found.box), digits)
 
     def _probs(self, digit: LineDigit) -> np.ndarray:
@@ -168,6 +180,23 @@ class PagePredictor:
             box=scale.box(found.page_box(digit.box)),
             top=[(int(i), float(probs[i])) for i in order[:top_k]],
         )
+
+
+def line_model_file(path: Path) -> Path:
+    """The exported line model at ``path``: the file itself, or a folder's ``lines.onnx`` (a
+    classifier run's own line model) or else its ``model.onnx`` (where a line run's export
+    puts it). Nothing else is read: a FIFO would block, a device could be endless."""
+    if path.is_dir():
+        found = [path / name for name in (LINE_MODEL, RUN_MODEL) if (path / name).is_file()]
+        if not found:
+            raise ModelError(
+                f"{path}: a folder with no line model in it (no {LINE_MODEL}, nor a line run's "
+                f"exported {RUN_MODEL}); name an exported line model, 'default' or 'none'"
+            )
+        return found[0]
+    if path.exists() and not path.is_file():
+        raise ModelError(f"{path}: not a regular file (expected a line model's .onnx file)")
+    return path
 
 
 def whole_line(gray: np.ndarray) -> list[LineBox]:

@@ -1,0 +1,135 @@
+"""The page reader of any classifier (``Recognizer.load(model, lines=...)``, ``predict --lines``,
+``read_files(lines=...)``): the shipped line model unless told otherwise, a run directory's own,
+an exported one, or none; and what read an image, named by ``describe`` and in ``predict --json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from digitrec.batch import read_files
+from digitrec.batch_ray import _absolute
+from digitrec.cli import main
+from digitrec.errors import ModelError
+from digitrec.reading.predictor import LINE_MODEL
+from digitrec.recognizer import DEFAULT_MODEL, Recognizer
+
+ASSETS = resources.files("digitrec") / "assets"
+PAGE = Path(__file__).resolve().parent.parent / "examples" / "page.png"
+PAGE_TEXT = "1562\n53992"  # what the README's quick start shows for it
+SHIPPED_LINES = f"default line model ({LINE_MODEL})"
+
+
+def copy_of(asset: str, path: Path) -> Path:
+    """A shipped model copied to ``path`` (folders made): a model of the user's own."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((ASSETS / asset).read_bytes())
+    return path
+
+
+@pytest.fixture
+def classifier(tmp_path: Path) -> Path:
+    """Another classifier than the shipped one (a copy of it, as a fine-tuned one would be)."""
+    return copy_of(DEFAULT_MODEL, tmp_path / "mine.onnx")
+
+
+def test_another_classifier_gets_the_shipped_page_reader_and_reads_a_page(classifier):
+    recognizer = Recognizer.load(classifier)
+    assert recognizer.describe() == {"classifier": str(classifier), "page_reader": SHIPPED_LINES}
+    assert recognizer.read(PAGE).text == PAGE_TEXT
+
+
+def test_a_run_directory_reads_with_its_own_line_model_or_else_the_shipped_one(tmp_path):
+    run = tmp_path / "run"
+    copy_of(DEFAULT_MODEL, run / "model.onnx")
+    assert Recognizer.load(run).describe()["page_reader"] == SHIPPED_LINES
+    own = copy_of(LINE_MODEL, run / LINE_MODEL)
+    for lines in ("default", "auto"):
+        assert Recognizer.load(run, lines=lines).describe() == {
+            "classifier": str(run / "model.onnx"),
+            "page_reader": str(own),
+        }
+
+
+def test_an_exported_line_model_is_taken_as_a_file_or_a_folder_holding_one(classifier, tmp_path):
+    line_run = tmp_path / "line-run"
+    exported = copy_of(LINE_MODEL, line_run / "model.onnx")  # where a line run's export puts it
+    named = copy_of(LINE_MODEL, tmp_path / "other" / "digits-lines.onnx")
+    own = copy_of(LINE_MODEL, tmp_path / "both" / LINE_MODEL)
+    copy_of(DEFAULT_MODEL, tmp_path / "both" / "model.onnx")
+    for lines, source in [(line_run, exported), (named, named), (own.parent, own)]:
+        recognizer = Recognizer.load(classifier, lines=lines)
+        assert recognizer.describe()["page_reader"] == str(source)
+        assert recognizer.read(PAGE).text == PAGE_TEXT
+
+
+@pytest.mark.parametrize("lines", [None, "none"])
+def test_no_line_model_is_no_page_reader(lines):
+    recognizer = Recognizer.load("default", lines=lines)
+    assert recognizer.pages is None and recognizer.describe()["page_reader"] is None
+    assert recognizer.read(PAGE).text == recognizer.read(PAGE, reader="digits").text != PAGE_TEXT
+    with pytest.raises(
+        ModelError, match=r"no page reader; load one .* or read with reader 'digits'"
+    ):
+        recognizer.read(PAGE, reader="pages")
+
+
+def test_what_is_no_line_model_is_a_clear_model_error(classifier, tmp_path):
+    (tmp_path / "empty").mkdir()
+    expected = {
+        tmp_path / "empty": "a folder with no line model in it (no lines.onnx, nor a line run's",
+        classifier: "not a digitrec line model (its metadata lacks alphabet, height, stride); a "
+        "page reader needs an exported line model, 'default' (the shipped one) or 'none'",
+        tmp_path / "missing.onnx": "cannot read model file",
+    }
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.onnx")
+        expected[tmp_path / "pipe.onnx"] = "not a regular file (expected a line model's .onnx"
+    for lines, message in expected.items():
+        with pytest.raises(ModelError, match=re.escape(message)):
+            Recognizer.load(classifier, lines=lines)
+
+
+def test_predict_lines_chooses_the_page_reader_and_json_names_the_models(classifier, capsys):
+    assert main(["predict", "--json", "--model", str(classifier), str(PAGE)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["text"] == PAGE_TEXT
+    assert result["model"] == {"classifier": str(classifier), "page_reader": SHIPPED_LINES}
+    assert main(["predict", "--json", "--lines", "none", str(PAGE)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"]["page_reader"] is None and result["text"] != PAGE_TEXT
+    assert main(["predict", "--lines", str(classifier.parent / "nothing.onnx"), str(PAGE)]) == 2
+    assert "nothing.onnx: cannot read model file" in capsys.readouterr().err
+
+
+def test_worker_processes_read_with_the_line_model_they_are_given(tmp_path):
+    own = copy_of(LINE_MODEL, tmp_path / "lines" / "mine.onnx")
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "b.png"):
+        shutil.copy(PAGE, images / name)
+    for lines, source, text in [("none", None, None), (own, str(own), PAGE_TEXT)]:
+        results = list(read_files([images], lines=lines, jobs=2))
+        assert [r["model"]["page_reader"] for r in results] == [source, source]
+        if text:
+            assert [r["text"] for r in results] == [text, text]
+        else:
+            assert all(r["text"] != PAGE_TEXT for r in results)
+
+
+def test_ray_actors_get_the_line_model_at_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _absolute("lines.onnx") == str(tmp_path / "lines.onnx")
+    assert [_absolute(name) for name in ("default", "auto", "none", None)] == [
+        "default",
+        "auto",
+        "none",
+        None,
+    ]
