@@ -25,6 +25,7 @@ from test_predict import write_digits
 
 from digitrec import batch
 from digitrec.batch import ReadSettings, read_files
+from digitrec.batch_output import for_output
 from digitrec.cli import main
 from digitrec.errors import DigitrecError
 from digitrec.recognizer import Recognizer
@@ -170,9 +171,9 @@ def test_each_result_is_written_as_a_whole_line_before_the_next_is_read(folder, 
     out = tmp_path / "out.jsonl"
     results = iter(read_files([folder], output=out))
     first = next(results)
-    assert out.read_text() == json.dumps(first) + "\n"
+    assert out.read_text() == json.dumps(for_output(first)) + "\n"
     second = next(results)
-    assert output_lines(out) == [json.dumps(first), json.dumps(second)]
+    assert output_lines(out) == [json.dumps(for_output(first)), json.dumps(for_output(second))]
     results.close()
 
 
