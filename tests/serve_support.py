@@ -1,5 +1,6 @@
 """Helpers of the web service's tests (``from serve_support import ...``): images as a user
-sends them, the packaged model loaded once, and clients that send an allowed Host header."""
+sends them (drawn numbers, generated photos and pages), the packaged model loaded once, and
+clients that send an allowed Host header."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
+from synthetic import font_digit
 
+from digitrec.reading.pages import page_sample
 from digitrec.recognizer import Recognizer
 
 RECOGNIZE = "/api/v1/recognize"
@@ -26,13 +29,30 @@ def png_bytes(image: Image.Image | np.ndarray) -> bytes:
 
 
 def drawn_ones(count: int = 1, size: int = 120) -> bytes:
-    """Dark strokes on white, as the drawing page sends them: ``count`` upright ones in a row."""
-    image = Image.new("L", (size * count, size), 255)
+    """Dark strokes on white, as the drawing page sends them: ``count`` upright ones written as
+    one number (``size`` / 2 apart, closer than they are high, so with no space between)."""
+    pitch = size // 2
+    image = Image.new("L", (size + (count - 1) * pitch, size), 255)
     draw = ImageDraw.Draw(image)
     for i in range(count):
-        x = i * size + size // 2
+        x = i * pitch + size // 2
         draw.line([(x, size // 6), (x, size - size // 6)], fill=0, width=size // 10)
     return png_bytes(image)
+
+
+# Generated images the packaged models read as a photo of a number (one line, 3 digits) and as
+# a page of two lines of numbers: (layout, seed) for ``page_png``.
+PHOTO = ("photo", 21)
+TWO_LINES = ("multiline", 39)
+
+
+@functools.cache
+def page_png(layout: str, seed: int) -> bytes:
+    """A page of the generator's ``layout`` written in typeset digits (so no MNIST is needed),
+    with its printed words, paper and camera, as a PNG file's bytes."""
+    digits = np.stack([font_digit(d) for d in range(10)])
+    sample = page_sample(layout, digits, np.arange(10, dtype=np.uint8), seed, "validation")
+    return png_bytes(sample.image)
 
 
 @functools.cache

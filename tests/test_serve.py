@@ -18,6 +18,7 @@ from PIL import Image
 from pydantic import create_model
 from serve_support import PNG, RECOGNIZE, default_recognizer, drawn_ones, local_client, png_bytes
 
+from digitrec.batch_output import rounded
 from digitrec.cli import main
 from digitrec.recognizer import Digit, Reading, Recognizer
 from digitrec.serve.app import STATIC_DIR, ServeSettings, create_app
@@ -56,7 +57,7 @@ def test_recognize_answers_the_reading_of_the_recognizer_plus_normalized_images(
     body = response.json()
     reading = recognizer.read(image)
     assert {k: v for k, v in body.items() if k != "normalized"} == json.loads(
-        json.dumps({**reading.to_dict(), "error": None})
+        json.dumps({**rounded(reading.to_dict()), "error": None})
     )
     assert len(body["digits"]) == 2
     assert body["text"] == "11"
@@ -197,6 +198,36 @@ def test_model_card_describes_the_served_model(client, recognizer):
     assert card["temperature"] == recognizer.temperature
     assert card["training"] == metadata["training_config"]
     assert card["calibration"] == metadata["calibration"]
+    assert card["classifier"] == "default model (default.onnx)"
+    assert card["page_reader"] == "default line model (lines.onnx)"
+
+
+def test_the_model_card_names_the_models_by_their_files_and_says_when_there_is_no_page_reader(
+    recognizer,
+):
+    """What read an image was not visible: the card named neither the classifier nor the page
+    reader."""
+    run = f"/home/{getpass.getuser()}/runs/mine"
+    named = Recognizer(recognizer.session, recognizer.metadata, f"{run}/model.onnx")
+    named.pages = recognizer.pages
+    alone = Recognizer(recognizer.session, recognizer.metadata, "C:\\models\\mine.onnx")
+    with local_client(create_app(named)) as client:
+        card = client.get("/api/v1/model").json()
+    assert (card["classifier"], card["page_reader"]) == (
+        "model.onnx",
+        "default line model (lines.onnx)",
+    )
+    assert getpass.getuser() not in json.dumps(card)
+    with local_client(create_app(alone)) as client:
+        card = client.get("/api/v1/model").json()
+        pages = client.post(
+            RECOGNIZE, content=drawn_ones(), headers=PNG, params={"reader": "pages"}
+        )
+        auto = client.post(RECOGNIZE, content=drawn_ones(), headers=PNG)
+    assert (card["classifier"], card["page_reader"]) == ("mine.onnx", None)
+    assert pages.status_code == 422
+    assert "no page reader (digitrec serve --lines none)" in pages.json()["error"]
+    assert auto.json()["text"] == "1"
 
 
 def strings_in(value) -> list[str]:
@@ -267,7 +298,30 @@ def test_openapi_schema_and_docs_are_served(client):
     body = schema["paths"]["/api/v1/recognize"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in body
     assert "image/png" in body
-    assert client.get("/docs").status_code == 200
+
+
+def test_the_api_docs_and_the_favicon_are_served_from_the_package(client):
+    """/docs was blank offline (Swagger UI came from a CDN), and /favicon.ico was 404."""
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert sorted(sources) == [
+        "/favicon.ico",
+        "/static/swagger/swagger-ui-bundle.js",
+        "/static/swagger/swagger-ui.css",
+    ]
+    for source in sources:
+        response = client.get(source)
+        assert response.status_code == 200, source
+        assert len(response.content) > 1000
+    assert (
+        client.get("/static/swagger/swagger-ui-bundle.js")
+        .headers["content-type"]
+        .startswith(("text/javascript", "application/javascript"))
+    )
+    favicon = client.get("/favicon.ico")
+    assert Image.open(io.BytesIO(favicon.content)).format == "ICO"
+    assert client.get("/redoc").status_code == 404  # ReDoc loads from a CDN: not offered
 
 
 def test_the_drawing_page_is_served_with_its_test_hooks_and_no_outside_resources(client):
@@ -275,10 +329,12 @@ def test_the_drawing_page_is_served_with_its_test_hooks_and_no_outside_resources
     assert page.status_code == 200
     for hook in ('data-testid="pad"', 'data-testid="result"', 'data-testid="clear"'):
         assert hook in page.text
-    for name in ("app.js", "style.css"):
+    for name in ("app.js", "style.css", "favicon.svg"):
         assert client.get(f"/static/{name}").status_code == 200
     for path in STATIC_DIR.iterdir():
-        text = path.read_text()
+        if path.suffix == ".ico":
+            continue
+        text = path.read_text().replace('xmlns="http://www.w3.org/2000/svg"', "")
         assert "http://" not in text
         assert "https://" not in text
         assert "//cdn" not in text
@@ -307,8 +363,9 @@ def test_predict_json_the_python_api_and_the_web_api_give_the_same_reading(
     assert main(["predict", "--json", str(tmp_path / "ones.png")]) == 0
     line = json.loads(capsys.readouterr().out)
     api = client.post(RECOGNIZE, content=image, headers=PNG).json()
-    python = json.loads(json.dumps(recognizer.read(image).to_dict()))
+    python = json.loads(json.dumps(rounded(recognizer.read(image).to_dict())))
     assert line.pop("file") == str(tmp_path / "ones.png")
+    assert line.pop("model") == recognizer.describe()
     assert api.pop("normalized")
     assert line == api == {**python, "error": None}
 

@@ -3,9 +3,11 @@ the real command with worker processes."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
+from importlib import resources
 
 import httpx
 import pytest
@@ -21,6 +23,36 @@ from digitrec.serve.settings import SETTINGS_ENV, ServerOptions, ServeSettings
 def test_serve_reports_a_missing_model_as_a_plain_error(tmp_path, capsys):
     assert main(["serve", "--model", str(tmp_path / "missing.onnx")]) == 2
     assert "missing.onnx" in capsys.readouterr().err
+
+
+def test_serve_reports_a_missing_line_model_as_a_plain_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server was started"))
+    assert main(["serve", "--lines", str(tmp_path / "no-lines.onnx")]) == 2
+    assert "no-lines.onnx" in capsys.readouterr().err
+
+
+def shipped_copy(name: str, folder) -> str:
+    """A copy of a model shipped in the package, as a user's own model file."""
+    copy = folder / f"my-{name}"
+    with resources.as_file(resources.files("digitrec") / "assets" / name) as shipped:
+        shutil.copyfile(shipped, copy)
+    return str(copy)
+
+
+def test_lines_gives_the_service_its_page_reader_and_none_takes_it_away(
+    tmp_path, monkeypatch, capsys
+):
+    """Another classifier than the shipped one was served without a page reader, with no
+    option to give it one."""
+    classifier, lines = shipped_copy("default.onnx", tmp_path), shipped_copy("lines.onnx", tmp_path)
+    (app,), _ = run_serve(["--model", classifier], monkeypatch)
+    assert app.state.settings.lines == "default"
+    assert app.state.recognizer.pages is not None
+    (app,), _ = run_serve(["--model", classifier, "--lines", lines], monkeypatch)
+    assert app.state.settings.lines == lines
+    assert app.state.recognizer.pages.reader.source == lines
+    (app,), _ = run_serve(["--lines", "none"], monkeypatch)
+    assert app.state.recognizer.pages is None
 
 
 BAD_OPTIONS = [
@@ -60,6 +92,14 @@ def test_a_bad_option_value_is_a_one_line_error_before_anything_starts(option, c
     error = capsys.readouterr().err.splitlines()[-1]
     assert error.startswith(f"digitrec serve: error: argument {option[0]}: ")
     assert option[1] in error or "host name" in error
+
+
+def test_a_collect_folder_holding_class_folders_and_lines_is_taken(tmp_path, monkeypatch):
+    target = tmp_path.resolve() / "collected"
+    for name in ("7", "lines", ".usage.json"):
+        (target / name).mkdir(parents=True)
+    (app,), _ = run_serve(["--collect", str(target)], monkeypatch)
+    assert app.state.settings.collect_dir == str(target)
 
 
 @pytest.mark.parametrize(
@@ -135,12 +175,14 @@ def test_collect_creates_the_folder_and_hands_the_app_the_collection_and_its_lim
 def test_serve_hands_worker_processes_the_same_settings(tmp_path, monkeypatch):
     collected = tmp_path.resolve() / "fixes"
     args = ["--workers", "2", "--allowed-hosts", "*", "--collect", str(collected)]
-    (target,), options = run_serve([*args, "--collect-max-files", "9"], monkeypatch)
+    (target,), options = run_serve(
+        [*args, "--collect-max-files", "9", "--lines", "none"], monkeypatch
+    )
     assert target == "digitrec.serve.app:app_from_env"
     assert options["workers"] == 2
     assert options["factory"] is True
     assert ServeSettings.from_env() == ServeSettings(
-        allowed_hosts=("*",), collect_dir=str(collected), collect_max_files=9
+        lines="none", allowed_hosts=("*",), collect_dir=str(collected), collect_max_files=9
     )
 
 

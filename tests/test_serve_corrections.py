@@ -1,9 +1,11 @@
-"""Corrections (``digitrec serve --collect DIR``): stored only when collecting, as class folders
-that ``digitrec.image_folders`` reads back into the same labels, all or nothing, within the
-collection's size limit; refused clearly when the digits do not match the image."""
+"""Corrections (``digitrec serve --collect DIR``): stored only when collecting, cut with the
+boxes of the reading they correct: digits as class folders that ``digitrec.image_folders`` reads
+back into the same labels, lines as images listed with their text in ``lines/labels.csv``; all
+or nothing, within the collection's size limit; refused clearly when the lines do not pair up."""
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import subprocess
@@ -18,7 +20,17 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
-from serve_support import default_recognizer, drawn_ones, local_client, png_bytes
+from serve_support import (
+    PHOTO,
+    PNG,
+    RECOGNIZE,
+    TWO_LINES,
+    default_recognizer,
+    drawn_ones,
+    local_client,
+    page_png,
+    png_bytes,
+)
 from starlette.exceptions import HTTPException
 from synthetic import Style, digit_string_image, font_digit
 
@@ -26,8 +38,17 @@ from digitrec.image_folders import files_under, read_image_folders
 from digitrec.serve import app as app_module
 from digitrec.serve import corrections
 from digitrec.serve.app import ServeSettings, create_app
-from digitrec.serve.corrections import USAGE_FILE, Collection, disk_use
-from digitrec.serve.settings import MEGABYTE
+from digitrec.serve.corrections import (
+    LINE_LABELS,
+    USAGE_FILE,
+    Collection,
+    Correction,
+    Cut,
+    LabelRows,
+    corrected_lines,
+    disk_use,
+)
+from digitrec.serve.settings import LINES_FOLDER, MEGABYTE
 
 CORRECTIONS = "/api/v1/corrections"
 
@@ -39,9 +60,17 @@ def number_png(digits: str, seed: int = 0) -> bytes:
     return png_bytes(image)
 
 
-def correction(image: bytes, digits: str | None) -> dict:
+def correction(image: bytes, digits: str | None, **options) -> dict:
     fields = {} if digits is None else {"digits": digits}
-    return {"files": {"image": ("number.png", image, "image/png")}, "data": fields}
+    files = {"image": ("number.png", image, "image/png")}
+    return {"files": files, "data": fields, "params": options}
+
+
+def one_digit(label: str) -> Correction:
+    """A correction of one 28×28 digit, stored straight into a collection."""
+    image = np.zeros((28, 28), np.float32)
+    image[8:20, 12:16] = 1
+    return Correction(label, [Cut(label, image, (0, 0, 28, 28))], [])
 
 
 def collecting_client(folder: Path, **limits) -> TestClient:
@@ -57,6 +86,14 @@ def files_in(folder: Path) -> list[Path]:
 def images_in(folder: Path) -> list[Path]:
     """The files under ``folder`` but the collection's tally of its usage."""
     return [path for path in files_in(folder) if path != Path(USAGE_FILE)]
+
+
+def line_rows(folder: Path) -> list[tuple[str, str]]:
+    """The rows (file, text) of the collection's labels of lines, under its header."""
+    with (folder / LINES_FOLDER / LINE_LABELS).open(newline="") as labels:
+        header, *rows = csv.reader(labels)
+    assert header == ["file", "text"]
+    return [tuple(row) for row in rows]
 
 
 def test_without_collect_corrections_are_404_and_nothing_is_written(tmp_path, monkeypatch):
@@ -75,10 +112,12 @@ def test_a_correction_stores_what_the_model_saw_of_each_digit_in_its_class_folde
     image = number_png("4096")
     with collecting_client(tmp_path) as client:
         assert client.get("/api/v1/config").json() == {"corrections": True}
-        response = client.post(CORRECTIONS, **correction(image, "4 0 9 1"))
+        response = client.post(CORRECTIONS, **correction(image, "4 0 9 1", reader="digits"))
     assert response.status_code == 201, response.text
     body = response.json()
-    reading = default_recognizer().read(image)
+    reading = default_recognizer().read(image, reader="digits")
+    assert body["read"] == reading.text
+    assert body["lines"] == []
     assert [item["label"] for item in body["stored"]] == ["4", "0", "9", "1"]
     assert [item["box"] for item in body["stored"]] == [list(d.box) for d in reading.digits]
     written = images_in(tmp_path)
@@ -101,7 +140,8 @@ def test_stored_corrections_are_read_back_as_a_dataset_with_the_same_labels(tmp_
     numbers = {"4096": 1, "1717": 2, "385": 3}
     with collecting_client(tmp_path) as client:
         for digits, seed in numbers.items():
-            response = client.post(CORRECTIONS, **correction(number_png(digits, seed), digits))
+            image = number_png(digits, seed)
+            response = client.post(CORRECTIONS, **correction(image, digits, reader="digits"))
             assert response.status_code == 201, response.text
     data = read_image_folders([tmp_path])
     assert data.skipped == []
@@ -112,23 +152,30 @@ def test_stored_corrections_are_read_back_as_a_dataset_with_the_same_labels(tmp_
 
 
 @pytest.mark.parametrize(("image", "digits"), [("17", "1"), ("17", "171"), ("385", "38")])
-def test_a_correction_with_another_number_of_digits_is_422_and_stores_nothing(
+def test_a_correction_with_another_number_of_digits_is_stored_as_the_line_with_its_text(
     tmp_path, image, digits
 ):
+    """It was refused (422: "the image has 2 digits but the correction gives 1")."""
+    data = number_png(image)
     with collecting_client(tmp_path) as client:
-        response = client.post(CORRECTIONS, **correction(number_png(image), digits))
-    assert response.status_code == 422
-    assert (
-        f"has {len(image)} digits but the correction gives {len(digits)}"
-        in response.json()["error"]
+        response = client.post(CORRECTIONS, **correction(data, digits, reader="digits"))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    [line] = default_recognizer().read(data, reader="digits").lines
+    assert body["stored"] == []
+    assert [(item["text"], tuple(item["box"])) for item in body["lines"]] == [(digits, line.box)]
+    assert line_rows(tmp_path) == [(Path(body["lines"][0]["file"]).name, digits)]
+    assert images_in(tmp_path) == sorted(
+        [Path(LINES_FOLDER, LINE_LABELS), Path(body["lines"][0]["file"])]
     )
-    assert files_in(tmp_path) == []
 
 
 @pytest.mark.parametrize(
     ("digits", "message"),
     [
         ("4a", "must be the digits"),
+        ("17\n2a", "must be the digits"),
+        ("\n \n", "must be the digits"),
         ("", "must be the digits"),
         ("  ", "must be the digits"),
         ("-1", "must be the digits"),
@@ -224,12 +271,10 @@ def test_a_correction_that_fails_midway_leaves_no_file_at_all(tmp_path, monkeypa
 
 def test_the_limit_holds_for_corrections_stored_at_once(tmp_path):
     collection = Collection(tmp_path, max_files=5, max_bytes=10**6)
-    image = np.zeros((28, 28), np.float32)
-    image[8:20, 12:16] = 1
 
     def store(_) -> int:
         try:
-            collection.store("7", [image])
+            collection.store(one_digit("7"))
         except HTTPException as error:
             return error.status_code
         return 201
@@ -243,10 +288,10 @@ def test_the_limit_holds_for_corrections_stored_at_once(tmp_path):
 STORE_IN_ANOTHER_PROCESS = """
 import sys, numpy as np
 from pathlib import Path
-from digitrec.serve.corrections import Collection
+from digitrec.serve.corrections import Collection, Correction, Cut
 collection = Collection(Path(sys.argv[1]), max_files=5, max_bytes=10**6)
 print("ready", flush=True)
-collection.store("7", [np.ones((28, 28), np.float32)])
+collection.store(Correction("7", [Cut("7", np.ones((28, 28), np.float32), (0, 0, 28, 28))], []))
 """
 
 
@@ -273,6 +318,7 @@ def test_the_corrections_endpoint_is_documented_with_its_form_and_answers(tmp_pa
     form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert form["required"] == ["image", "digits"]
     assert {"201", "404", "422", "507"} <= set(operation["responses"])
+    assert {"single", "reader"} <= {parameter["name"] for parameter in operation["parameters"]}
 
 
 def test_a_stored_image_is_a_png_the_size_of_the_models_input(tmp_path):
@@ -371,7 +417,9 @@ def test_a_tall_image_is_decoded_no_larger_than_reading_it_needs(tmp_path):
     tracemalloc.start()
     try:
         try:
-            receipt = corrections.store_correction(collection, data, "1", None, single=False)
+            receipt = corrections.store_correction(
+                collection, default_recognizer(), data, "1", None, single=False, reader="digits"
+            )
         except HTTPException as error:
             receipt = {"refused": error.detail}
         _, peak = tracemalloc.get_traced_memory()
@@ -382,3 +430,197 @@ def test_a_tall_image_is_decoded_no_larger_than_reading_it_needs(tmp_path):
     assert [tuple(item["box"]) for item in receipt.get("stored", [])] == [
         digit.box for digit in reading.digits
     ], receipt
+
+
+# --- cut with the reading's boxes: photos, pages, drawn numbers -----------------------------------
+
+IMAGES = {
+    "a photo": page_png(*PHOTO),
+    "a two-line page": page_png(*TWO_LINES),
+    "a drawn number": drawn_ones(3),
+}
+
+
+def changed(text: str, change: str) -> str:
+    """The reading's text as a user corrects it: unsure digits ("?") given, and ``change``."""
+    lines = text.replace("?", "0").split("\n")
+    if change == "a digit more":
+        lines[-1] += "7"
+    elif change == "a digit less":
+        longest = max(range(len(lines)), key=lambda k: len(lines[k].replace(" ", "")))
+        lines[longest] = lines[longest].rstrip()[:-1].rstrip()
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("change", ["as read", "a digit more", "a digit less"])
+@pytest.mark.parametrize("name", IMAGES)
+def test_a_correction_is_cut_with_the_boxes_of_the_reading_it_corrects(tmp_path, name, change):
+    """On photos and pages the digits were cut by another segmenter than the one that read
+    them: "image has 1 digit but the correction gives 5", even with the reading unchanged.
+    Each line now pairs with a line read: its digits are stored where they are as many as
+    those read, the line itself where the page reader read it or they are not."""
+    image = IMAGES[name]
+    with collecting_client(tmp_path) as client:
+        reading = client.post(RECOGNIZE, content=image, headers=PNG).json()
+        text = changed(reading["text"], change)
+        response = client.post(CORRECTIONS, **correction(image, text))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["read"] == reading["text"]
+    by_page_reader = not reading["normalized"]
+    assert by_page_reader == (name != "a drawn number")
+    assert len(reading["lines"]) == (2 if name == "a two-line page" else 1)
+    expected_lines, expected_digits = [], []
+    for line, corrected in zip(reading["lines"], text.split("\n"), strict=True):
+        labels = corrected.replace(" ", "")
+        same_count = len(labels) == len(line["digits"])
+        if by_page_reader or not same_count:
+            expected_lines.append((corrected, line["box"]))
+        if same_count:
+            expected_digits += [
+                (label, digit["box"]) for label, digit in zip(labels, line["digits"], strict=True)
+            ]
+    assert [(item["text"], item["box"]) for item in body["lines"]] == expected_lines
+    stored_digits = [(item["label"], item["box"]) for item in body["stored"]]
+    if by_page_reader:  # those the classifier finds a piece of ink for, in order
+        assert stored_digits == [item for item in expected_digits if item in stored_digits]
+        assert stored_digits or change != "as read"
+    else:
+        assert stored_digits == expected_digits
+    assert_stored_as_received(tmp_path, body)
+
+
+def assert_stored_as_received(folder: Path, body: dict) -> None:
+    """The collection holds what the receipt lists, in the layout each kind is read in: each
+    digit a 28×28 PNG in its class folder, each line a grey PNG at least its box in size, in
+    the lines folder, with its text in the labels file; and the tally counts them all."""
+    digit_files = [Path(item["file"]) for item in body["stored"]]
+    line_files = [Path(item["file"]) for item in body["lines"]]
+    labels = [Path(LINES_FOLDER, LINE_LABELS)] if line_files else []
+    assert images_in(folder) == sorted(digit_files + line_files + labels)
+    for item, path in zip(body["stored"], digit_files, strict=True):
+        assert path.parent == Path(item["label"])
+        assert Image.open(folder / path).size == (28, 28)
+    for item, path in zip(body["lines"], line_files, strict=True):
+        assert path.parent == Path(LINES_FOLDER)
+        stored = Image.open(folder / path)
+        x0, y0, x1, y1 = item["box"]
+        assert stored.mode == "L"
+        assert stored.width >= x1 - x0 and stored.height >= y1 - y0  # with a margin of paper
+    if line_files:
+        assert line_rows(folder) == [
+            (path.name, item["text"]) for path, item in zip(line_files, body["lines"], strict=True)
+        ]
+    assert body["collection"]["files"] == len(images_in(folder))
+    assert body["collection"]["bytes"] == sum(disk_use(folder / path) for path in images_in(folder))
+
+
+def test_corrections_of_a_page_add_rows_to_the_labels_of_lines(tmp_path):
+    image = page_png(*TWO_LINES)
+    reading = default_recognizer().read(image)
+    first, second = changed(reading.text, "as read"), changed(reading.text, "a digit more")
+    with collecting_client(tmp_path) as client:
+        for text in (first, second):
+            assert client.post(CORRECTIONS, **correction(image, text)).status_code == 201
+    assert [text for _, text in line_rows(tmp_path)] == first.split("\n") + second.split("\n")
+    assert len({name for name, _ in line_rows(tmp_path)}) == 4
+
+
+@pytest.mark.parametrize(
+    ("image", "text", "message"),
+    [
+        (TWO_LINES, "{one}{two}", "read as 2 lines but the correction gives 1"),
+        (PHOTO, "{one}\n{one}", "read as 1 line but the correction gives 2"),
+    ],
+)
+def test_a_correction_with_another_number_of_lines_than_the_reading_is_422(
+    tmp_path, image, text, message
+):
+    data = page_png(*image)
+    lines = changed(default_recognizer().read(data).text, "as read").split("\n")
+    text = text.format(one=lines[0], two=lines[-1])
+    with collecting_client(tmp_path) as client:
+        response = client.post(CORRECTIONS, **correction(data, text))
+    assert response.status_code == 422
+    assert message in response.json()["error"]
+    assert "line by line" in response.json()["error"]
+    assert files_in(tmp_path) == []
+
+
+def test_a_correction_of_an_image_with_nothing_read_is_422(tmp_path):
+    blank = png_bytes(np.full((200, 300), 255, np.uint8))
+    with collecting_client(tmp_path) as client:
+        response = client.post(CORRECTIONS, **correction(blank, "17"))
+    assert response.status_code == 422
+    assert "no digits were read in the image" in response.json()["error"]
+    assert files_in(tmp_path) == []
+
+
+def test_a_correction_is_cut_with_the_reading_of_the_options_it_was_read_with(tmp_path):
+    """The same number read by the page reader or the classifier has other boxes: the
+    correction takes the options of the reading it corrects."""
+    image = number_png("4096")
+    with collecting_client(tmp_path) as client:
+        bodies = {}
+        for reader in ("pages", "digits"):
+            read = client.post(RECOGNIZE, content=image, headers=PNG, params={"reader": reader})
+            text = read.json()["text"]
+            response = client.post(CORRECTIONS, **correction(image, text, reader=reader))
+            assert response.status_code == 201, response.text
+            bodies[reader] = response.json()
+            assert bodies[reader]["read"] == text
+            assert [item["box"] for item in response.json()["lines"]] == (
+                [line["box"] for line in read.json()["lines"]] if reader == "pages" else []
+            )
+    assert bodies["digits"]["stored"] and not bodies["digits"]["lines"]
+
+
+@pytest.mark.parametrize(
+    ("text", "lines"),
+    [
+        ("4096", ["4096"]),
+        (" 17   25 ", ["17 25"]),
+        ("17 25\r\n\r\n300\n", ["17 25", "300"]),
+        ("\n1\n\n2\n", ["1", "2"]),
+    ],
+)
+def test_the_corrected_text_is_taken_as_lines_of_groups_of_digits(text, lines):
+    assert corrected_lines(text) == lines
+
+
+def test_rows_go_on_their_own_line_after_a_labels_file_edited_by_hand(tmp_path):
+    labels = tmp_path / LINE_LABELS
+    labels.write_text("file,text\nmine.png,12")  # no line break after the last row
+    rows = LabelRows(labels)
+    rows.append([("new.png", "17 25")])
+    assert labels.read_text() == "file,text\nmine.png,12\nnew.png,17 25\n"
+    rows.undo()
+    assert labels.read_text() == "file,text\nmine.png,12"
+
+
+def test_a_correction_that_fails_after_its_rows_are_written_leaves_the_collection_as_it_was(
+    tmp_path, monkeypatch
+):
+    image = page_png(*PHOTO)
+    text = changed(default_recognizer().read(image).text, "as read")
+    with collecting_client(tmp_path) as client:
+        assert client.post(CORRECTIONS, **correction(image, text)).status_code == 201
+    before = {path: (tmp_path / path).read_bytes() for path in files_in(tmp_path)}
+
+    def failing(self, files, size):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Collection, "save_usage", failing)
+    app = create_app(default_recognizer(), ServeSettings(collect_dir=str(tmp_path)))
+    client = TestClient(app, base_url="http://localhost", raise_server_exceptions=False)
+    assert client.post(CORRECTIONS, **correction(image, text)).status_code == 500
+    assert {path: (tmp_path / path).read_bytes() for path in files_in(tmp_path)} == before
+
+
+def test_a_full_collection_refuses_a_line_and_its_labels_file_too(tmp_path):
+    image = page_png(*PHOTO)
+    text = changed(default_recognizer().read(image).text, "a digit more")
+    with collecting_client(tmp_path, collect_max_files=1) as client:
+        response = client.post(CORRECTIONS, **correction(image, text))  # a line and labels.csv
+    assert response.status_code == 507
+    assert files_in(tmp_path) == []

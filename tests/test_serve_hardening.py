@@ -4,6 +4,8 @@ headers, errors as JSON, broken bodies and wrong content types, and fuzzing from
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 
@@ -17,6 +19,7 @@ from live_server import connect, serving, statuses
 from serve_support import PNG, RECOGNIZE, default_recognizer, drawn_ones, local_client, png_bytes
 
 from digitrec.serve.app import STATIC_DIR, ServeSettings, create_app
+from digitrec.serve.middleware import PAGE_POLICY
 
 CORRECTIONS = "/api/v1/corrections"
 
@@ -71,6 +74,8 @@ def test_every_response_has_the_security_headers_and_the_page_its_content_policy
         responses = [
             client.get("/"),
             client.get("/static/app.js"),
+            client.get("/favicon.ico"),
+            client.get("/static/swagger/swagger-ui.css"),
             client.get("/api/v1/model"),
             client.get("/nothing"),
             client.post(RECOGNIZE, content=drawn_ones(), headers=PNG),  # 413
@@ -147,12 +152,18 @@ def test_the_page_needs_nothing_its_content_policy_forbids():
     assert not re.search(r"innerHTML[^;]*style=", script)
 
 
-def test_the_api_docs_keep_the_security_headers_without_the_page_policy(client):
-    """Swagger UI comes from a CDN with an inline script, which the page's policy forbids."""
+def test_the_api_docs_have_the_page_policy_that_allows_their_one_inline_script_by_its_hash(
+    client,
+):
+    """The docs went without a Content Security Policy, to load Swagger UI from a CDN."""
     docs = client.get("/docs")
     assert docs.status_code == 200
-    assert security_headers_of(docs)["x-frame-options"] == "DENY"
-    assert "content-security-policy" not in docs.headers
+    assert security_headers_of(docs) == SECURITY_HEADERS_SENT
+    [script] = re.findall(r"<script>(.*?)</script>", docs.text, re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    policy = docs.headers["content-security-policy"]
+    assert f"script-src 'self' 'sha256-{digest}';" in policy
+    assert policy.replace(f" 'sha256-{digest}'", "") == PAGE_POLICY
 
 
 def test_a_failure_of_the_server_itself_is_500_as_json_with_the_security_headers():

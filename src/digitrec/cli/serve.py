@@ -14,7 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from digitrec.data import DATASETS
-from digitrec.serve.settings import LOCAL_HOSTS, MEGABYTE, ServerOptions, ServeSettings
+from digitrec.serve.settings import (
+    LINES_FOLDER,
+    LOCAL_HOSTS,
+    MEGABYTE,
+    NO_LINES,
+    ServerOptions,
+    ServeSettings,
+)
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -68,8 +75,8 @@ CLASS_NAMES = DATASETS["mnist"].class_names  # as digitrec.image_folders, withou
 
 
 def collection_folder(text: str) -> Path:
-    """An argparse type: a folder to store corrections in, as class folders: one that does not
-    exist yet (in a folder it may be created in), or holds only class folders."""
+    """An argparse type: a folder to store corrections in: one that does not exist yet (in a
+    folder it may be created in), or holds only class folders and the folder of lines."""
     folder = Path(text).expanduser().resolve()
     if folder.exists() and not folder.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
@@ -77,11 +84,13 @@ def collection_folder(text: str) -> Path:
     if not os.access(existing, os.R_OK | os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot read and write in {existing}")
     others = [entry.name for entry in folder.iterdir()] if folder.is_dir() else []
-    others = [name for name in others if name not in CLASS_NAMES and not name.startswith(".")]
+    ours = (*CLASS_NAMES, LINES_FOLDER)
+    others = [name for name in others if name not in ours and not name.startswith(".")]
     if others:
         raise argparse.ArgumentTypeError(
             f"{text} holds {others[0]!r}, which is not a class folder: give a new or empty "
-            f"folder, or one holding only the class folders {', '.join(CLASS_NAMES)}"
+            f"folder, or one holding only the class folders {', '.join(CLASS_NAMES)} and "
+            f"{LINES_FOLDER}/"
         )
     return folder
 
@@ -91,6 +100,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="run the web service and the drawing page")
     add = parser.add_argument
     add("--model", default="default", help="a .onnx model file, or 'default' (the packaged one)")
+    add(
+        "--lines",
+        default=settings.lines,
+        metavar="MODEL|default|none",
+        help="the page reader's line model, for any --model: an exported line model (a .onnx "
+        "file or the folder holding it), 'default' (the --model run directory's own, else the "
+        "packaged one) or 'none' (no page reader: the single-digit classifier reads every "
+        "image) (default: %(default)s)",
+    )
     add("--host", default=server.host, help="address to listen on (default: %(default)s)")
     numbers = [  # flag, type, default, metavar, help
         ("--port", whole_number(1, 65535), server.port, "PORT", "port to listen on"),
@@ -185,8 +203,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=collection_folder,
         metavar="DIR",
         help="store users' corrections (POST /api/v1/corrections, and a control on the page) "
-        "in DIR as class folders 0/ ... 9/ of 28x28 images, for digitrec train --images DIR "
-        "(default: corrections are not collected)",
+        "in DIR: each digit as a 28x28 image in class folders 0/ ... 9/ (digitrec train "
+        f"--images DIR), and each line of a page or of a changed number as an image in "
+        f"{LINES_FOLDER}/ listed with its text in {LINES_FOLDER}/labels.csv (default: "
+        "corrections are not collected)",
     )
     add(
         "--log-level",
@@ -197,18 +217,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import os
-    from pathlib import Path
+def model_file(name: str) -> str:
+    """A model named on the command line: 'default' or 'none' as they are, a file as its absolute
+    path (worker processes may start elsewhere)."""
+    return name if name in ("default", NO_LINES) else str(Path(name).resolve())
 
+
+def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from digitrec.serve.app import create_app, load_recognizer
     from digitrec.serve.settings import SETTINGS_ENV
 
-    model = args.model if args.model == "default" else str(Path(args.model).resolve())
     settings = ServeSettings(
-        model=model,
+        model=model_file(args.model),
+        lines=model_file(args.lines),
         max_body_bytes=max(1, round(args.max_body_mb * MEGABYTE)),
         max_pixels=args.max_pixels,
         threads=args.threads,
@@ -228,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
         max_header_bytes=args.max_header_kb * 1024,
         timeout=args.timeout,
     )
-    # Loading here reports a bad --model as a plain error before any worker starts.
+    # Loading here reports a bad --model or --lines as a plain error before any worker starts.
     recognizer = load_recognizer(settings)
     url = f"http://{host_name(args.host)}:{args.port}/"
     print(f"digitrec serve: {url}  (API docs at /docs)", flush=True)

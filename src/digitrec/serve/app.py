@@ -8,6 +8,9 @@ loop keeps answering and memory stays bounded.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -15,9 +18,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
+import swagger_ui_bundle
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
@@ -33,6 +38,7 @@ from digitrec.serve.capacity import ReadCapacity, Saturated, TooManyUploads, Upl
 from digitrec.serve.corrections import DIGITS_FIELD, Collection, store_correction
 from digitrec.serve.middleware import (
     PAGE_HEADERS,
+    PAGE_POLICY,
     BodyLimit,
     CrossSiteWrites,
     JsonErrors,
@@ -49,9 +55,11 @@ from digitrec.serve.schemas import (
     model_card_of,
     recognition_of,
 )
-from digitrec.serve.settings import ServeSettings
+from digitrec.serve.settings import NO_LINES, ServeSettings
 
 STATIC_DIR = Path(__file__).parent / "static"
+DOCS_URL = "/docs"
+SWAGGER_DIR = Path(swagger_ui_bundle.swagger_ui_path)  # Swagger UI, served for /docs offline
 IMAGE_FIELD = "image"
 RETRY_AFTER_S = 1  # what a refused client is told to wait: reads take milliseconds
 T = TypeVar("T")
@@ -87,8 +95,8 @@ CORRECTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "corrections are not collected by this service"},
     422: {
         "model": ErrorBody,
-        "description": "the image cannot be read, the digits are not digits, or the image has "
-        "another number of digits than the correction gives",
+        "description": "the image cannot be read, the digits are not digits, nothing was read "
+        "in the image, or the correction has another number of lines than the reading",
     },
     503: {"model": ErrorBody, "description": "the worker is busy (see Retry-After)"},
     507: {"model": ErrorBody, "description": "the collection is full"},
@@ -98,14 +106,20 @@ CORRECTION_BODY = {
     "requestBody": {
         "required": True,
         "description": f"the image as field '{IMAGE_FIELD}' and the digits it shows as field "
-        f"'{DIGITS_FIELD}'",
+        f"'{DIGITS_FIELD}', written as a reading's text is: a line of digits for each line read, "
+        "top to bottom, separated by line breaks (spaces between groups are kept); send the "
+        "query options the image was recognized with",
         "content": {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
                     "properties": {
                         IMAGE_FIELD: {"type": "string", "format": "binary"},
-                        DIGITS_FIELD: {"type": "string", "pattern": "^[0-9]+$", "example": "4096"},
+                        DIGITS_FIELD: {
+                            "type": "string",
+                            "pattern": "^[0-9 \\r\\n]+$",
+                            "example": "17 25\n300",
+                        },
                     },
                     "required": [IMAGE_FIELD, DIGITS_FIELD],
                 }
@@ -218,6 +232,16 @@ def recognize_bytes(
     return recognition_of(reading)
 
 
+def check_reader(recognizer: Recognizer, reader: str) -> None:
+    """422 for the page reader from a service that has none."""
+    if reader == "pages" and recognizer.pages is None:
+        raise HTTPException(
+            422,
+            f"this service has no page reader (digitrec serve --lines {NO_LINES}): read with "
+            "reader 'auto' or 'digits'",
+        )
+
+
 async def get_recognizer(request: Request) -> Recognizer:
     recognizer = request.app.state.recognizer
     if recognizer is None:
@@ -226,7 +250,8 @@ async def get_recognizer(request: Request) -> Recognizer:
 
 
 def load_recognizer(settings: ServeSettings) -> Recognizer:
-    return Recognizer.load(settings.model, threads=settings.threads)
+    lines = None if settings.lines == NO_LINES else settings.lines
+    return Recognizer.load(settings.model, threads=settings.threads, lines=lines)
 
 
 def validation_message(exc: RequestValidationError) -> str:
@@ -281,15 +306,32 @@ def add_error_handlers(app: FastAPI) -> None:
         return error_response(500, "the server failed to handle this request", PAGE_HEADERS)
 
 
-def add_middleware(app: FastAPI, settings: ServeSettings) -> None:
-    """Outermost last: security headers on everything, JSON errors, the Host check, the refusal
-    of writes from other sites' pages, the body limit."""
+def add_middleware(app: FastAPI, settings: ServeSettings, policies: dict[str, str]) -> None:
+    """Outermost last: security headers on everything (the Content Security Policy of a path
+    in ``policies``, else the page's), JSON errors, the Host check, the refusal of writes from
+    other sites' pages, the body limit."""
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(CrossSiteWrites)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     app.add_middleware(JsonErrors)
-    no_policy = tuple(url for url in (app.docs_url, app.redoc_url) if url)
-    app.add_middleware(SecurityHeaders, no_policy_paths=no_policy)
+    app.add_middleware(SecurityHeaders, policies=policies)
+
+
+def api_docs(app: FastAPI) -> tuple[bytes, str]:
+    """The API docs page, Swagger UI from the package's own files (no CDN, so it works
+    offline), and its Content Security Policy: the page's, with the hash of the docs page's one
+    inline script (the one that starts Swagger UI)."""
+    page = get_swagger_ui_html(
+        openapi_url=app.openapi_url or "/openapi.json",
+        title=f"{app.title}: API",
+        swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+        swagger_css_url="/static/swagger/swagger-ui.css",
+        swagger_favicon_url="/favicon.ico",
+    ).body
+    scripts = re.findall(rb"<script>(.*?)</script>", page, re.DOTALL)
+    hashes = [base64.b64encode(hashlib.sha256(script).digest()).decode() for script in scripts]
+    allowed = " ".join(f"'sha256-{digest}'" for digest in hashes)
+    return page, PAGE_POLICY.replace("script-src 'self'", f"script-src 'self' {allowed}")
 
 
 def create_app(
@@ -322,12 +364,15 @@ def create_app(
         version=__version__,
         description="Handwritten digit recognition: post an image, get the digits back.",
         lifespan=lifespan,
+        docs_url=None,  # served below, from the package's own files
+        redoc_url=None,
     )
     app.state.recognizer = recognizer
     app.state.settings = settings
     app.state.capacity = capacity
     app.state.uploads = uploads
-    add_middleware(app, settings)
+    docs_page, docs_policy = api_docs(app)
+    add_middleware(app, settings, {DOCS_URL: docs_policy})
     add_error_handlers(app)
 
     @app.post(
@@ -344,6 +389,7 @@ def create_app(
         top_k: Annotated[int, Query(ge=1, le=10, description="labels listed per digit")] = 3,
         reader: Reader = DEFAULT_READER,
     ) -> dict[str, Any]:
+        check_reader(recognizer, reader)
         data = await arrived(request, image_bytes)
         with capacity.admit():
             return await capacity.run(
@@ -367,21 +413,26 @@ def create_app(
     )
     async def correct(
         request: Request,
+        recognizer: Annotated[Recognizer, Depends(get_recognizer)],
         single: Single = False,
+        reader: Reader = DEFAULT_READER,
     ) -> dict[str, Any]:
         if collection is None:
             raise HTTPException(
                 404, "this service does not collect corrections (digitrec serve --collect DIR)"
             )
+        check_reader(recognizer, reader)
         data, digits = await arrived(request, correction_form)
         with capacity.admit():
             return await capacity.run(
                 store_correction,
                 collection,
+                recognizer,
                 data,
                 digits,
                 settings.max_pixels,
                 single,
+                reader,
                 departure=partial(departure, request),
             )
 
@@ -413,6 +464,15 @@ def create_app(
     async def drawing_page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
 
+    @app.get(DOCS_URL, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(docs_page)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "favicon.ico")
+
+    app.mount("/static/swagger", StaticFiles(directory=SWAGGER_DIR), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

@@ -15,6 +15,7 @@ from digitrec.serve.settings import MEGABYTE
 
 # For the drawing page (and harmless on JSON): its own script and style, the 28×28 previews as
 # data: URLs, dropped files shown through blob: URLs, fetch to the API; nothing else, no framing.
+# The API docs add the hash of their one inline script (``SecurityHeaders``'s ``policies``).
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -24,7 +25,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
-# What every answer carries, the API docs' aside (SecurityHeaders), and answers made outside it.
+# What every answer carries (SecurityHeaders), and answers made outside it.
 PAGE_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": PAGE_POLICY}
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})  # those that may change something
 
@@ -141,22 +142,21 @@ def is_plain_error(start: Message) -> bool:
 
 
 class SecurityHeaders(HttpMiddleware):
-    """Adds ``SECURITY_HEADERS`` to every response, and ``PAGE_POLICY`` as its Content Security
-    Policy except under ``no_policy_paths`` (the API docs, which load Swagger UI from a CDN)."""
+    """Adds ``SECURITY_HEADERS`` to every response, and a Content Security Policy: the one
+    ``policies`` gives for its path (the API docs'), else ``PAGE_POLICY``."""
 
-    def __init__(self, app: ASGIApp, no_policy_paths: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, policies: dict[str, str]) -> None:
         super().__init__(app)
-        self.no_policy_paths = no_policy_paths
+        self.policies = policies
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with_policy = not scope["path"].startswith(self.no_policy_paths)
+        policy = self.policies.get(scope["path"], PAGE_POLICY)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.update(SECURITY_HEADERS)
-                if with_policy:
-                    headers["Content-Security-Policy"] = PAGE_POLICY
+                headers["Content-Security-Policy"] = policy
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

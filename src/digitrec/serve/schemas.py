@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from dataclasses import Field as DataclassField
 from dataclasses import fields
 from typing import Any, get_type_hints
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 from pydantic import BaseModel, Field, create_model
 
+from digitrec.batch_output import rounded
 from digitrec.recognizer import Reading, Recognizer
 
 
@@ -62,13 +64,14 @@ def png_base64(image: np.ndarray) -> str:
 
 
 def recognition_of(reading: Reading) -> dict[str, Any]:
-    """The reading as the API sends it: ``to_dict()``, its images as PNG, and no error."""
+    """The reading as the API sends it: ``to_dict()`` with its floats rounded as ``predict
+    --json`` writes them, its images as PNG, and no error."""
     images = {
         item.name: [png_base64(image) for image in getattr(reading, item.name)]
         for item in fields(reading)
         if is_array(item)
     }
-    return {**reading.to_dict(), **images, "error": None}
+    return {**rounded(reading.to_dict()), **images, "error": None}
 
 
 class ModelCard(BaseModel):
@@ -76,6 +79,13 @@ class ModelCard(BaseModel):
     on (no paths, no command lines)."""
 
     name: str = Field(description="the architecture, e.g. lenet5")
+    classifier: str = Field(
+        description="the single-digit classifier's model file (its name, without its folders)"
+    )
+    page_reader: str | None = Field(
+        description="the page reader's line model file (its name, without its folders); null "
+        "when there is no page reader and the classifier reads every image"
+    )
     version: str | None = Field(description="the digitrec version that exported the model")
     dataset: str | None = Field(description="the dataset it was trained and tested on")
     classes: list[str]
@@ -88,10 +98,18 @@ class ModelCard(BaseModel):
     training: dict[str, Any] = Field(description="the training settings")
 
 
+def file_name(source: str) -> str:
+    """A model's source without the folders it is in, which may name its machine or user."""
+    return re.split(r"[\\/]", source)[-1]
+
+
 def model_card_of(recognizer: Recognizer) -> ModelCard:
     metadata = recognizer.metadata
+    pages = recognizer.pages
     return ModelCard(
         name=metadata.get("model_name", "unknown"),
+        classifier=file_name(recognizer.source),
+        page_reader=file_name(pages.reader.source) if pages is not None else None,
         version=metadata.get("digitrec_version"),
         dataset=metadata.get("dataset"),
         classes=recognizer.classes,
@@ -111,6 +129,18 @@ class StoredDigit(BaseModel):
     box: tuple[int, int, int, int] = Field(description="x0, y0, x1, y1 in the image's pixels")
 
 
+class StoredLine(BaseModel):
+    text: str = Field(description="the corrected line: its digits, one space between groups")
+    file: str = Field(
+        description="the line's image, relative to the collection's folder; listed with its "
+        "text in lines/labels.csv"
+    )
+    box: tuple[int, int, int, int] = Field(
+        description="x0, y0, x1, y1 of the line read, in the image's pixels (the image stored "
+        "has a margin of paper around it)"
+    )
+
+
 class CollectionUsage(BaseModel):
     files: int = Field(description="files the collection holds now")
     bytes: int = Field(description="the disk space its files take now, in bytes (whole blocks)")
@@ -119,9 +149,18 @@ class CollectionUsage(BaseModel):
 
 
 class CorrectionReceipt(BaseModel):
-    """What a correction stored: each digit's normalized 28×28 image, in its label's folder."""
+    """What a correction stored, cut with the boxes of the reading of the image: each digit's
+    28×28 image in its label's folder, and each line's image in the lines folder."""
 
-    stored: list[StoredDigit] = Field(description="each digit stored, left to right")
+    read: str = Field(description="the text of the reading the correction was cut with")
+    stored: list[StoredDigit] = Field(
+        description="each digit stored, line by line, left to right (none for a line whose "
+        "corrected digits are not as many as those read)"
+    )
+    lines: list[StoredLine] = Field(
+        description="each line stored whole, top to bottom: those the page reader read, and "
+        "those whose corrected digits are not as many as those read"
+    )
     collection: CollectionUsage
 
 

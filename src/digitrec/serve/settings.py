@@ -12,16 +12,19 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 SETTINGS_ENV = "DIGITREC_SERVE_SETTINGS"
+NO_LINES = "none"  # the line model setting that means no page reader
+LINES_FOLDER = "lines"  # where the collection keeps corrected lines, beside its class folders
 MEGABYTE = 1024 * 1024
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """The model to serve, the request limits, ONNX Runtime threads per worker process, and
+    """The models to serve, the request limits, ONNX Runtime threads per worker process, and
     where and how much to collect users' corrections."""
 
     model: str = "default"
+    lines: str = "default"  # the page reader's line model: a file or run, "default" or "none"
     max_body_bytes: int = 10 * MEGABYTE
     max_pixels: int | None = None  # largest image decoded; None: digitrec.imaging's limit
     threads: int | None = 1
