@@ -11,7 +11,7 @@ import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
-from synthetic import font_digit
+from synthetic import Style, digit_string_image, font_digit
 
 from digitrec.reading.pages import page_sample
 from digitrec.recognizer import Recognizer
@@ -37,6 +37,13 @@ def drawn_ones(count: int = 1, size: int = 120) -> bytes:
     for i in range(count):
         x = i * pitch + size // 2
         draw.line([(x, size // 6), (x, size - size // 6)], fill=0, width=size // 10)
+    return png_bytes(image)
+
+
+def number_png(digits: str, seed: int = 0) -> bytes:
+    """Typeset digits written in a row, dark on white: an image of the number ``digits``."""
+    rng = np.random.default_rng(seed)
+    image, _ = digit_string_image([font_digit(int(d)) for d in digits], rng, Style.clean())
     return png_bytes(image)
 
 

@@ -28,11 +28,11 @@ from serve_support import (
     default_recognizer,
     drawn_ones,
     local_client,
+    number_png,
     page_png,
     png_bytes,
 )
 from starlette.exceptions import HTTPException
-from synthetic import Style, digit_string_image, font_digit
 
 from digitrec.image_folders import files_under, read_image_folders
 from digitrec.serve import app as app_module
@@ -51,13 +51,6 @@ from digitrec.serve.corrections import (
 from digitrec.serve.settings import LINES_FOLDER, MEGABYTE
 
 CORRECTIONS = "/api/v1/corrections"
-
-
-def number_png(digits: str, seed: int = 0) -> bytes:
-    """Typeset digits written in a row, dark on white: an image of the number ``digits``."""
-    rng = np.random.default_rng(seed)
-    image, _ = digit_string_image([font_digit(int(d)) for d in digits], rng, Style.clean())
-    return png_bytes(image)
 
 
 def correction(image: bytes, digits: str | None, **options) -> dict:

@@ -440,7 +440,12 @@ def create_app(
     async def config() -> ServiceConfig:
         return ServiceConfig(corrections=collection is not None)
 
-    @app.get("/api/v1/model", response_model=ModelCard, responses={503: ERROR_RESPONSES[503]})
+    @app.get(
+        "/api/v1/model",
+        response_model=ModelCard,
+        responses={503: ERROR_RESPONSES[503]},
+        summary="What reads the images: the classifier, the page reader, how they were made",
+    )
     async def model_card(
         recognizer: Annotated[Recognizer, Depends(get_recognizer)],
     ) -> ModelCard:
