@@ -42,6 +42,7 @@ from digitrec.tune import (
     subset_dataset,
     tune,
 )
+from digitrec.tune.report import leaderboard, write_figures
 
 TRAIN, VAL, TEST = 600, 200, 100
 
@@ -129,8 +130,68 @@ def test_search_writes_leaderboard_best_params_and_figures(two_worker_search):
     assert result.best_params["model_args"]["dropout"] == best.params["model_args.dropout"]
     assert "model" not in result.best_params
     assert f"{best.value:.4f}" in (settings.folder / "leaderboard.txt").read_text()
-    for name in ("optimization_history.png", "param_importances.png"):
-        assert (settings.folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (settings.folder / "optimization_history.png").read_bytes()[:8] == PNG
+    assert not (settings.folder / "param_importances.png").exists()  # from 4 trials: meaningless
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+LONG_NAMES = [f"model_args.a_rather_long_parameter_name_{i}" for i in range(8)]
+
+
+def made_study(trials: int, names: list[str] = LONG_NAMES) -> optuna.Study:
+    """An in-memory study of ``trials`` complete trials of parameters of these ``names``."""
+    study = optuna.create_study(direction="maximize", study_name="a-study-" + "x" * 60)
+    distribution = optuna.distributions.FloatDistribution(1e-5, 1.0, log=True)
+    rng = np.random.default_rng(0)
+    for _ in range(trials):
+        params = {name: float(rng.uniform(1e-5, 1.0)) for name in names}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=dict.fromkeys(names, distribution),
+                value=float(rng.uniform(0.9, 1.0)),
+                user_attrs={"train_seconds": 123.45},
+            )
+        )
+    return study
+
+
+def test_the_leaderboard_of_a_study_with_long_names_fits_100_columns():
+    board = leaderboard(made_study(12))
+    assert max(len(line) for line in board.splitlines()) <= 100, board
+    assert "12 complete" in board and board.count("123.45") == 10
+    assert all(f"{name}=" in board for name in LONG_NAMES) and "…" not in board
+    short = leaderboard(made_study(3, ["dropout", "learning_rate"]))
+    header = [line for line in short.splitlines() if "val acc" in line]
+    assert len(header) == 1 and "dropout" in header[0] and "learning_rate" in header[0]
+
+
+def test_parameter_importances_are_drawn_only_from_10_trials_on(tmp_path, capsys):
+    few, many = tmp_path / "few", tmp_path / "many"
+    few.mkdir(), many.mkdir()
+    write_figures(made_study(9), few)
+    assert not (few / "param_importances.png").exists()
+    assert "from 9 complete trials are not meaningful" in capsys.readouterr().err
+    write_figures(made_study(10), many)
+    assert (many / "param_importances.png").read_bytes()[:8] == PNG
+    assert "not meaningful" not in capsys.readouterr().err
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only_and_trial_lines_always(capsys, monkeypatch):
+    from digitrec.tune import report
+
+    study = made_study(1)
+    settings = TuneSettings(trials=3, progress=True)
+    piped = report.Progress(made_study(0), settings)
+    assert piped.bar.disable  # stderr is captured here: no terminal
+    monkeypatch.setattr(report, "bar_shown", lambda: True)
+    on_terminal = report.Progress(made_study(0), settings)
+    assert not on_terminal.bar.disable
+    on_terminal.close()
+    piped(study)
+    piped.close()
+    assert "trial   0 done" in capsys.readouterr().out
+    assert report.Progress(study, replace(settings, progress=False)).bar.disable
 
 
 def test_best_params_file_is_accepted_by_digitrec_train(two_worker_search, synthetic, tmp_path):

@@ -1,4 +1,6 @@
-"""Keep TensorFlow's log lines and two harmless library warnings off the terminal.
+"""What digitrec writes on stderr besides its errors: progress by one rule (step lines always,
+a bar only on a terminal, so that logs and pipes get no bar), and not TensorFlow's log lines
+nor two harmless library warnings.
 
 TensorFlow logs through absl before absl's logging is set up, so no environment variable hides
 what it prints while it loads (in 2.21: absl's "InitializeLog" warning and the oneDNN notice,
@@ -15,8 +17,9 @@ import os
 import re
 import sys
 import tempfile
+import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
@@ -32,6 +35,21 @@ WARNINGS = (
 )
 
 _quiet = False
+
+
+def progress_printer() -> Callable[[str], None]:
+    """A function printing each step of a long command on stderr, after the seconds so far."""
+    start = time.monotonic()
+
+    def show(message: str) -> None:
+        print(f"[{time.monotonic() - start:5.1f} s] {message}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def bar_shown() -> bool:
+    """Whether progress bars are drawn: only when stderr is a terminal."""
+    return sys.stderr.isatty()
 
 
 def quiet_tensorflow() -> None:

@@ -8,9 +8,10 @@ several processes can work on one study at once, and with a PostgreSQL URL so ca
 One module per job: ``settings`` (what defines a search), ``space`` (what is searched),
 ``storage`` and ``study`` (where trials live and how they are sampled), ``trials`` (training
 them, in worker processes), ``report`` (progress and outputs) and ``search`` (all of it in turn).
+Only ``trials`` imports TensorFlow, once a search's settings have been checked.
 """
 
-from digitrec.tune.search import retrain, tune
+from digitrec.tune.search import retrain, subset_dataset, tune
 from digitrec.tune.settings import TUNE_DIR, TuneResult, TuneSettings
 from digitrec.tune.space import (
     Param,
@@ -28,7 +29,6 @@ from digitrec.tune.study import (
     open_study,
     search_record,
 )
-from digitrec.tune.trials import subset_dataset
 
 __all__ = [
     "FINISHED",

@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from digitrec.files import atomic_path, check_only_ours, write_json
+from digitrec.quiet import bar_shown
 from digitrec.tune.settings import TuneResult, TuneSettings
 from digitrec.tune.study import finished_trials
 
@@ -29,10 +30,14 @@ STUDY_FILES = {
     *FIGURES,
 }
 RETRAIN_PREFIX = "retrain-trial"
+LEADERBOARD_WIDTH = 100  # columns
+# Optuna's parameter importances (fANOVA) from fewer complete trials than this say nothing.
+IMPORTANCE_TRIALS = 10
 
 
 class Progress:
-    """A bar over the study's finished trials and a line for each trial as it finishes.
+    """A bar over the study's finished trials (on a terminal only, as every command's) and a
+    line for each trial as it finishes.
 
     Called by Optuna after each trial when the search runs in this process, or polled while
     worker processes run.
@@ -44,7 +49,10 @@ class Progress:
         self.enabled = settings.progress
         self.shown = {t.number for t in finished_trials(study)}
         self.bar = tqdm(
-            total=settings.trials, initial=len(self.shown), unit="trial", disable=not self.enabled
+            total=settings.trials,
+            initial=len(self.shown),
+            unit="trial",
+            disable=not (self.enabled and bar_shown()),
         )
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial | None = None) -> None:
@@ -112,8 +120,9 @@ def write_outputs(study: optuna.Study, folder: Path) -> TuneResult:
 
 
 def leaderboard(study: optuna.Study, top: int = 10) -> str:
-    """The best complete trials as a text table, with counts of the others."""
-    from rich.console import Console
+    """The best complete trials as a text table of at most ``LEADERBOARD_WIDTH`` columns, with
+    counts of the others: a column per parameter where they fit, else each trial's parameters
+    as one wrapped column (never a value cut short)."""
     from rich.table import Table
 
     trials = study.get_trials(deepcopy=False)
@@ -121,20 +130,40 @@ def leaderboard(study: optuna.Study, top: int = 10) -> str:
         (t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -(t.value or 0)
     )
     names = sorted({k for t in complete for k in t.params})
-    table = Table("rank", "trial", "val acc", "seconds", *names, title=f"study {study.study_name}")
+    rows = []
     for rank, trial in enumerate(complete[:top], 1):
-        cells = [format_value(trial.params.get(name, "")) for name in names]
-        seconds = trial.user_attrs.get("train_seconds", "")
-        table.add_row(str(rank), str(trial.number), f"{trial.value:.4f}", str(seconds), *cells)
+        values = [format_value(trial.params.get(name, "")) for name in names]
+        seconds = str(trial.user_attrs.get("train_seconds", ""))
+        rows.append(([str(rank), str(trial.number), f"{trial.value:.4f}", seconds], values))
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
-    console = Console(record=True, width=160, file=io.StringIO())
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    title = f"study {study.study_name}"
+    wide = Table("rank", "trial", "val acc", "seconds", *names, title=title)
+    for cells, values in rows:
+        wide.add_row(*cells, *values)
+    text = rendered(wide, summary, width=None)
+    if max(map(len, text.splitlines())) <= LEADERBOARD_WIDTH:
+        return text
+    narrow = Table("rank", "trial", "val acc", "seconds", "parameters", title=title)
+    for cells, values in rows:
+        narrow.add_row(*cells, ", ".join(f"{n}={v}" for n, v in zip(names, values, strict=True)))
+    return rendered(narrow, summary, width=LEADERBOARD_WIDTH)
+
+
+def rendered(table: Any, summary: str, width: int | None) -> str:
+    """A rich table and a line under it as plain text, ``width`` columns wide at most (None:
+    as wide as the table needs)."""
+    from rich.console import Console
+
+    console = Console(record=True, width=width or 10_000, file=io.StringIO())
     console.print(table)
-    console.print(", ".join(f"{n} {state}" for state, n in counts.items() if n))
-    return console.export_text().rstrip()
+    console.print(summary, overflow="fold")
+    return "\n".join(line.rstrip() for line in console.export_text().rstrip().splitlines())
 
 
 def write_figures(study: optuna.Study, folder: Path) -> list[Path]:
-    """Optimization history, parameter importances and learning curves as PNG files."""
+    """Optimization history, parameter importances (from ``IMPORTANCE_TRIALS`` complete
+    trials on; fewer are said not to be meaningful) and learning curves as PNG files."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,6 +177,14 @@ def write_figures(study: optuna.Study, folder: Path) -> list[Path]:
         plots.plot_intermediate_values,
     )
     figures = dict(zip(FIGURES, plotters, strict=True))
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if complete < IMPORTANCE_TRIALS:
+        del figures["param_importances.png"]
+        print(
+            f"param_importances.png not drawn: parameter importances from {complete} complete "
+            f"trials are not meaningful (it takes at least {IMPORTANCE_TRIALS})",
+            file=sys.stderr,
+        )
     written = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

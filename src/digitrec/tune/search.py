@@ -4,31 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from digitrec.config import TrainConfig
-from digitrec.data import load_dataset
+from digitrec.config import TrainConfig, resolve_config
+from digitrec.data import Dataset, load_dataset
 from digitrec.errors import DigitrecError
-from digitrec.train import resolve_config, resume, train
 from digitrec.tune.report import claim_folder, write_outputs
 from digitrec.tune.settings import TUNE_DIR, TuneResult, TuneSettings
 from digitrec.tune.space import nested, resolve_space
 from digitrec.tune.study import finished_trials, open_study, search_record
-from digitrec.tune.trials import run_trials, subset_dataset
 
 
 def tune(settings: TuneSettings) -> TuneResult:
     """Run (or continue) a search until the study holds ``settings.trials`` finished trials.
 
-    Writes the leaderboard, the best settings as a ``digitrec train --params`` file and the
-    figures into the study's folder.
+    The settings, the search space and the study's folder are checked before TensorFlow is
+    loaded. Writes the leaderboard, the best settings as a ``digitrec train --params`` file and
+    the figures into the study's folder.
     """
+    check_numbers(settings)
     check_study_name(settings.study)
-    if settings.trials < 1 or settings.workers < 1:
-        raise DigitrecError("--trials and --workers must be at least 1")
-    if settings.seed < 0:
-        raise DigitrecError("--seed must be at least 0")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # Progress says what happens
     space, fixed = resolve_space(settings.model, settings.space_file, settings.fixed)
     val_size = resolve_config(settings.model, **nested(fixed)).val_size
@@ -37,6 +34,8 @@ def tune(settings: TuneSettings) -> TuneResult:
     claim_folder(settings)
     study = open_study(settings, search_record(settings, space, fixed))
     data = load_dataset(settings.dataset, settings.data_dir, progress=settings.progress)
+    from digitrec.tune.trials import run_trials  # TensorFlow loads here
+
     subset_dataset(data, settings.subset, val_size)  # fail here, not in every worker
     del data
     missing = settings.trials - len(finished_trials(study))
@@ -45,6 +44,32 @@ def tune(settings: TuneSettings) -> TuneResult:
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise DigitrecError(f"study {settings.study_name!r} has no complete trial yet")
     return write_outputs(study, settings.folder)
+
+
+def subset_dataset(data: Dataset, subset: int | None, val_size: int) -> Dataset:
+    """Keep the first ``subset`` training images and the validation split (the last ``val_size``)."""
+    if subset is None:
+        return data
+    available = len(data.train_images) - val_size
+    if not 0 < subset <= available:
+        raise DigitrecError(f"--subset must be in [1, {available}] (images before validation)")
+    keep = np.r_[0:subset, available : len(data.train_images)]
+    return Dataset(
+        data.info, data.train_images[keep], data.train_labels[keep], data.test_images,
+        data.test_labels, data.files,
+    )  # fmt: skip
+
+
+def check_numbers(settings: TuneSettings) -> None:
+    """Refuse counts and limits that no search can have."""
+    if settings.trials < 1 or settings.workers < 1:
+        raise DigitrecError("--trials and --workers must be at least 1")
+    if settings.seed < 0:
+        raise DigitrecError("--seed must be at least 0")
+    if settings.subset is not None and settings.subset < 1:
+        raise DigitrecError(f"--subset must be at least 1, not {settings.subset}")
+    if settings.timeout is not None and not settings.timeout > 0:
+        raise DigitrecError(f"--timeout must be more than 0 seconds, not {settings.timeout}")
 
 
 def check_study_name(name: str | None) -> None:
@@ -64,6 +89,8 @@ def retrain(result: TuneResult, data_dir: str | Path | None = None, verbose: boo
 
     The run directory is named for the best trial, so a rerun resumes or reuses it.
     """
+    from digitrec.train import resume, train
+
     model = result.study.best_trial.user_attrs["config"]["model"]
     config = TrainConfig.from_dict({**result.best_params, "model": model})
     run_dir = result.folder / f"retrain-trial{result.study.best_trial.number}"

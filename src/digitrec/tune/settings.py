@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import optuna
+from typing import TYPE_CHECKING, Any
 
 from digitrec.data import DatasetInfo
-from digitrec.train import RUNS_DIR
+from digitrec.rundir import RUNS_DIR
+
+if TYPE_CHECKING:
+    import optuna
 
 TUNE_DIR = RUNS_DIR / "tune"
 

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 
 import keras
-import numpy as np
 import optuna
 
 from digitrec.data import Dataset, load_dataset
@@ -18,23 +17,10 @@ from digitrec.errors import DigitrecError
 from digitrec.models import build_model
 from digitrec.train import fit, resolve_config, seed_everything
 from digitrec.tune.report import Progress
+from digitrec.tune.search import subset_dataset
 from digitrec.tune.settings import TuneSettings
 from digitrec.tune.space import Param, nested, resolve_space
 from digitrec.tune.study import FINISHED, open_study, search_record, trial_seed
-
-
-def subset_dataset(data: Dataset, subset: int | None, val_size: int) -> Dataset:
-    """Keep the first ``subset`` training images and the validation split (the last ``val_size``)."""
-    if subset is None:
-        return data
-    available = len(data.train_images) - val_size
-    if not 0 < subset <= available:
-        raise DigitrecError(f"--subset must be in [1, {available}] (images before validation)")
-    keep = np.r_[0:subset, available : len(data.train_images)]
-    return Dataset(
-        data.info, data.train_images[keep], data.train_labels[keep], data.test_images,
-        data.test_labels, data.files,
-    )  # fmt: skip
 
 
 def objective(
