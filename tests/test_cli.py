@@ -139,3 +139,56 @@ def test_verbose_is_documented_in_help(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     assert "--verbose" in capsys.readouterr().out
+
+
+def fresh_main(argv: list[str], cwd) -> tuple[int, bool, str]:
+    """``digitrec.cli.main(argv)`` in a new process: its exit status, whether TensorFlow was
+    loaded by then, and what it wrote on stderr."""
+    code = (
+        "import json, sys\n"
+        "from digitrec.cli import main\n"
+        "try:\n"
+        "    status = main(sys.argv[1:])\n"
+        "except SystemExit as exited:\n"
+        "    status = exited.code\n"
+        "print(json.dumps([status, 'tensorflow' in sys.modules]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=cwd
+    )
+    status, loaded = json.loads(result.stdout.splitlines()[-1])
+    return status, loaded, result.stderr
+
+
+BAD_ARGUMENTS = {
+    "a flag's typo": (["train", "--epoch", "1"], "did you mean --epochs?"),
+    "a run directory in use": (["train", "--out", "{used}"], "choose another --out"),
+    "a run to resume that is none": (["train", "--resume", "{empty}"], "no run.json"),
+    "a missing settings file": (["train", "--params", "{missing}.json"], "cannot read --params"),
+    "a missing model to start from": (["train", "--init", "{missing}"], "no such file or folder"),
+    "a missing folder of images": (["train", "--images", "{missing}"], "no such folder"),
+    "a missing data folder": (["train", "--data-dir", "{missing}"], "no such folder"),
+    "a missing model": (["evaluate", "{missing}"], "no model found"),
+    "a model's images missing": (["evaluate", "{fake}", "--images", "{missing}"], "no such folder"),
+    "strings without labels": (["evaluate", "default", "--strings", "{empty}"], "labels.csv"),
+    "a missing model to export": (["export", "{missing}"], "no model found"),
+    "an export onto a file": (["export", "{fake}", "--out", "{used}/notes.txt"], "notes.txt"),
+    "a renamed format": (["export", "{fake}", "--format", "tflite"], "the format is 'litert'"),
+    "no trials": (["tune", "--trials", "0"], "--trials and --workers must be at least 1"),
+    "a study name with a path": (["tune", "--study", "../x"], "give a plain name"),
+    "a missing search space": (["tune", "--space", "{missing}.yaml"], "cannot read"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ARGUMENTS)
+def test_bad_arguments_and_paths_are_refused_before_tensorflow_loads(case, tmp_path):
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "fake.keras").write_bytes(b"PK\x03\x04 loading it would load TensorFlow")
+    paths = {name: tmp_path / name for name in ("used", "empty", "missing")}
+    argv, message = BAD_ARGUMENTS[case]
+    argv = [word.format(**paths, fake=tmp_path / "fake.keras") for word in argv]
+    status, tensorflow_loaded, stderr = fresh_main(argv, cwd=tmp_path)
+    assert status == 2 and message in stderr, stderr
+    assert not tensorflow_loaded

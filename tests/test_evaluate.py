@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,8 +52,8 @@ def test_report_has_valid_figures_and_the_metrics(tiny_run, tmp_path):
             image.verify()
         assert f"]({name})" in report
     stored = json.loads((run_dir / "metrics.json").read_text())
-    assert result["accuracy"] == pytest.approx(stored["test_accuracy"])
-    assert f"{result['accuracy']:.4%}" in report
+    assert result["test_accuracy"] == pytest.approx(stored["test_accuracy"])
+    assert f"{result['test_accuracy']:.4%}" in report
 
 
 def keras_accuracy(source, data_dir, tta=False):
@@ -64,24 +67,44 @@ def keras_accuracy(source, data_dir, tta=False):
     return float(np.mean(predicted == data.test_labels))
 
 
-def test_cli_json_prints_one_object_with_one_accuracy_and_progress_on_stderr(tiny_run, capsys):
+def test_cli_json_has_the_keys_of_metrics_json_rounded_and_progress_on_stderr(tiny_run, capsys):
     from digitrec.cli import main
 
     run_dir, data_dir = tiny_run
     assert main(["evaluate", str(run_dir), "--json", "--data-dir", str(data_dir)]) == 0
     captured = capsys.readouterr()
     printed = json.loads(captured.out)
-    assert printed["accuracy"] == pytest.approx(keras_accuracy(run_dir, data_dir))
-    assert "test_accuracy" not in printed
+    stored = json.loads((run_dir / "metrics.json").read_text())
+    evaluation = set(stored) - {"train_seconds", "epochs", "history"}
+    assert set(printed) == evaluation and "accuracy" not in printed
+    assert printed["test_accuracy"] == pytest.approx(keras_accuracy(run_dir, data_dir))
     assert len(printed["confusion_matrix"]) == 10
     assert "classifying the 20 test images" in captured.err and "\x1b" not in captured.err
+    for result in (printed, stored):
+        assert all(significant_digits(value) <= 6 for value in floats_in(result)), result
 
 
-def test_training_metrics_keep_their_schema(tiny_run):
-    run_dir, data_dir = tiny_run
-    stored = json.loads((run_dir / "metrics.json").read_text())
-    assert stored["test_accuracy"] == pytest.approx(keras_accuracy(run_dir, data_dir))
-    assert "accuracy" not in stored
+def floats_in(value):
+    """Every float in a JSON value."""
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, dict | list):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from floats_in(item)
+
+
+def significant_digits(value: float) -> int:
+    """How many significant digits ``repr`` needs for ``value``."""
+    mantissa = repr(value).lower().split("e")[0].lstrip("-").replace(".", "").strip("0")
+    return len(mantissa)
+
+
+def test_rounding_keeps_six_significant_digits_of_every_float():
+    from digitrec.evaluate import rounded
+
+    value = {"a": 0.123456789, "b": [1 / 3, 2, np.float32(0.1)], "c": 12345678.9, "d": "x"}
+    assert rounded(value) == {"a": 0.123457, "b": [0.333333, 2, 0.1], "c": 12345700.0, "d": "x"}
+    assert significant_digits(0.123456789) == 9 and significant_digits(0.000123) == 3
 
 
 def test_a_model_file_gets_a_report_only_where_asked(tiny_run, tmp_path, monkeypatch, capsys):
@@ -95,7 +118,7 @@ def test_a_model_file_gets_a_report_only_where_asked(tiny_run, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path / "work")
     result = evaluate(model, "tiny", data_dir)
     assert "report" not in result
-    assert result["accuracy"] == pytest.approx(keras_accuracy(model, data_dir))
+    assert result["test_accuracy"] == pytest.approx(keras_accuracy(model, data_dir))
     assert main(["evaluate", str(model), "--dataset", "tiny", "--data-dir", str(data_dir)]) == 0
     assert "report          none written (--out DIR writes one)" in capsys.readouterr().out
     assert list((tmp_path / "work").iterdir()) == [] and os.listdir(model.parent) == ["copy.keras"]
@@ -140,7 +163,7 @@ def test_tta_report_goes_beside_the_run_and_needs_a_keras_model(tiny_run):
     run_dir, data_dir = tiny_run
     result = evaluate(run_dir, data_dir=data_dir, tta=True)
     assert result["report"] == str(run_dir / "tta" / "report.md")
-    assert result["accuracy"] == pytest.approx(keras_accuracy(run_dir, data_dir, tta=True))
+    assert result["test_accuracy"] == pytest.approx(keras_accuracy(run_dir, data_dir, tta=True))
     with pytest.raises(ModelError, match="test-time augmentation needs a Keras model"):
         evaluate("default", tta=True)
 
@@ -174,11 +197,28 @@ def test_evaluate_on_your_folders_gives_metrics_confusion_and_report_for_keras(t
     result = evaluate(run_dir, images=[root], out=tmp_path / "report")
     model = load_keras(run_dir)[0]
     expected, n = counted_accuracy(lambda d: predict_keras(model, d.uint8_images()), root)
-    assert result["accuracy"] == pytest.approx(expected)
+    assert result["test_accuracy"] == pytest.approx(expected)
     assert np.sum(result["confusion_matrix"]) == n == 20
     assert [m["support"] for m in result["per_class"].values()] == [2] * 10
     assert len(result["skipped"]) == 1 and "notes.png" in result["skipped"][0]
-    assert "your images in" in (tmp_path / "report" / "report.md").read_text()
+    assert result["report"] == str(tmp_path / "report" / "report-images-mine.md")
+    assert "your images in" in Path(result["report"]).read_text()
+
+
+def test_a_report_on_your_images_goes_beside_the_runs_own_and_never_says_test(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    own_report = (run_dir / "report.md").read_bytes()
+    figures = {name: (run_dir / name).read_bytes() for name in FIGURES}
+    result = evaluate(run_dir, images=[own_folder(tmp_path / "my digits")])
+    report = run_dir / "report-images-my_digits.md"
+    assert result["report"] == str(report)
+    assert (run_dir / "report.md").read_bytes() == own_report
+    assert {name: (run_dir / name).read_bytes() for name in FIGURES} == figures
+    text = report.read_text()
+    assert "test" not in text.replace(str(tmp_path), "").lower() and "your images in" in text
+    for figure in ("confusion_matrix", "mistakes"):
+        name = f"report-images-my_digits-{figure}.png"
+        assert f"]({name})" in text and (run_dir / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_evaluate_on_your_folders_reads_an_onnx_model_as_predict_does(tmp_path, capsys):
@@ -190,11 +230,28 @@ def test_evaluate_on_your_folders_reads_an_onnx_model_as_predict_does(tmp_path, 
     printed = json.loads(capsys.readouterr().out)
     recognizer = Recognizer.load("default")
     expected, _ = counted_accuracy(lambda d: recognizer.predict_proba(d.images[..., None]), root)
-    assert printed["accuracy"] == pytest.approx(expected)
-    assert printed["accuracy"] >= 0.9  # the shipped model reads typeset digits
+    assert printed["test_accuracy"] == pytest.approx(expected)
+    assert printed["test_accuracy"] >= 0.9  # the shipped model reads typeset digits
     assert main(["evaluate", "default", "--images", str(root)]) == 0
     text = capsys.readouterr().out
-    assert "skipped         1 unreadable files" in text and "confused with" in text
+    assert "skipped         1 unreadable file\n" in text and "confused with" in text
+    assert f"  {root / '4' / 'notes.png'}: " in text
+    assert "test" not in text.replace(str(tmp_path), "")
+
+
+def test_skipped_files_are_named_a_few_then_counted():
+    from digitrec.cli.evaluate import print_skipped
+
+    def printed(count: int) -> list[str]:
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            print_skipped([f"f{i}.png: not an image" for i in range(count)])
+        return out.getvalue().splitlines()
+
+    assert printed(0) == ["skipped         0 unreadable files"]
+    assert printed(1) == ["skipped         1 unreadable file", "  f0.png: not an image"]
+    many = printed(8)
+    assert many[0] == "skipped         8 unreadable files" and many[1] == "  f0.png: not an image"
+    assert len(many) == 7 and many[-1] == "  and 3 more"
 
 
 def test_evaluate_refuses_images_together_with_a_dataset(tmp_path, capsys):

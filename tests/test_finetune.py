@@ -5,6 +5,7 @@ sources clearly, and leaves a run directory that predict and serve take directly
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,23 @@ def test_the_run_ends_with_an_onnx_model_calibrated_also_on_your_held_out_images
     assert command.startswith(f"digitrec train --init {base_run} ")
     assert f"--images {own_folder}" in command and "--model" not in command
     assert command in (tuned_run / "model.card.md").read_text()
+
+
+def test_the_runs_closing_export_shows_its_steps_when_verbose(
+    tuned_run, tiny_data, tmp_path, capsys
+):
+    from digitrec.finetune import export_ready, load_own_images
+    from digitrec.train import recorded_config
+
+    run_dir = shutil.copytree(tuned_run, tmp_path / "run")
+    own = load_own_images(recorded_config(run_dir), verbose=False)
+    capsys.readouterr()
+    export_ready(run_dir, own, tiny_data)
+    assert capsys.readouterr().err == ""
+    export_ready(run_dir, own, tiny_data, verbose=True)
+    steps = capsys.readouterr().err.splitlines()
+    assert steps and all(line.startswith("[") and " s] " in line for line in steps), steps
+    assert any("calibrating on the validation split" in line for line in steps)
 
 
 def test_predict_takes_the_run_directory_and_reads_your_digits(tuned_run, tmp_path, capsys):

@@ -22,6 +22,7 @@ from typing import Any, get_origin, get_type_hints
 
 from digitrec.data import DATASETS
 from digitrec.errors import DigitrecError
+from digitrec.files import read_json
 from digitrec.models import FINETUNE_RECIPE, MODELS, model_spec
 
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -373,6 +374,24 @@ def check_split(config: TrainConfig, train_images: int) -> None:
             f"val_size ({flag('val_size')}) must be below the {train_images} training images "
             f"of {config.dataset}, got {config.val_size}"
         )
+
+
+def recorded_config(run_dir: Path) -> TrainConfig:
+    """The settings in a run's ``run.json``, checked as any others."""
+    try:
+        return TrainConfig.from_dict(read_json(run_dir / "run.json")["config"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DigitrecError(f"cannot read the settings in {run_dir / 'run.json'}: {exc}") from None
+
+
+def resumable_config(run_dir: Path) -> TrainConfig:
+    """The settings of a stopped run to continue; a ``DigitrecError`` for a folder that holds no
+    run or a finished one."""
+    if not (run_dir / "run.json").exists():
+        raise DigitrecError(f"{run_dir} is not a run directory (no run.json)")
+    if (run_dir / "metrics.json").exists():
+        raise DigitrecError(f"{run_dir} is already complete")
+    return recorded_config(run_dir)
 
 
 def read_settings(path: Path) -> dict[str, Any]:

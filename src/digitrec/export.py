@@ -12,7 +12,6 @@ replace is decided in ``export_output``.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -33,12 +32,13 @@ from digitrec.export_output import (
     check_output,
     mark,
     output_path,
+    unknown_format,
     written_paths,
 )
 from digitrec.files import atomic_directory, atomic_path, read_json, remove_stale_temporaries
 from digitrec.models import as_float32
-from digitrec.quiet import filtered_stderr
-from digitrec.saved_models import load_keras, predict_keras
+from digitrec.quiet import bar_shown, filtered_stderr
+from digitrec.saved_models import keras_model_file, load_keras, predict_keras
 from digitrec.synthesis import user_style_inputs
 
 KERAS_FORMAT = {"onnx": "onnx", "litert": "litert", "saved_model": "tf_saved_model"}
@@ -80,19 +80,19 @@ def export_model(
     images of the user's own (uint8, labels) that the calibration is fitted on as well.
     """
     if format not in FORMATS:
-        raise ModelError(f"unknown export format {format!r}; known: {', '.join(FORMATS)}")
+        raise ModelError(unknown_format(format))
     if not 0 <= rejection_rate < 1:
         raise DigitrecError(f"the rejection rate must be in [0, 1), not {rejection_rate}")
     say = progress or (lambda message: None)
-    say(f"loading the model {source}")
-    model, run_dir = load_keras(source, tta)
-    model = as_float32(model)  # e.g. a checkpoint of a bfloat16 run
+    _, run_dir = keras_model_file(source)  # the paths are checked before TensorFlow loads
     out = output_path(Path(source), run_dir, format, Path(out) if out else None)
     check_output(out, format, force)
     run = read_json(run_dir / "run.json") if run_dir and (run_dir / "run.json").exists() else {}
     dataset = dataset or run.get("config", {}).get("dataset", "mnist")
     say(f"loading the {dataset} data")
     data = load_dataset(dataset, data_dir)
+    say(f"loading the model {source}")
+    model = as_float32(load_keras(source, tta)[0])  # e.g. a checkpoint of a bfloat16 run
     parity_input = as_model_input(data.test_images[:PARITY_IMAGES])
     model(parity_input[:1])  # Keras exports only a model that has been called
     expected = predict_keras(model, data.test_images[:PARITY_IMAGES])
@@ -111,7 +111,7 @@ def export_model(
             say(f"classifying the {len(data.test_images)} test images with the ONNX model")
             test_probs = run_exported(tmp, format, as_model_input(data.test_images))
             say("calibrating on the validation split (its digits rendered as users' images)")
-            bar = progress is not None and sys.stderr.isatty()
+            bar = progress is not None and bar_shown()
             metadata = {
                 **describe(model, run, data, test_probs, rejection_rate, bar, own_val),
                 **origin,

@@ -20,11 +20,20 @@ from digitrec.errors import ModelError
 from digitrec.files import check_only_ours
 
 FORMATS = {"onnx": ".onnx", "litert": ".tflite", "saved_model": ""}
+RENAMED_FORMATS = {"tflite": "litert"}  # TensorFlow Lite is now called LiteRT
 PRODUCER = "digitrec"
 SAVED_MODEL_MARK = "digitrec.json"
 SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", SAVED_MODEL_MARK)
 VARIABLES_FILE = re.compile(r"variables\.(index|data-\d+-of-\d+)")
 CARD_TITLE = "# Model card: "
+
+
+def unknown_format(format: str) -> str:
+    """Why ``format`` is no export format: the new name of a renamed one, else the known ones."""
+    if format in RENAMED_FORMATS:
+        new = RENAMED_FORMATS[format]
+        return f"TensorFlow Lite is now called LiteRT: the format is {new!r}, not {format!r}"
+    return f"unknown export format {format!r}; known: {', '.join(FORMATS)}"
 
 
 def output_path(source: Path, run_dir: Path | None, format: str, out: Path | None) -> Path:

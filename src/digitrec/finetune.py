@@ -23,9 +23,11 @@ from digitrec.image_folders import (
     CLASS_NAMES,
     ImageFolderData,
     read_image_folders,
+    skipped_lines,
     stratified_split,
 )
 from digitrec.models import INPUT_SHAPE, MODELS
+from digitrec.quiet import progress_printer
 from digitrec.saved_models import initial_model, predict_keras
 
 if TYPE_CHECKING:
@@ -62,10 +64,8 @@ def load_own_images(config: TrainConfig, verbose: bool = True) -> OwnImages | No
     data = read_image_folders(config.images)
     if verbose:
         print(f"your images: {data.summary()}", file=sys.stderr)
-    for skip in data.skipped[:SKIPPED_SHOWN]:
-        print(f"  skipped {skip.path}: {skip.reason}", file=sys.stderr)
-    if len(data.skipped) > SKIPPED_SHOWN:
-        print(f"  ... and {len(data.skipped) - SKIPPED_SHOWN} more skipped", file=sys.stderr)
+    for line in skipped_lines(data.skipped, SKIPPED_SHOWN):
+        print(f"  {line}", file=sys.stderr)
     train, val = stratified_split(data, config.images_val, config.seed)
     return OwnImages(train, val, list(config.images), len(data.skipped))
 
@@ -227,11 +227,17 @@ def _accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> flo
     return float((predict_keras(model, images).argmax(axis=1) == labels).mean())
 
 
-def export_ready(run_dir: Path, own: OwnImages, data_dir: str | Path | None) -> Path:
+def export_ready(
+    run_dir: Path, own: OwnImages, data_dir: str | Path | None, verbose: bool = False
+) -> Path:
     """Export the run's model to ``RUN_DIR/model.onnx``, parity-checked, with temperature and
     rejection threshold fitted on MNIST's validation split plus your held-out images, so that
-    ``digitrec predict --model RUN_DIR`` and ``serve`` take the run directly."""
+    ``digitrec predict --model RUN_DIR`` and ``serve`` take the run directly. ``verbose``
+    shows its steps (the calibration takes most of a minute)."""
     from digitrec.export import export_model
 
     held_out = (own.val.uint8_images(), own.val.labels)
-    return export_model(run_dir, "onnx", data_dir=data_dir, own_val=held_out, force=True)
+    progress = progress_printer() if verbose else None
+    return export_model(
+        run_dir, "onnx", data_dir=data_dir, own_val=held_out, force=True, progress=progress
+    )

@@ -25,6 +25,7 @@ from digitrec.errors import DataError, ImageError
 from digitrec.imaging import find_digits, load_image
 
 CLASS_NAMES = DATASETS["mnist"].class_names  # the class folders' names: the digits
+SKIPPED_SHOWN = 5  # skipped files named in a summary; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,23 @@ class SkippedFile:
 
     path: Path
     reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 file``, ``2 files``: a count and its noun, singular or plural."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def skipped_lines(skipped: Sequence[object], shown: int = SKIPPED_SHOWN) -> list[str]:
+    """The skipped files (each as "path: reason"), one line each for the first ``shown`` and
+    one more line for how many others there are."""
+    lines = [str(entry) for entry in skipped[:shown]]
+    if len(skipped) > shown:
+        lines.append(f"and {len(skipped) - shown:,} more")
+    return lines
 
 
 @dataclass
@@ -67,7 +85,7 @@ class ImageFolderData:
     def summary(self) -> str:
         """One line for the user: what was read, and how many files were skipped."""
         counts = ", ".join(f"{name}: {n}" for name, n in self.class_counts().items())
-        skipped = f"; {len(self.skipped)} files skipped" if self.skipped else ""
+        skipped = f"; {counted(len(self.skipped), 'file')} skipped" if self.skipped else ""
         return f"{len(self)} images ({counts}){skipped}"
 
 

@@ -26,9 +26,9 @@ def predict_keras(model: Any, images: np.ndarray, batch_size: int = 1000) -> np.
     return np.asarray(model.predict(as_model_input(images), batch_size=batch_size, verbose=0))
 
 
-def load_keras(source: str | Path, tta: bool = False) -> tuple[Any, Path | None]:
-    """A Keras model from a run directory or ``.keras`` file, and the run directory if any;
-    with ``tta``, wrapped to average its predictions over small shifts (``models.with_tta``)."""
+def keras_model_file(source: str | Path) -> tuple[Path, Path | None]:
+    """The Keras model file of a run directory or ``.keras`` file, and the run directory if
+    any; a ``ModelError`` when there is none, found without loading anything."""
     if is_exported(source):
         raise ModelError(
             f"{source}: this needs a Keras model (a run directory or .keras file); "
@@ -40,6 +40,23 @@ def load_keras(source: str | Path, tta: bool = False) -> tuple[Any, Path | None]
     model_file = path / "model.keras" if run_dir else path
     if not model_file.is_file():
         raise ModelError(f"{source}: no model found (expected a run directory or .keras file)")
+    return model_file, run_dir
+
+
+def check_model_source(source: str | Path) -> Path | None:
+    """The run directory ``source`` names (None for a model file or ``default``), checked
+    before anything heavy is loaded: a model that is not there is a ``ModelError`` now."""
+    if not is_exported(source):
+        return keras_model_file(source)[1]
+    if str(source) != "default" and not Path(source).is_file():
+        raise ModelError(f"{source}: no such model file")
+    return None
+
+
+def load_keras(source: str | Path, tta: bool = False) -> tuple[Any, Path | None]:
+    """A Keras model from a run directory or ``.keras`` file, and the run directory if any;
+    with ``tta``, wrapped to average its predictions over small shifts (``models.with_tta``)."""
+    model_file, run_dir = keras_model_file(source)
     import keras
 
     try:
@@ -73,10 +90,17 @@ def load_classifier(source: str | Path, tta: bool = False) -> tuple[Classifier, 
 def initial_model(init: str) -> Any:
     """The Keras model fine-tuning starts from: ``default`` (the shipped model's Keras weights),
     a completed run directory or a ``.keras`` file; ``ModelError`` naming what was expected."""
+    return load_keras(initial_model_file(init))[0]
+
+
+def initial_model_file(init: str) -> Path:
+    """The Keras file ``--init`` names, found without loading it: ``default`` (the shipped
+    model's), a completed run directory or a ``.keras`` file; ``ModelError`` naming what was
+    expected."""
     if init == "default":
         from digitrec.assets import default_keras_path
 
-        return load_keras(default_keras_path())[0]
+        return default_keras_path()
     path = Path(init)
     if path.is_dir() and not (path / "model.keras").is_file():
         raise ModelError(
@@ -93,4 +117,4 @@ def initial_model(init: str) -> Any:
             f"--init {init}: no such file or folder; give 'default', a run directory or a "
             ".keras file"
         )
-    return load_keras(path)[0]
+    return path

@@ -22,7 +22,7 @@ import numpy as np
 
 from digitrec import __version__
 from digitrec.callbacks import EpochCheckpoint
-from digitrec.config import TrainConfig, check_split
+from digitrec.config import TrainConfig, check_split, recorded_config, resumable_config
 from digitrec.config import resolve_config as resolve_config  # kept importable from here
 from digitrec.data import Dataset, as_model_input, load_dataset, split_validation
 from digitrec.errors import DigitrecError
@@ -210,22 +210,10 @@ def resume(
 ) -> Path:
     """Continue an interrupted run from its last completed epoch."""
     run_dir = Path(run_dir)
-    if not (run_dir / "run.json").exists():
-        raise DigitrecError(f"{run_dir} is not a run directory (no run.json)")
-    if (run_dir / "metrics.json").exists():
-        raise DigitrecError(f"{run_dir} is already complete")
-    config = recorded_config(run_dir)
+    config = resumable_config(run_dir)
     data = load_dataset(config.dataset, data_dir, progress=verbose)
     check_split(config, len(data.train_images))
     return _continue(run_dir, config, data, verbose, tensorboard, load_own_images(config, verbose))
-
-
-def recorded_config(run_dir: Path) -> TrainConfig:
-    """The settings in a run's ``run.json``, checked as any others."""
-    try:
-        return TrainConfig.from_dict(read_json(run_dir / "run.json")["config"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DigitrecError(f"cannot read the settings in {run_dir / 'run.json'}: {exc}") from None
 
 
 def _continue(
@@ -331,7 +319,7 @@ def _fit_and_finish(
     history = state["history"]
     seconds = float(sum(history.get("epoch_seconds", [])))
     model = keep_starting_weights(model, config)
-    _finish(run_dir, config, model, data, state["epoch"], history, seconds, own)
+    _finish(run_dir, config, model, data, state["epoch"], history, seconds, own, verbose)
     return run_dir
 
 
@@ -396,12 +384,13 @@ def _finish(
     history: dict[str, list[float]],
     train_seconds: float,
     own: OwnImages | None = None,
+    verbose: bool = False,
 ) -> None:
     """Save the final model in float32 (wrapped for test-time augmentation if configured),
-    evaluate the test set once, write metrics and the report, drop the checkpoints. A run on the
-    user's own images is also exported to ``model.onnx`` and calibrated, before ``metrics.json``
-    marks it done."""
-    from digitrec.evaluate import evaluate_probabilities
+    evaluate the test set once, write metrics (floats to ``SIGNIFICANT_DIGITS``) and the report,
+    drop the checkpoints. A run on the user's own images is also exported to ``model.onnx`` and
+    calibrated (its steps shown if ``verbose``), before ``metrics.json`` marks it done."""
+    from digitrec.evaluate import evaluate_probabilities, rounded
     from digitrec.saved_models import predict_keras
 
     model = as_float32(model)
@@ -416,7 +405,8 @@ def _finish(
     metrics["history"] = history
     if own:
         metrics.update(validation_accuracy(model, config, data, own))
-        metrics["onnx"] = str(export_ready(run_dir, own, data.files["train_images"].path.parent))
-    write_json(run_dir / "metrics.json", metrics)
+        data_dir = data.files["train_images"].path.parent
+        metrics["onnx"] = str(export_ready(run_dir, own, data_dir, verbose))
+    write_json(run_dir / "metrics.json", rounded(metrics))
     for checkpoint in (run_dir / CHECKPOINT_DIR).glob("*.keras"):
         checkpoint.unlink()

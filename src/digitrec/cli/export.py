@@ -7,7 +7,8 @@ from pathlib import Path
 
 from digitrec.calibration import REJECTION_RATE
 from digitrec.cli.options import add_data_options
-from digitrec.export_output import FORMATS
+from digitrec.export_output import FORMATS, RENAMED_FORMATS, unknown_format
+from digitrec.quiet import progress_printer
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("source", metavar="RUN_DIR|MODEL", help="run directory or .keras file")
-    parser.add_argument("--format", choices=list(FORMATS), default="onnx", help="default: onnx")
+    parser.add_argument(
+        "--format", type=format_name, choices=list(FORMATS), default="onnx", help="default: onnx"
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -47,8 +50,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def format_name(text: str) -> str:
+    """The format named; a former name is an error saying the new one."""
+    if text in RENAMED_FORMATS:
+        raise argparse.ArgumentTypeError(unknown_format(text))
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
-    from digitrec.cli import progress_printer
     from digitrec.export import export_model
 
     out = export_model(

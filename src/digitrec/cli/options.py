@@ -7,6 +7,7 @@ import argparse
 import json
 import textwrap
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from digitrec.config import TrainConfig, description, flag, setting_types
@@ -26,9 +27,18 @@ def add_data_options(
 def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
+        type=existing_folder,
         metavar="DIR",
         help=f"directory holding the IDX files (default: ${DATA_DIR_ENV}, then the user cache)",
     )
+
+
+def existing_folder(text: str) -> str:
+    """A folder that exists (a typo is an error, not a silent search elsewhere)."""
+    if not Path(text).is_dir():
+        reason = "is a file, not a folder" if Path(text).exists() else "no such folder"
+        raise argparse.ArgumentTypeError(f"{text}: {reason}")
+    return text
 
 
 def add_setting_options(

@@ -14,7 +14,7 @@ from digitrec.cli.options import (
     models_epilog,
     settings_given,
 )
-from digitrec.config import TrainConfig, flag, read_settings, resolve_config
+from digitrec.config import TrainConfig, flag, read_settings, resolve_config, resumable_config
 from digitrec.errors import DigitrecError
 from digitrec.models import FINETUNE_RECIPE
 
@@ -75,16 +75,32 @@ def check_resume_alone(args: argparse.Namespace) -> None:
         )
 
 
-def run(args: argparse.Namespace) -> int:
-    from digitrec.train import default_run_dir, resume, train  # before anything is written
+def check_paths(config: TrainConfig, out: Path | None) -> None:
+    """The folders and files a new run names, checked before TensorFlow is loaded: the run
+    directory, the model to start from, the layout of the folders of your images."""
+    from digitrec.image_folders import class_files
+    from digitrec.rundir import check_new_run_dir
+    from digitrec.saved_models import initial_model_file
 
+    if out:
+        check_new_run_dir(out)
+    if config.init:
+        initial_model_file(config.init)
+    for folder in config.images:
+        class_files(Path(folder))
+
+
+def run(args: argparse.Namespace) -> int:
     verbose = not args.quiet
     if args.resume:
         check_resume_alone(args)
-        run_dir = args.resume
+        resumable_config(args.resume)
     else:
         config = config_from(args)
-        run_dir = args.out or default_run_dir(config)
+        check_paths(config, args.out)
+    from digitrec.train import default_run_dir, resume, train  # before anything is written
+
+    run_dir = args.resume or args.out or default_run_dir(config)
     try:
         if args.resume:
             resume(run_dir, args.data_dir, verbose, args.tensorboard)
