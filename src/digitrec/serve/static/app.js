@@ -11,7 +11,7 @@ const API = "/api/v1/recognize";
 const CORRECTIONS = "/api/v1/corrections";
 const DEBOUNCE_MS = 250;
 const READ_OPTIONS = new URLSearchParams();  // the reader's defaults; corrections send the same
-const OPEN_DIGITS = 12;  // every line's cards start open up to this many digits, else the first's
+const OPEN_DIGITS = 12;  // the lines' cards start open up to this many digits in all, else closed
 const CROP_SIDE = 56;  // CSS pixels of a digit's crop on its card
 const TAP_PX = 6;  // a stroke shorter than this on a box is a tap that marks the box
 const SVG = "http://www.w3.org/2000/svg";
@@ -244,7 +244,7 @@ function showReading(shown) {
       (unsure ? `, ${unsure} too unsure to name (?)` : "");
   let first = 0;
   linesEl.replaceChildren(...reading.lines.map((line, k) => {
-    const group = lineGroup(line, k, first, count <= OPEN_DIGITS || k === 0);
+    const group = lineGroup(line, k, first, count <= OPEN_DIGITS);
     first += line.digits.length;
     return group;
   }));
