@@ -180,8 +180,8 @@ def evaluate(
     perturbed = None
     if perturb:
         perturbed = perturbed_accuracy(classify, data.test_images, data.test_labels, say)
-    what = "of your images" if images else "test images"
-    say(f"classifying the {len(data.test_images)} {what}" + " (shifted 9 ways)" * tta)
+    what = "your {} images" if images else "the {} test images"
+    say("classifying " + what.format(len(data.test_images)) + " (shifted 9 ways)" * tta)
     probs = classify(data.test_images)
     if report_dir:
         say(f"writing the report in {report_dir}")
