@@ -36,6 +36,7 @@ from serve_support import (
 )
 from starlette.exceptions import HTTPException
 
+from digitrec.evaluate import string_labels
 from digitrec.image_folders import files_under, read_image_folders
 from digitrec.serve import app as app_module
 from digitrec.serve import corrections
@@ -528,6 +529,18 @@ def test_corrections_of_a_page_add_rows_to_the_labels_of_lines(tmp_path):
             assert client.post(CORRECTIONS, **correction(image, text)).status_code == 201
     assert [text for _, text in line_rows(tmp_path)] == first.split("\n") + second.split("\n")
     assert len({name for name, _ in line_rows(tmp_path)}) == 4
+
+
+def test_the_stored_lines_are_a_folder_digitrec_evaluate_strings_reads(tmp_path):
+    """lines/ is the layout of images of written numbers that ``--strings DIR`` takes."""
+    image = page_png(*TWO_LINES)
+    text = changed(default_recognizer().read(image).text, "a digit more")
+    with collecting_client(tmp_path) as client:
+        body = client.post(CORRECTIONS, **correction(image, text)).json()
+    listed = string_labels(tmp_path / LINES_FOLDER)
+    assert listed == {
+        tmp_path / item["file"]: item["text"].replace(" ", "") for item in body["lines"]
+    }
 
 
 @pytest.mark.parametrize(
