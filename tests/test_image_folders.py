@@ -15,7 +15,14 @@ from synthetic import Style, font_digit, user_digit_image
 
 from digitrec import image_folders
 from digitrec.errors import DataError
-from digitrec.image_folders import ImageFolderData, read_image_folders, stratified_split
+from digitrec.image_folders import (
+    LINE_LABELS,
+    LINES_FOLDER,
+    ImageFolderData,
+    class_files,
+    read_image_folders,
+    stratified_split,
+)
 from digitrec.recognizer import Recognizer
 
 
@@ -219,3 +226,17 @@ def test_reading_image_folders_imports_no_tensorflow_nor_scikit_learn(tmp_path):
     )
     result = run_importing_none_of(("tensorflow", "keras", "sklearn"), code)
     assert result.returncode == 0, result.stderr.decode()
+
+
+def test_a_collections_lines_folder_is_passed_over_by_single_digit_training(tmp_path):
+    for digit in "07":
+        (tmp_path / digit).mkdir()
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / digit / "a.png")
+    (tmp_path / LINES_FOLDER).mkdir()
+    Image.fromarray(np.zeros((28, 90), np.uint8)).save(tmp_path / LINES_FOLDER / "l.png")
+    (tmp_path / LINES_FOLDER / LINE_LABELS).write_text("file,text\nl.png,123\n")
+    found = class_files(tmp_path)
+    assert sorted(name for name in found if name) == ["0", "7"]
+    (tmp_path / LINES_FOLDER / LINE_LABELS).unlink()  # without its labels: not ours
+    with pytest.raises(DataError, match="not a class folder"):
+        class_files(tmp_path)

@@ -37,12 +37,11 @@ from serve_support import (
 from starlette.exceptions import HTTPException
 
 from digitrec.evaluate import string_labels
-from digitrec.image_folders import files_under, read_image_folders
+from digitrec.image_folders import LINE_LABELS, LINES_FOLDER, files_under, read_image_folders
 from digitrec.serve import app as app_module
 from digitrec.serve import corrections
 from digitrec.serve.app import ServeSettings, create_app
 from digitrec.serve.corrections import (
-    LINE_LABELS,
     USAGE_FILE,
     Collection,
     Correction,
@@ -51,7 +50,7 @@ from digitrec.serve.corrections import (
     corrected_lines,
     disk_use,
 )
-from digitrec.serve.settings import LINES_FOLDER, MEGABYTE
+from digitrec.serve.settings import MEGABYTE
 
 CORRECTIONS = "/api/v1/corrections"
 

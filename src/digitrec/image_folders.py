@@ -25,6 +25,10 @@ from digitrec.errors import DataError, ImageError
 from digitrec.imaging import find_digits, load_image
 
 CLASS_NAMES = DATASETS["mnist"].class_names  # the class folders' names: the digits
+# Beside the class folders, a folder of written numbers: images and their text in a labels file
+# (what ``serve --collect`` stores for whole lines); training on single digits passes it over.
+LINES_FOLDER = "lines"
+LINE_LABELS = "labels.csv"
 SKIPPED_SHOWN = 5  # skipped files named in a summary; the rest are counted
 
 
@@ -115,6 +119,8 @@ def class_files(root: Path) -> dict[str, list[Path]]:
         raise DataError(f"{root}: {reason}")
     found: dict[str, list[Path]] = {"": []}
     for entry in sorted(path for path in root.iterdir() if not path.name.startswith(".")):
+        if entry.name == LINES_FOLDER and (entry / LINE_LABELS).is_file():
+            continue  # written numbers, not single digits
         if entry.is_dir():
             if entry.name not in CLASS_NAMES:
                 raise DataError(

@@ -13,9 +13,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from digitrec.data import DATASETS
+from digitrec.image_folders import CLASS_NAMES, LINES_FOLDER
 from digitrec.serve.settings import (
-    LINES_FOLDER,
     LOCAL_HOSTS,
     MEGABYTE,
     NO_LINES,
@@ -69,9 +68,6 @@ def host_patterns(text: str) -> tuple[str, ...]:
                 f"{pattern!r} is not a host name, '*.domain' or '*' (give names without ports)"
             )
     return patterns
-
-
-CLASS_NAMES = DATASETS["mnist"].class_names  # as digitrec.image_folders, without its imports
 
 
 def collection_folder(text: str) -> Path:

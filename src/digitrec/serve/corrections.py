@@ -56,17 +56,16 @@ from starlette.exceptions import HTTPException
 
 from digitrec.decoding import GrayImage, decode_image
 from digitrec.files import atomic_path
-from digitrec.image_folders import CLASS_NAMES, files_under
+from digitrec.image_folders import CLASS_NAMES, LINE_LABELS, LINES_FOLDER, files_under
 from digitrec.imaging import MAX_PIXELS, find_digits
 from digitrec.reading.detect import REGION_MARGIN, area, overlap
 from digitrec.reading.predictor import PAGE_SIDE
 from digitrec.recognizer import Reading, Recognizer
 from digitrec.serve.schemas import png_bytes
-from digitrec.serve.settings import LINES_FOLDER, MEGABYTE, ServeSettings
+from digitrec.serve.settings import MEGABYTE, ServeSettings
 
 DIGITS_FIELD = "digits"
 USAGE_FILE = ".usage.json"  # the running tally; hidden, so not read as a training image
-LINE_LABELS = "labels.csv"  # in the lines folder: each line image's file name and text
 LINE_COLUMNS = ("file", "text")
 # A piece of ink the classifier finds is a digit the page reader read if this much of the piece
 # lies within the digit's box and it covers this much of the box (the page reader's boxes are

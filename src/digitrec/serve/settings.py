@@ -13,7 +13,6 @@ from typing import Any
 
 SETTINGS_ENV = "DIGITREC_SERVE_SETTINGS"
 NO_LINES = "none"  # the line model setting that means no page reader
-LINES_FOLDER = "lines"  # where the collection keeps corrected lines, beside its class folders
 MEGABYTE = 1024 * 1024
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
