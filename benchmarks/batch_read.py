@@ -1,7 +1,7 @@
 """Reading many files: one process, `--jobs 2` and Ray with 2 CPUs, on the same images.
 
 `--images` MNIST *validation* digits (the last 5,000 training images) are rendered as users'
-images (`digitrec.synthesis.user_digit_image`, PNG) into a temporary folder, then read with
+images (`digitrec.synth.user_digits.user_digit_image`, PNG) into a temporary folder, then read with
 `digitrec.read_files` (what `digitrec predict` runs), the default model, in each mode:
 
 - one process (`digitrec predict DIR`, ONNX Runtime's own thread count);
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, markdown_table, median, write_into_readme
 
 from digitrec import read_files
-from digitrec.synthesis import user_digit_image
+from digitrec.synth.user_digits import user_digit_image
 
 MODES = {  # label: options of read_files
     "one process": {},

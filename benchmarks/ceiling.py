@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, markdown_table, write_into_readme
 from reading import DIGIT_LAYOUTS, SPLITS, mnist_digits, pages, positive
 
-from digitrec.recognizer import Recognizer
+from digitrec.read.recognizer import Recognizer
 
 TARGETS = {"photo": 0.99, "touching": 0.97, "comb": 0.98, "gaps": 0.98, "multiline": 0.97}
 

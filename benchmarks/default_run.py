@@ -44,7 +44,7 @@ CLASSIC = """
 import json, sys, time
 import keras
 from digitrec.data import as_model_input, load_dataset
-from digitrec.models import build_model
+from digitrec.training.models import build_model
 seed, epochs = int(sys.argv[1]), int(sys.argv[2])
 keras.utils.set_random_seed(seed)
 data = load_dataset("mnist", progress=False)
@@ -69,7 +69,7 @@ import json, sys, time
 import keras
 import tensorflow as tf
 from digitrec.data import as_model_input, load_dataset
-from digitrec.models import build_model
+from digitrec.training.models import build_model
 seed, epochs = int(sys.argv[1]), int(sys.argv[2])
 keras.utils.set_random_seed(seed)
 data = load_dataset("mnist", progress=False)

@@ -1,7 +1,7 @@
 """What costs time when Keras trains a small CNN on a CPU: the `fast` recipe against one change at
 a time, and against a Keras port of the published PyTorch speed recipe, in the same run.
 
-Each row trains with `digitrec.train.fit` on the first 55,000 training images for several seeds
+Each row trains with `digitrec.training.train.fit` on the first 55,000 training images for several seeds
 and reports the median training time (the sum of the epochs' wall times, as `train_seconds`; data
 in memory) and the mean accuracy on the 5,000 held-out validation images. The test set is not
 touched: this table is what the `fast` recipe was chosen on.
@@ -134,9 +134,10 @@ class EpochTimer(keras.callbacks.Callback):
 
 def train_once(variant: Variant, seed: int, data: Any) -> tuple[float, float]:
     """(train seconds, validation accuracy) of one seed's run of a variant."""
-    from digitrec.model_setup import precision_policy
-    from digitrec.models import build_model
-    from digitrec.train import fit, resolve_config, seed_everything
+    from digitrec.training.config import resolve_config
+    from digitrec.training.model_setup import precision_policy
+    from digitrec.training.models import build_model
+    from digitrec.training.train import fit, seed_everything
 
     config = resolve_config("fast", seed=seed, val_size=5000).updated(variant.settings)
     keras.backend.clear_session()
@@ -145,7 +146,11 @@ def train_once(variant: Variant, seed: int, data: Any) -> tuple[float, float]:
         model = variant.build() if variant.build else build_model("fast", **config.model_args)
     timer = EpochTimer()
     pipeline = variant.pipeline
-    with mock.patch("digitrec.train.training_dataset", pipeline) if pipeline else nullcontext():
+    with (
+        mock.patch("digitrec.training.train.training_dataset", pipeline)
+        if pipeline
+        else nullcontext()
+    ):
         history = fit(model, config, data, [timer], verbose=False)
     return timer.seconds, history.history["val_accuracy"][-1]
 

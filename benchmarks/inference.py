@@ -78,9 +78,9 @@ def measure(run_dir: Path, png: bytes, batch: np.ndarray, repeats: int) -> dict[
     """Every figure for one run directory, ONNX and Keras, medians over the repetitions."""
     import keras
 
-    from digitrec.export import export_model
-    from digitrec.imaging import find_digits, load_image
-    from digitrec.recognizer import Recognizer
+    from digitrec.read.imaging import find_digits, load_image
+    from digitrec.read.recognizer import Recognizer
+    from digitrec.training.export import export_model
 
     onnx = run_dir / "model.onnx"
     if not onnx.exists():
@@ -120,7 +120,8 @@ def measure(run_dir: Path, png: bytes, batch: np.ndarray, repeats: int) -> dict[
 
 def quick_run(out: Path) -> Path:
     """A LeNet-5 trained for one epoch, for timing only."""
-    from digitrec.train import resolve_config, train
+    from digitrec.training.config import resolve_config
+    from digitrec.training.train import train
 
     return train(resolve_config("lenet5", epochs=1), out / "lenet5", verbose=False)
 

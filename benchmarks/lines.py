@@ -1,6 +1,6 @@
-"""Line finding: how often `digitrec.reading.detect.find_lines` finds exactly the written lines.
+"""Line finding: how often `digitrec.read.line_finder.find_lines` finds exactly the written lines.
 
-Pages are generated with `digitrec.reading.pages.page_sample` from the *validation* split (the
+Pages are generated with `digitrec.synth.pages.page_sample` from the *validation* split (the
 last 5,000 training images, in the training style; the detector's settings may be chosen on
 this table), or with `--split test` from the test split in the test style (for the record,
 never for choosing). For each layout, over `--pages` pages:
@@ -31,11 +31,11 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, markdown_table, median
 
-from digitrec.config import TrainConfig
 from digitrec.data import load_dataset, split_validation
-from digitrec.reading.detect import find_lines, iou
-from digitrec.reading.pages import page_sample
-from digitrec.reading.style import PageStyle, page_style
+from digitrec.read.line_finder import find_lines, iou
+from digitrec.synth.pages import page_sample
+from digitrec.synth.style import PageStyle, page_style
+from digitrec.training.config import TrainConfig
 
 LAYOUTS = ("multiline", "comb", "photo", "touching", "gaps")
 

@@ -31,9 +31,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, markdown_table, write_into_readme
 
-from digitrec.config import resolve_config
-from digitrec.image_folders import read_image_folders
-from digitrec.recognizer import Recognizer
+from digitrec.read.image_folders import read_image_folders
+from digitrec.read.recognizer import Recognizer
+from digitrec.training.config import resolve_config
 
 PER_CLASS = 30
 SIZE = 96  # rendered side, pixels
@@ -120,7 +120,7 @@ def read_accuracy(model: str | Path, folder: Path) -> float:
 
 def fine_tune(yours: Path, out: Path, data_dir: str | None, **settings) -> tuple[Path, float]:
     """Fine-tune the default model on ``yours``; the run directory and the wall time."""
-    from digitrec.train import train
+    from digitrec.training.train import train
 
     config = resolve_config(init="default", images=[str(yours)], **settings)
     started = time.perf_counter()

@@ -38,7 +38,7 @@ MEASURE = """
 import json, sys, time
 import numpy as np
 from digitrec.errors import ImageError
-from digitrec.recognizer import Recognizer
+from digitrec.read.recognizer import Recognizer
 recognizer = Recognizer.load("default", threads=1)
 small = np.full((60, 200), 255, np.uint8)
 small[20:40, 20:24] = small[20:40, 60:64] = 0
@@ -160,7 +160,7 @@ def photo_of_digits() -> np.ndarray:
     generator (its test style)."""
     from reading import mnist_digits  # benchmarks/reading.py
 
-    from digitrec.reading.pages import page_sample
+    from digitrec.synth.pages import page_sample
 
     sample = page_sample("photo", *mnist_digits("test"), seed=5, style="test")
     return np.asarray(Image.fromarray(sample.image).convert("L").resize((640, 480)))

@@ -4,7 +4,7 @@ Each reader (``READERS``: the recognizer's "auto", "pages" and "digits" readers 
 connected-component reader that came before the page reader —; "tesseract", Tesseract 5
 restricted to digits) reads the same images, in one run:
 
-- pages of the digit layouts of ``digitrec.reading`` (photo, touching, comb, gaps, multiline):
+- pages of the digit layouts of ``digitrec.synth`` (photo, touching, comb, gaps, multiline):
   the text read exactly, lines joined by "\\n";
 - "letters" pages (printed words, no digit): the share that produce any digit (lower is better);
 - "blank", "noise" and "scribble" pages: the share read as empty or rejected (no digit);
@@ -49,13 +49,13 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, markdown_table, write_into_readme
 
-from digitrec.config import TrainConfig
 from digitrec.data import load_dataset, split_validation
-from digitrec.reading import line_samples, page_sample
-from digitrec.reading.style import PageStyle, page_style
-from digitrec.recognizer import READERS as RECOGNIZER_READERS
-from digitrec.recognizer import Recognizer
-from digitrec.synthesis import Style, user_digit_image
+from digitrec.read.recognizer import READERS as RECOGNIZER_READERS
+from digitrec.read.recognizer import Recognizer
+from digitrec.synth.pages import line_samples, page_sample
+from digitrec.synth.style import PageStyle, page_style
+from digitrec.synth.user_digits import Style, user_digit_image
+from digitrec.training.config import TrainConfig
 
 SPLITS = ("validation", "test")
 # scikit-learn's single digits as users' images: 28-64 px high, a little noise, no JPEG.

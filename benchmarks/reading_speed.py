@@ -19,7 +19,7 @@ Each row says how many of its photos were read exactly (the page's true text), s
 is not that of a reader that failed. The page reader's stages (decoding, line finding, the line
 model on the lines found) are timed apart, to show where the time goes.
 
-The photos are the project's "photo" layout (``digitrec.reading.layouts.photo``: a page on a
+The photos are the project's "photo" layout (``digitrec.synth.layouts.photo``: a page on a
 desk, in perspective, under uneven light) in the validation style, written with MNIST validation
 digits (the last 5,000 training images). That layout writes 1-4 digits and takes the count from
 no setting, so it is given digits that always draw eight (``EightDigits``); the picture is then
@@ -51,14 +51,15 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, markdown_table, median, write_into_readme
 
-from digitrec.config import TrainConfig
 from digitrec.data import load_dataset, split_validation
-from digitrec.imaging import MAX_PIXELS
-from digitrec.reading import find_lines, layouts
-from digitrec.reading.layouts import Digits
-from digitrec.reading.sheet import LineTruth
-from digitrec.reading.style import page_style
-from digitrec.recognizer import Recognizer
+from digitrec.read.imaging import MAX_PIXELS
+from digitrec.read.line_finder import find_lines
+from digitrec.read.recognizer import Recognizer
+from digitrec.synth import layouts
+from digitrec.synth.layouts import Digits
+from digitrec.synth.sheet import LineTruth
+from digitrec.synth.style import page_style
+from digitrec.training.config import TrainConfig
 
 DIGITS = 8  # digits of the number on every photo
 FRAME = (640, 480)  # (cols, rows) of the small photo

@@ -60,7 +60,7 @@ def number_png(digits: np.ndarray, scale: int = 4) -> bytes:
 
 def read_cpu_ms(image: bytes, repeats: int = 200) -> float:
     """CPU milliseconds of one in-process read of ``image`` (decode, segment, classify)."""
-    from digitrec.recognizer import Recognizer
+    from digitrec.read.recognizer import Recognizer
 
     recognizer = Recognizer.load("default", threads=1)
     recognizer.read(image)

@@ -31,7 +31,9 @@ from default_run import classic_run, torch_run
 
 from digitrec.data import Dataset, load_dataset
 from digitrec.files import read_json
-from digitrec.train import RUNS_DIR, resolve_config, resume, train
+from digitrec.training.config import resolve_config
+from digitrec.training.rundir import RUNS_DIR
+from digitrec.training.train import resume, train
 
 REFERENCE = "lenet5"
 
@@ -84,7 +86,7 @@ def run_once(
 
 def worst_perturbed(classify, data: Dataset) -> float:
     """The lowest accuracy over the rotated and shifted test sets (see ``evaluate --perturb``)."""
-    from digitrec.evaluate import perturbed_accuracy
+    from digitrec.training.evaluate import perturbed_accuracy
 
     return min(perturbed_accuracy(classify, data.test_images, data.test_labels).values())
 
@@ -94,8 +96,8 @@ def summarize(name: str, run_dirs: list[Path], perturb: bool, data: Dataset) -> 
     run: no spread) and worst test accuracy."""
     import keras
 
-    from digitrec.models import multiply_accumulates
-    from digitrec.saved_models import load_classifier
+    from digitrec.training.models import multiply_accumulates
+    from digitrec.training.saved_models import load_classifier
 
     metrics = [read_json(d / "metrics.json") for d in run_dirs]
     accuracies = [m["test_accuracy"] for m in metrics]

@@ -18,7 +18,9 @@ from pathlib import Path
 from common import machine, markdown_table, median, write_into_readme
 
 from digitrec.files import read_json
-from digitrec.train import RUNS_DIR, resolve_config, train
+from digitrec.training.config import resolve_config
+from digitrec.training.rundir import RUNS_DIR
+from digitrec.training.train import train
 from digitrec.tune import TuneSettings, builder_defaults, tune
 
 

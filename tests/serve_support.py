@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from synthetic import Style, digit_string_image, font_digit
 
-from digitrec.reading.pages import page_sample
-from digitrec.recognizer import Recognizer
+from digitrec.read.recognizer import Recognizer
+from digitrec.synth.pages import page_sample
 
 RECOGNIZE = "/api/v1/recognize"
 PNG = {"content-type": "image/png"}

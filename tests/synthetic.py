@@ -1,12 +1,12 @@
 """Images made from 28×28 digits the way people's own images look, to test how well they are read.
 
-The rendering of user-style digits and strings lives in the package (``digitrec.synthesis``,
+The rendering of user-style digits and strings lives in the package (``digitrec.synth.user_digits``,
 also used by the export to choose the rejection threshold on validation digits); this module
 re-exports it and adds the pages and typeset digits only the tests need. Import with
 ``from synthetic import ...`` (pytest puts ``tests/`` on the path).
 
 - ``Style``, ``user_digit_image``, ``digit_string_image``, ``photograph``: see
-  ``digitrec.synthesis``.
+  ``digitrec.synth.user_digits``.
 - ``blank_page``, ``noise_page``, ``scribble_page``: pages with no digit on them.
 - ``font_digit(d) -> (28, 28) uint8``: a typeset digit placed like MNIST, for tests that do not
   need the real MNIST.
@@ -18,7 +18,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from digitrec.synthesis import Style, digit_string_image, ink_box, photograph, user_digit_image
+from digitrec.synth.user_digits import (
+    Style,
+    digit_string_image,
+    ink_box,
+    photograph,
+    user_digit_image,
+)
 
 __all__ = [
     "Style",

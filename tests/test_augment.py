@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digitrec.models import MODELS
+from digitrec.training.models import MODELS
 
 
 def digit_like_batch(n: int = 16) -> np.ndarray:
@@ -18,7 +18,7 @@ def digit_like_batch(n: int = 16) -> np.ndarray:
 
 @pytest.mark.parametrize(("affine", "elastic"), [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)])
 def test_augmentation_keeps_shape_and_value_range_and_changes_the_images(affine, elastic):
-    from digitrec.augment import augmenter
+    from digitrec.training.augment import augmenter
 
     images = digit_like_batch()
     distorted = np.asarray(augmenter(affine, elastic, seed=0)(images, training=True))
@@ -30,7 +30,7 @@ def test_augmentation_keeps_shape_and_value_range_and_changes_the_images(affine,
 
 
 def test_augmentation_is_the_identity_outside_training():
-    from digitrec.augment import augmenter
+    from digitrec.training.augment import augmenter
 
     images = digit_like_batch()
     unchanged = augmenter(1.0, 1.0, seed=0)(images, training=False)
@@ -39,7 +39,7 @@ def test_augmentation_is_the_identity_outside_training():
 
 @pytest.mark.parametrize(("affine", "elastic"), [(0.0, 0.0), (-1.0, 1.0), (1.0, -0.5)])
 def test_no_or_negative_strength_is_refused(affine, elastic):
-    from digitrec.augment import augmenter
+    from digitrec.training.augment import augmenter
 
     with pytest.raises(ValueError, match="strength"):
         augmenter(affine, elastic)
@@ -48,7 +48,7 @@ def test_no_or_negative_strength_is_refused(affine, elastic):
 def test_elastic_resampling_is_bilinear_interpolation_with_background_outside():
     from scipy import ndimage
 
-    from digitrec.augment import _bilinear
+    from digitrec.training.augment import _bilinear
 
     images = digit_like_batch(3)
     still = np.asarray(_bilinear(images, np.zeros((3, 28, 28, 2), np.float32)))
@@ -64,7 +64,7 @@ def test_elastic_resampling_is_bilinear_interpolation_with_background_outside():
 
 
 def test_elastic_fields_are_smooth_and_move_both_ways_independently():
-    from digitrec.augment import ELASTIC_ALPHA, ElasticDistortion
+    from digitrec.training.augment import ELASTIC_ALPHA, ElasticDistortion
 
     field = np.asarray(ElasticDistortion(ELASTIC_ALPHA, seed=0).displacement((8, 28, 28)))
     assert field.shape == (8, 28, 28, 2)
@@ -75,8 +75,8 @@ def test_elastic_fields_are_smooth_and_move_both_ways_independently():
 
 
 def test_training_batches_are_augmented_only_when_asked():
-    from digitrec.config import resolve_config
-    from digitrec.train import training_dataset
+    from digitrec.training.config import resolve_config
+    from digitrec.training.train import training_dataset
 
     rng = np.random.default_rng(0)
     images = (digit_like_batch(32)[..., 0] * 255).astype(np.uint8)
@@ -100,8 +100,8 @@ def test_training_batches_are_augmented_only_when_asked():
 def test_no_model_carries_augmentation_into_inference(name):
     from keras import layers
 
-    from digitrec.augment import ElasticDistortion
-    from digitrec.models import build_model
+    from digitrec.training.augment import ElasticDistortion
+    from digitrec.training.models import build_model
 
     random_layers = (
         layers.RandomRotation,
@@ -115,9 +115,9 @@ def test_no_model_carries_augmentation_into_inference(name):
 
 @pytest.mark.parametrize(("affine", "elastic"), [(1.0, 0.0), (0.0, 1.0)])
 def test_training_draws_new_distortions_for_every_batch_and_epoch(affine, elastic):
-    from digitrec.callbacks import set_epoch_seeds
-    from digitrec.config import resolve_config
-    from digitrec.train import seed_everything, training_dataset
+    from digitrec.training.callbacks import set_epoch_seeds
+    from digitrec.training.config import resolve_config
+    from digitrec.training.train import seed_everything, training_dataset
 
     images = (np.repeat(digit_like_batch(1), 32 * 8, axis=0)[..., 0] * 255).astype(np.uint8)
     config = resolve_config("fast", batch_size=32, augment=affine, elastic=elastic)
@@ -134,9 +134,9 @@ def test_training_draws_new_distortions_for_every_batch_and_epoch(affine, elasti
 def test_an_epoch_draws_the_same_order_and_distortions_whatever_ran_before():
     """What lets a resumed run train as an uninterrupted one: epoch k's batches depend on
     (seed, k) only, not on how many epochs this process has drawn before."""
-    from digitrec.callbacks import set_epoch_seeds
-    from digitrec.config import resolve_config
-    from digitrec.train import training_dataset
+    from digitrec.training.callbacks import set_epoch_seeds
+    from digitrec.training.config import resolve_config
+    from digitrec.training.train import training_dataset
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8)

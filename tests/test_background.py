@@ -1,4 +1,4 @@
-"""Items made in a worker process (``digitrec.background``), and the line recognizer's training
+"""Items made in a worker process (``digitrec.training.background``), and the line recognizer's training
 batches made that way."""
 
 import multiprocessing
@@ -6,8 +6,8 @@ import multiprocessing
 import numpy as np
 import pytest
 
-from digitrec.background import in_background
 from digitrec.errors import DigitrecError
+from digitrec.training.background import in_background
 
 
 def test_in_background_yields_what_the_producer_makes_in_order():
@@ -28,8 +28,8 @@ def test_stopping_early_stops_the_worker():
 
 
 def test_training_lines_made_in_a_worker_are_those_made_here():
-    from digitrec.reading.line_batches import training_batches
-    from digitrec.reading.pages import line_samples
+    from digitrec.synth.pages import line_samples
+    from digitrec.training.line_batches import training_batches
 
     rng = np.random.default_rng(0)
     digits = rng.integers(0, 256, (40, 28, 28), dtype=np.uint8)

@@ -23,12 +23,13 @@ from PIL import Image
 from test_files import dead_pid
 from test_predict import write_digits
 
-from digitrec import batch
-from digitrec.batch import ReadSettings, read_files
-from digitrec.batch_output import for_output
+from digitrec.batch import jobs as batch
+from digitrec.batch.jobs import read_files
+from digitrec.batch.output import for_output
+from digitrec.batch.worker import ReadSettings
 from digitrec.cli import main
 from digitrec.errors import DigitrecError
-from digitrec.recognizer import Recognizer
+from digitrec.read.recognizer import Recognizer
 
 # Ray Data's own settings warn of their deprecation when it copies them; nothing of ours.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
@@ -83,12 +84,12 @@ def patch_workers(monkeypatch, tmp_path: Path, code: str) -> None:
 
 def crash_in_workers(monkeypatch, tmp_path: Path, ending: str) -> None:
     """Worker processes started from now on end at once (``os._exit``) on reading a file whose
-    name ends with ``ending``: their ``digitrec.batch.read_file`` is wrapped."""
+    name ends with ``ending``: their ``digitrec.batch.jobs.read_file`` is wrapped."""
     patch_workers(
         monkeypatch,
         tmp_path,
         "import os\n"
-        "import digitrec.batch as batch\n"
+        "import digitrec.batch.jobs as batch\n"
         "read = batch.read_file\n"
         "def read_file(recognizer, file, settings):\n"
         f"    if file.endswith({ending!r}):\n"
@@ -121,7 +122,7 @@ def test_an_unexpected_error_on_one_file_is_its_error_and_the_run_can_finish(
         patch_workers(
             monkeypatch,
             tmp_path,
-            "from digitrec.recognizer import Recognizer\n"
+            "from digitrec.read.recognizer import Recognizer\n"
             "ORIGINAL_READ = Recognizer.read\n"
             f"{inspect.getsource(read_with_a_bug)}"
             "Recognizer.read = read_with_a_bug\n",
@@ -215,7 +216,7 @@ def test_resume_drops_a_torn_last_line_however_short(folder, tmp_path):
 
 
 def test_resume_reads_again_the_files_whose_worker_ended(folder, tmp_path, capsys):
-    from digitrec.batch_output import ENDED_WORKER
+    from digitrec.batch.output import ENDED_WORKER
 
     out, ended, done = tmp_path / "out.jsonl", str(folder / "00.png"), str(folder / "01.png")
     lines = [
@@ -478,7 +479,7 @@ def test_batch_reading_and_ray_import_no_tensorflow(folder):
         "import digitrec\n"
         f"results = list(digitrec.read_files([{str(folder)!r}], jobs=2))\n"
         "assert len(results) == 13\n"
-        "import ray, ray.data, digitrec.batch_ray\n"
+        "import ray, ray.data, digitrec.batch.on_ray\n"
     )
     pytest.importorskip("ray")
     run = run_importing_none_of(("tensorflow", "keras"), code)
@@ -499,7 +500,7 @@ def test_one_process_starts_local_ray_again_after_shutting_it_down(folder):
 def ray_instance():
     """A local Ray of 2 CPUs, started as ``digitrec predict --ray`` starts one, for this module."""
     ray = pytest.importorskip("ray")
-    from digitrec.batch_ray import _connect
+    from digitrec.batch.on_ray import _connect
 
     _connect(ray, True, 2)
     yield ray
@@ -514,7 +515,7 @@ def test_ray_gives_the_results_of_one_process(ray_instance, folder, tmp_path, ca
 
 
 def test_ray_actors_load_no_tensorflow(ray_instance, folder):
-    from digitrec.batch_ray import ReadActor
+    from digitrec.batch.on_ray import ReadActor
 
     @ray_instance.remote
     def heavy_modules_after_reading(files: list[str]) -> list[str]:

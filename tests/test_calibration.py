@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digitrec.calibration import (
+from digitrec.read.calibration import (
     apply_temperature,
     calibrate,
     choose_threshold,

@@ -53,9 +53,9 @@ def test_public_api_names_resolve():
 
 def test_export_and_model_loading_do_not_import_evaluation():
     # Keras itself imports scikit-learn when it loads (keras.src.wrappers), so only our imports
-    # can be checked: neither digitrec.evaluate nor its scikit-learn and matplotlib.
-    statement = "import digitrec.export, digitrec.saved_models"
-    watched = ["digitrec.evaluate", "sklearn", "matplotlib"]
+    # can be checked: neither digitrec.training.evaluate nor its scikit-learn and matplotlib.
+    statement = "import digitrec.training.export, digitrec.training.saved_models"
+    watched = ["digitrec.training.evaluate", "sklearn", "matplotlib"]
     assert modules_loaded_by(statement, watched) == []
 
 

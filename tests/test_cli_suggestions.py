@@ -77,7 +77,7 @@ def test_tflite_is_refused_with_the_name_to_use(capsys):
 
 def test_the_api_names_the_new_format_too(tmp_path):
     from digitrec.errors import ModelError
-    from digitrec.export import export_model
+    from digitrec.training.export import export_model
 
     with pytest.raises(ModelError, match="the format is 'litert', not 'tflite'"):
         export_model(tmp_path / "model.keras", "tflite")

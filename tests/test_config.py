@@ -12,9 +12,9 @@ from dataclasses import FrozenInstanceError
 import numpy as np
 import pytest
 
-from digitrec.config import TrainConfig, check_split, read_settings, resolve_config
 from digitrec.errors import DigitrecError
-from digitrec.models import MODELS
+from digitrec.training.config import TrainConfig, check_split, read_settings, resolve_config
+from digitrec.training.models import MODELS
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_unknown_models_and_settings_are_refused_with_the_known_ones():
 
 
 def test_model_args_are_checked_against_the_builder_signature(monkeypatch):
-    from digitrec.models import ModelSpec
+    from digitrec.training.models import ModelSpec
 
     def plain(num_classes: int = 10):
         raise AssertionError("never built here")
@@ -170,13 +170,15 @@ def test_help_lists_every_setting_with_its_default_and_every_model(capsys):
 
 def test_settings_and_models_load_without_tensorflow():
     """``train --help`` and making a config import no TensorFlow (nor Keras)."""
-    imports = "import sys; from digitrec.cli import build_parser; from digitrec import config; "
+    imports = (
+        "import sys; from digitrec.cli import build_parser; from digitrec.training import config; "
+    )
     steps = "build_parser(); config.resolve_config('best', model_args={'kernel': 5}); "
     steps += "print(*sys.modules)"
     modules = subprocess.run(
         [sys.executable, "-c", imports + steps], capture_output=True, text=True, check=True
     ).stdout.split()
-    assert "digitrec.models" in modules
+    assert "digitrec.training.models" in modules
     assert "tensorflow" not in modules and "keras" not in modules
 
 
@@ -231,7 +233,7 @@ def test_resume_refuses_settings_it_would_ignore(tmp_path, capsys):
 
 
 def test_a_run_json_with_bad_settings_is_refused_on_resume(tiny_registered, tmp_path):
-    from digitrec.train import resume
+    from digitrec.training.train import resume
 
     (tmp_path / "run.json").write_text(json.dumps({"config": {"model": "lenet5", "epochs": 0}}))
     with pytest.raises(DigitrecError, match=r"epochs \(--epochs\) must be >= 1"):

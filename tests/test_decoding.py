@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from digitrec import decoding
-from digitrec.decoding import decode_image, load_image
 from digitrec.errors import ImageError
+from digitrec.read import decoding
+from digitrec.read.decoding import decode_image, load_image
 
 
 def marked_image(size: tuple[int, int] = (40, 30)) -> np.ndarray:

@@ -13,7 +13,7 @@ from fresh_python import SRC, run_importing_none_of
 
 from digitrec.assets import default_keras_path
 from digitrec.data import as_model_input
-from digitrec.recognizer import Recognizer
+from digitrec.read.recognizer import Recognizer
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_in_training_mode_the_model_reads_training_digits_as_it_does_in_inferenc
 ):
     """Training mode normalizes with the batch's statistics: the batch normalizations' moving
     statistics must be those of their inputs on MNIST, or fine-tuning starts from a wreck."""
-    from digitrec.models import build_model
+    from digitrec.training.models import build_model
 
     without_dropout = build_model("best", dropout=0.0)
     without_dropout.set_weights(keras_model.get_weights())

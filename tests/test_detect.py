@@ -13,9 +13,9 @@ import pytest
 from synthetic import font_digit
 
 from digitrec.errors import ImageError
-from digitrec.reading.detect import find_lines, iou
-from digitrec.reading.pages import page_sample
-from digitrec.reading.style import TRAIN
+from digitrec.read.line_finder import find_lines, iou
+from digitrec.synth.pages import page_sample
+from digitrec.synth.style import TRAIN
 
 DIGITS = np.stack([font_digit(d) for d in range(10)])
 LABELS = np.arange(10)
@@ -76,7 +76,7 @@ def test_crop_holds_the_line_with_a_margin():
 
 
 def test_a_region_is_cut_out_with_a_margin_of_paper_as_far_as_the_page_goes():
-    from digitrec.reading.detect import region_crop
+    from digitrec.read.line_finder import region_crop
 
     page = np.arange(200 * 300).reshape(200, 300)
     np.testing.assert_array_equal(region_crop(page, (100, 50, 140, 90)), page[39:101, 89:151])
@@ -110,7 +110,7 @@ def test_an_array_that_is_no_image_is_a_clear_error():
 def test_finding_lines_never_imports_tensorflow():
     script = (
         "import sys, numpy as np\n"
-        "from digitrec.reading import find_lines\n"
+        "from digitrec.read.line_finder import find_lines\n"
         "find_lines(np.full((64, 64), 255, np.uint8))\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
     )

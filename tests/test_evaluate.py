@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from digitrec.errors import ModelError
-from digitrec.evaluate import classification_metrics, evaluate
+from digitrec.training.evaluate import classification_metrics, evaluate
 
 FIGURES = ("learning_curves.png", "confusion_matrix.png", "mistakes.png")
 
@@ -21,7 +21,8 @@ FIGURES = ("learning_curves.png", "confusion_matrix.png", "mistakes.png")
 @pytest.fixture
 def tiny_run(tiny_registered, tmp_path):
     """A finished 2-epoch LeNet-5 run on the tiny dataset: (run_dir, data_dir)."""
-    from digitrec.train import resolve_config, train
+    from digitrec.training.config import resolve_config
+    from digitrec.training.train import train
 
     directory = tiny_registered
     config = resolve_config("lenet5", dataset="tiny", epochs=2, batch_size=16, val_size=10)
@@ -59,7 +60,7 @@ def test_report_has_valid_figures_and_the_metrics(tiny_run, tmp_path):
 def keras_accuracy(source, data_dir, tta=False):
     """The accuracy of a Keras model on the tiny test set, counted here from its predictions."""
     from digitrec.data import load_dataset
-    from digitrec.saved_models import load_keras, predict_keras
+    from digitrec.training.saved_models import load_keras, predict_keras
 
     model, _ = load_keras(source, tta)
     data = load_dataset("tiny", data_dir, download=False, progress=False)
@@ -100,7 +101,7 @@ def significant_digits(value: float) -> int:
 
 
 def test_rounding_keeps_six_significant_digits_of_every_float():
-    from digitrec.evaluate import rounded
+    from digitrec.training.evaluate import rounded
 
     value = {"a": 0.123456789, "b": [1 / 3, 2, np.float32(0.1)], "c": 12345678.9, "d": "x"}
     assert rounded(value) == {"a": 0.123457, "b": [0.333333, 2, 0.1], "c": 12345700.0, "d": "x"}
@@ -136,7 +137,7 @@ def test_unreadable_model_file_is_a_model_error(tmp_path):
 
 
 def test_perturbations_shift_by_three_pixels_and_rotate_about_the_centre():
-    from digitrec.evaluate import perturbations
+    from digitrec.training.evaluate import perturbations
 
     image = np.zeros((1, 28, 28), np.uint8)
     image[0, 10:18, 13:15] = 255  # a vertical bar through the centre
@@ -183,14 +184,14 @@ def own_folder(root):
 
 def counted_accuracy(classify, root):
     """Accuracy counted here: every readable image read as predict --single reads it."""
-    from digitrec.image_folders import read_image_folders
+    from digitrec.read.image_folders import read_image_folders
 
     data = read_image_folders(root)
     return float(np.mean(classify(data).argmax(axis=1) == data.labels)), len(data)
 
 
 def test_evaluate_on_your_folders_gives_metrics_confusion_and_report_for_keras(tiny_run, tmp_path):
-    from digitrec.saved_models import load_keras, predict_keras
+    from digitrec.training.saved_models import load_keras, predict_keras
 
     run_dir, _ = tiny_run
     root = own_folder(tmp_path / "mine")
@@ -223,7 +224,7 @@ def test_a_report_on_your_images_goes_beside_the_runs_own_and_never_says_test(ti
 
 def test_evaluate_on_your_folders_reads_an_onnx_model_as_predict_does(tmp_path, capsys):
     from digitrec.cli import main
-    from digitrec.recognizer import Recognizer
+    from digitrec.read.recognizer import Recognizer
 
     root = own_folder(tmp_path / "mine")
     assert main(["evaluate", "default", "--images", str(root), "--json"]) == 0

@@ -12,10 +12,10 @@ from synthetic import font_digit
 
 from digitrec.cli import main
 from digitrec.errors import DataError
-from digitrec.evaluate import edit_distance, evaluate_strings, string_labels, string_scores
-from digitrec.reading import line_samples
-from digitrec.reading.style import Camera, Hand, PageStyle, Print
-from digitrec.recognizer import Recognizer
+from digitrec.read.recognizer import Recognizer
+from digitrec.synth.pages import line_samples
+from digitrec.synth.style import Camera, Hand, PageStyle, Print
+from digitrec.training.evaluate import edit_distance, evaluate_strings, string_labels, string_scores
 
 DIGITS = np.stack([font_digit(d) for d in range(10)])
 PLAIN = PageStyle(  # typeset digits on clean paper: the shipped readers read most of them

@@ -19,7 +19,7 @@ from conftest import write_tiny_dataset
 from digitrec.cli import main
 from digitrec.data import DATASETS, as_model_input, load_dataset
 from digitrec.errors import DigitrecError, ModelError
-from digitrec.export_output import FORMATS, is_digitrec_output
+from digitrec.training.export_output import FORMATS, is_digitrec_output
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,8 @@ def tiny_data(tmp_path_factory):
 def plain_run(tiny_data, tmp_path_factory) -> Path:
     """A run directory of LeNet-5 trained for one epoch by ``train``, with a validation split of
     100 images: quick to calibrate, so quick to export to ONNX."""
-    from digitrec.train import resolve_config, train
+    from digitrec.training.config import resolve_config
+    from digitrec.training.train import train
 
     config = resolve_config("lenet5", dataset="tiny", epochs=1, val_size=100)
     return train(config, tmp_path_factory.mktemp("runs") / "plain", tiny_data, verbose=False)
@@ -49,7 +50,7 @@ def ensemble_file(tiny_data, tmp_path_factory) -> Path:
     """One Keras model averaging two members' probabilities, briefly trained, as a .keras file."""
     import keras
 
-    from digitrec.models import INPUT_SHAPE
+    from digitrec.training.models import INPUT_SHAPE
 
     keras.utils.set_random_seed(1)
     inputs = keras.Input(INPUT_SHAPE)
@@ -73,8 +74,8 @@ def ensemble_file(tiny_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def bfloat16_checkpoint(tiny_data, tmp_path_factory) -> Path:
     """LeNet-5 trained briefly in bfloat16 mixed precision, saved as such (a checkpoint)."""
-    from digitrec.config import resolve_config
-    from digitrec.model_setup import new_model
+    from digitrec.training.config import resolve_config
+    from digitrec.training.model_setup import new_model
 
     model = new_model(resolve_config("lenet5", precision="bfloat16"), 10)
     return saved_after_brief_training(model, tiny_data, tmp_path_factory.mktemp("bfloat16"))
@@ -93,8 +94,8 @@ def saved_after_brief_training(model, tiny_data: Path, directory: Path) -> Path:
 def test_a_bfloat16_model_is_saved_computing_in_float32_with_its_outputs(
     bfloat16_checkpoint, tiny_data
 ):
-    from digitrec.models import as_float32, computes_in_float32
-    from digitrec.saved_models import load_keras
+    from digitrec.training.models import as_float32, computes_in_float32
+    from digitrec.training.saved_models import load_keras
 
     model, _ = load_keras(bfloat16_checkpoint)
     assert not computes_in_float32(model)
@@ -125,7 +126,7 @@ def test_a_bfloat16_checkpoint_exports_to_onnx_in_float32(bfloat16_checkpoint, t
 
 def keras_probs(source: Path, tiny_data: Path) -> tuple[np.ndarray, np.ndarray]:
     """Keras's probabilities for the tiny test images, and those inputs."""
-    from digitrec.saved_models import load_keras
+    from digitrec.training.saved_models import load_keras
 
     model, _ = load_keras(source)
     images = as_model_input(load_dataset("tiny", tiny_data, download=False).test_images)
@@ -137,7 +138,7 @@ def keras_probs(source: Path, tiny_data: Path) -> tuple[np.ndarray, np.ndarray]:
 def test_export_round_trip_matches_keras(
     format, family, plain_run, ensemble_file, tiny_data, tmp_path
 ):
-    from digitrec.export import run_exported
+    from digitrec.training.export import run_exported
 
     source = plain_run if family == "plain" else ensemble_file
     out = tmp_path / f"model-{family}"
@@ -154,7 +155,7 @@ def test_export_round_trip_matches_keras(
 
 
 def export_model_quietly(source, format, out, tiny_data, **kwargs) -> Path:
-    from digitrec.export import export_model
+    from digitrec.training.export import export_model
 
     return export_model(source, format, out, tiny_data, dataset="tiny", **kwargs)
 
@@ -201,9 +202,9 @@ def test_tta_export_averages_the_model_over_small_shifts(plain_run, tiny_data, t
     import onnx
     from scipy import ndimage
 
-    from digitrec.export import run_exported
-    from digitrec.models import TTA_SHIFTS
-    from digitrec.saved_models import load_keras
+    from digitrec.training.export import run_exported
+    from digitrec.training.models import TTA_SHIFTS
+    from digitrec.training.saved_models import load_keras
 
     out = export_model_quietly(plain_run, "onnx", tmp_path / "tta.onnx", tiny_data, tta=True)
     model, _ = load_keras(plain_run)
@@ -222,7 +223,7 @@ def test_tta_export_averages_the_model_over_small_shifts(plain_run, tiny_data, t
 def test_failed_parity_check_deletes_the_output_and_says_what_differed(
     plain_run, tiny_data, tmp_path, monkeypatch
 ):
-    from digitrec import export
+    from digitrec.training import export
 
     real = export.run_exported
     monkeypatch.setattr(export, "run_exported", lambda *args: real(*args) + 1e-3)
@@ -233,7 +234,7 @@ def test_failed_parity_check_deletes_the_output_and_says_what_differed(
 
 
 def test_failed_saved_model_check_leaves_no_directory(plain_run, tiny_data, tmp_path, monkeypatch):
-    from digitrec import export
+    from digitrec.training import export
 
     monkeypatch.setattr(export, "run_exported", lambda path, format, images: images[:, 0, :10, 0])
     with pytest.raises(ModelError, match="predicted classes differ"):
@@ -242,7 +243,7 @@ def test_failed_saved_model_check_leaves_no_directory(plain_run, tiny_data, tmp_
 
 
 def test_unknown_format_and_missing_model_are_clear_errors(tmp_path):
-    from digitrec.export import export_model
+    from digitrec.training.export import export_model
 
     with pytest.raises(ModelError, match="unknown export format 'tfjs'"):
         export_model(tmp_path, "tfjs")
@@ -251,7 +252,7 @@ def test_unknown_format_and_missing_model_are_clear_errors(tmp_path):
 
 
 def test_the_packaged_model_cannot_be_exported_again():
-    from digitrec.export import export_model
+    from digitrec.training.export import export_model
 
     with pytest.raises(
         ModelError, match=r"needs a Keras model.*packaged model is already exported"
@@ -431,8 +432,8 @@ def test_export_prints_no_tensorflow_or_library_noise(plain_run, tmp_path):
 
 
 def test_training_command_spells_out_settings_a_run_predates():
-    from digitrec.export import training_command
-    from digitrec.train import resolve_config
+    from digitrec.training.config import resolve_config
+    from digitrec.training.export import training_command
 
     config = resolve_config("best", seed=3).to_dict()
     assert training_command(config) == "digitrec train --model best --seed 3"

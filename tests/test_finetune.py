@@ -16,9 +16,9 @@ from PIL import Image
 from synthetic import font_digit
 
 from digitrec.cli import main
-from digitrec.config import TrainConfig, resolve_config
 from digitrec.errors import DigitrecError, ModelError
-from digitrec.image_folders import ImageFolderData
+from digitrec.read.image_folders import ImageFolderData
+from digitrec.training.config import TrainConfig, resolve_config
 
 PER_CLASS = 8
 
@@ -55,7 +55,7 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def base_run(tiny_data, tmp_path_factory) -> Path:
     """A small perceptron trained one epoch on random images: it cannot read digits."""
-    from digitrec.train import train
+    from digitrec.training.train import train
 
     config = resolve_config(
         "mlp", dataset="tiny", epochs=1, batch_size=16, val_size=10, model_args={"hidden": [32, 16]}
@@ -81,7 +81,7 @@ def finetune_config(init: str | Path, images: Path, **settings) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def tuned_run(base_run, own_folder, tiny_data, tmp_path_factory) -> Path:
-    from digitrec.train import train
+    from digitrec.training.train import train
 
     config = finetune_config(base_run, own_folder)
     return train(config, tmp_path_factory.mktemp("tuned") / "run", tiny_data, verbose=False)
@@ -89,9 +89,9 @@ def tuned_run(base_run, own_folder, tiny_data, tmp_path_factory) -> Path:
 
 def held_out_accuracy(model, run_dir: Path) -> float:
     """Accuracy of a Keras model on the run's held-out own images, counted here."""
-    from digitrec.finetune import load_own_images
-    from digitrec.saved_models import predict_keras
-    from digitrec.train import recorded_config
+    from digitrec.training.finetune import load_own_images
+    from digitrec.training.saved_models import predict_keras
+    from digitrec.training.train import recorded_config
 
     val = load_own_images(recorded_config(run_dir), verbose=False).val
     return float((predict_keras(model, val.uint8_images()).argmax(axis=1) == val.labels).mean())
@@ -100,7 +100,7 @@ def held_out_accuracy(model, run_dir: Path) -> float:
 def test_fine_tuning_learns_your_held_out_digits_that_the_initial_model_misreads(
     base_run, tuned_run
 ):
-    from digitrec.saved_models import load_keras
+    from digitrec.training.saved_models import load_keras
 
     before = held_out_accuracy(load_keras(base_run)[0], tuned_run)
     after = held_out_accuracy(load_keras(tuned_run)[0], tuned_run)
@@ -121,7 +121,7 @@ def test_the_run_records_its_images_and_the_initial_models_architecture(tuned_ru
 def test_the_run_ends_with_an_onnx_model_calibrated_also_on_your_held_out_images(
     tuned_run, base_run, own_folder
 ):
-    from digitrec.recognizer import Recognizer
+    from digitrec.read.recognizer import Recognizer
 
     metadata = Recognizer.load(str(tuned_run)).metadata
     assert "20 held-out images of the user's own" in metadata["calibration"]["split"]
@@ -134,8 +134,8 @@ def test_the_run_ends_with_an_onnx_model_calibrated_also_on_your_held_out_images
 def test_the_runs_closing_export_shows_its_steps_when_verbose(
     tuned_run, tiny_data, tmp_path, capsys
 ):
-    from digitrec.finetune import export_ready, load_own_images
-    from digitrec.train import recorded_config
+    from digitrec.training.finetune import load_own_images
+    from digitrec.training.train import export_ready, recorded_config
 
     run_dir = shutil.copytree(tuned_run, tmp_path / "run")
     own = load_own_images(recorded_config(run_dir), verbose=False)
@@ -175,8 +175,8 @@ def test_serve_takes_the_run_directory_without_importing_tensorflow(tuned_run, t
 
 @pytest.mark.parametrize("kind", ["run directory", ".keras file"])
 def test_init_starts_from_the_weights_of_a_run_or_a_keras_file(base_run, kind):
-    from digitrec.finetune import starting_model
-    from digitrec.saved_models import load_keras
+    from digitrec.training.finetune import starting_model
+    from digitrec.training.saved_models import load_keras
 
     source = base_run if kind == "run directory" else base_run / "model.keras"
     model = starting_model(resolve_config(init=str(source)))
@@ -187,8 +187,8 @@ def test_init_starts_from_the_weights_of_a_run_or_a_keras_file(base_run, kind):
 
 def test_init_default_starts_from_the_shipped_model():
     from digitrec.assets import default_keras_path
-    from digitrec.finetune import starting_model, with_architecture
-    from digitrec.saved_models import load_keras
+    from digitrec.training.finetune import starting_model, with_architecture
+    from digitrec.training.saved_models import load_keras
 
     config = resolve_config(init="default")
     model = starting_model(config)
@@ -198,7 +198,7 @@ def test_init_default_starts_from_the_shipped_model():
 
 
 def test_head_only_leaves_every_layer_but_the_last_dense_frozen(base_run):
-    from digitrec.finetune import starting_model
+    from digitrec.training.finetune import starting_model
 
     model = starting_model(resolve_config(init=str(base_run), train_layers="head"))
     assert [layer.name for layer in model.layers if layer.trainable] == [model.layers[-1].name]
@@ -208,7 +208,7 @@ def test_head_only_leaves_every_layer_but_the_last_dense_frozen(base_run):
 def test_frozen_norm_trains_all_but_batch_normalization_which_keeps_its_statistics():
     import keras
 
-    from digitrec.finetune import starting_model
+    from digitrec.training.finetune import starting_model
 
     model = starting_model(resolve_config(init="default", train_layers="frozen-norm"))
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
@@ -224,7 +224,7 @@ def test_frozen_norm_trains_all_but_batch_normalization_which_keeps_its_statisti
 
 @pytest.mark.parametrize("share", [0.0, 0.25])
 def test_keep_init_averages_the_trained_weights_with_the_starting_models(base_run, share):
-    from digitrec.finetune import keep_starting_weights, starting_model
+    from digitrec.training.finetune import keep_starting_weights, starting_model
 
     config = resolve_config(init=str(base_run), keep_init=share)
     model = starting_model(config)
@@ -249,7 +249,7 @@ def test_keep_init_averages_the_trained_weights_with_the_starting_models(base_ru
     ids=["missing", "unfinished run", "other file", "corrupt .keras"],
 )
 def test_a_bad_init_source_is_a_clear_model_error(tmp_path, make, message):
-    from digitrec.finetune import starting_model
+    from digitrec.training.finetune import starting_model
 
     with pytest.raises(ModelError, match=message):
         starting_model(resolve_config(init=str(make(tmp_path))))
@@ -285,7 +285,7 @@ def test_init_with_a_model_of_another_architecture_is_a_clear_error(
 
 
 def test_keep_init_refuses_an_init_that_became_another_architecture(base_run, tmp_path):
-    from digitrec.finetune import keep_starting_weights, starting_model
+    from digitrec.training.finetune import keep_starting_weights, starting_model
 
     config = resolve_config(init=str(base_run), keep_init=0.25)
     model = starting_model(config)
@@ -329,7 +329,7 @@ def test_images_is_a_repeatable_flag_and_a_list_in_a_params_file(tmp_path):
 
 
 def test_with_init_the_finetune_recipe_replaces_the_models():
-    from digitrec.models import FINETUNE_RECIPE
+    from digitrec.training.models import FINETUNE_RECIPE
 
     config = resolve_config(init="default")
     assert {key: getattr(config, key) for key in FINETUNE_RECIPE} == FINETUNE_RECIPE
@@ -343,7 +343,7 @@ def tagged_images(count: int, value: int) -> ImageFolderData:
 
 @pytest.mark.parametrize("mix", [0.0, 0.25, 0.5])
 def test_every_batch_holds_your_images_and_the_set_share_of_mnist(mix):
-    from digitrec.finetune import batch_shares, mixed_dataset
+    from digitrec.training.finetune import batch_shares, mixed_dataset
 
     config = resolve_config(init="default", batch_size=8, mix_mnist=mix, augment=0.0)
     own = tagged_images(21, 255)
@@ -375,8 +375,8 @@ def test_a_bad_image_folder_fails_before_any_run_directory_is_made(tmp_path, cap
 def test_a_fine_tuning_run_killed_before_its_first_epoch_resumes_from_the_initial_model(
     tuned_run, tiny_data, tmp_path
 ):
-    from digitrec.saved_models import load_keras
-    from digitrec.train import resume
+    from digitrec.training.saved_models import load_keras
+    from digitrec.training.train import resume
 
     run = json.loads((tuned_run / "run.json").read_text())
     run["config"]["epochs"] = 2

@@ -11,8 +11,8 @@ import pytest
 from fontTools.ttLib import TTFont
 
 from digitrec.errors import DigitrecError
-from digitrec.reading.printing import LETTERS, font_files
-from digitrec.reading.style import TEST, TRAIN
+from digitrec.synth.printing import LETTERS, font_files
+from digitrec.synth.style import TEST, TRAIN
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from digitrec.errors import ImageError
-from digitrec.recognizer import Reading, Recognizer
+from digitrec.read.recognizer import Recognizer
+from digitrec.read.results import Reading
 
 MUTANTS_PER_SEED = 300
 HEADER = 64  # header fields (sizes, offsets, counts) sit in the first bytes of every format

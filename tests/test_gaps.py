@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from digitrec.cli import main
-from digitrec.reading.style import page_style
-from digitrec.reading.writing import write_number
-from digitrec.recognizer import WORD_GAP, Recognizer, line_text
+from digitrec.read.recognizer import Recognizer
+from digitrec.read.results import WORD_GAP, line_text
+from digitrec.synth.style import page_style
+from digitrec.synth.writing import write_number
 
 HEIGHT = 40  # pixels: a digit's height, as on a photographed form
 MARGIN = 40  # paper around the line, pixels

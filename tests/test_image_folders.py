@@ -1,4 +1,4 @@
-"""Your own images as a dataset (digitrec.image_folders): the class-folder layout, every common
+"""Your own images as a dataset (digitrec.read.image_folders): the class-folder layout, every common
 format, unreadable files skipped and counted, a wrong layout refused before anything is
 decoded, several folders combined, the recognizer's own input, and the stratified split."""
 
@@ -13,17 +13,17 @@ from fresh_python import run_importing_none_of
 from PIL import Image
 from synthetic import Style, font_digit, user_digit_image
 
-from digitrec import image_folders
 from digitrec.errors import DataError
-from digitrec.image_folders import (
+from digitrec.read import image_folders
+from digitrec.read.image_folders import (
     LINE_LABELS,
     LINES_FOLDER,
     ImageFolderData,
     class_files,
     read_image_folders,
-    stratified_split,
 )
-from digitrec.recognizer import Recognizer
+from digitrec.read.recognizer import Recognizer
+from digitrec.training.finetune import stratified_split
 
 
 def digit_image(digit: int, size: int = 84) -> Image.Image:
@@ -221,7 +221,7 @@ def test_a_split_that_cannot_hold_every_class_is_a_clear_error(counts, fraction,
 def test_reading_image_folders_imports_no_tensorflow_nor_scikit_learn(tmp_path):
     make_folder(tmp_path, {6: 1})
     code = (
-        "from digitrec.image_folders import read_image_folders\n"
+        "from digitrec.read.image_folders import read_image_folders\n"
         f"assert len(read_image_folders([{str(tmp_path)!r}])) == 1\n"
     )
     result = run_importing_none_of(("tensorflow", "keras", "sklearn"), code)

@@ -19,7 +19,7 @@ from synthetic import (
 )
 
 from digitrec.errors import ImageError
-from digitrec.imaging import DigitCrop, find_digits, image_digits, load_image, normalize_digit
+from digitrec.read.imaging import DigitCrop, find_digits, image_digits, load_image, normalize_digit
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:

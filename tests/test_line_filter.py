@@ -13,8 +13,8 @@ from synthetic import font_digit
 from test_lines import strip_lines, tiny_run, tiny_settings  # noqa: F401  (fixtures)
 
 from digitrec.errors import DigitrecError
-from digitrec.reading.sheet import LineTruth
-from digitrec.reading.style import TRAIN
+from digitrec.synth.sheet import LineTruth
+from digitrec.synth.style import TRAIN
 
 keras = pytest.importorskip("keras")
 
@@ -22,8 +22,8 @@ FONT_DIGITS = np.stack([font_digit(d) for d in range(10)])
 
 
 def test_a_line_reads_the_same_alone_and_in_a_padded_batch():
-    from digitrec.reading.line_filter import build_line_filter
-    from digitrec.reading.lines import HEIGHT, pad_batch
+    from digitrec.read.line_reader import HEIGHT, pad_batch
+    from digitrec.training.line_filter import build_line_filter
 
     keras.utils.set_random_seed(0)
     model = build_line_filter(4)
@@ -46,15 +46,15 @@ def test_a_line_reads_the_same_alone_and_in_a_padded_batch():
     ],
 )
 def test_found_boxes_hold_digits_by_the_share_of_a_true_line_they_cover(box, expected):
-    from digitrec.reading.filter_crops import holds_digits
+    from digitrec.training.filter_crops import holds_digits
 
     truth = LineTruth("123", (0, 0, 100, 30), [])
     assert holds_digits(box, [truth]) is expected
 
 
 def test_page_crops_are_prepared_lines_labelled_with_and_without_digits():
-    from digitrec.reading.filter_crops import page_crops
-    from digitrec.reading.lines import HEIGHT
+    from digitrec.read.line_reader import HEIGHT
+    from digitrec.training.filter_crops import page_crops
 
     images, targets = page_crops(FONT_DIGITS, np.arange(10), 1, 0, "train")
     assert len(images) == len(targets) > 0 and set(targets) == {0.0, 1.0}
@@ -62,7 +62,7 @@ def test_page_crops_are_prepared_lines_labelled_with_and_without_digits():
 
 
 def test_page_crops_made_by_worker_processes_are_those_made_here():
-    from digitrec.reading.filter_crops import page_crops
+    from digitrec.training.filter_crops import page_crops
 
     here = page_crops(FONT_DIGITS, np.arange(10), 2, 5, "train")
     there = page_crops(FONT_DIGITS, np.arange(10), 2, 5, "train", workers=2)
@@ -73,7 +73,7 @@ def test_page_crops_made_by_worker_processes_are_those_made_here():
 
 
 def test_drawing_pad_images_hold_dark_digits_on_white_that_the_classifier_finds():
-    from digitrec.reading.filter_crops import digit_region, drawn_crops, drawn_image
+    from digitrec.training.filter_crops import digit_region, drawn_crops, drawn_image
 
     rng = np.random.default_rng(0)
     for _ in range(5):
@@ -87,7 +87,7 @@ def test_drawing_pad_images_hold_dark_digits_on_white_that_the_classifier_finds(
 
 
 def test_filter_settings_refuse_empty_runs():
-    from digitrec.reading.line_filter import FilterSettings
+    from digitrec.training.line_filter import FilterSettings
 
     with pytest.raises(DigitrecError, match="must be positive: epochs 0"):
         FilterSettings(epochs=0).check()
@@ -96,16 +96,16 @@ def test_filter_settings_refuse_empty_runs():
 
 
 def test_training_refuses_a_folder_that_is_no_line_run(tmp_path):
-    from digitrec.reading.line_filter import FilterSettings, train_line_filter
+    from digitrec.training.line_filter import FilterSettings, train_line_filter
 
     with pytest.raises(DigitrecError, match="not a line training run"):
         train_line_filter(tmp_path, FilterSettings())
 
 
 def test_a_trained_filter_is_exported_as_the_line_models_second_output(tiny_run, tmp_path):  # noqa: F811
-    from digitrec.reading.line_export import export_line_model
-    from digitrec.reading.line_filter import FilterSettings, train_line_filter
-    from digitrec.reading.lines import LineReader, pad_batch, prepare_line
+    from digitrec.read.line_reader import LineReader, pad_batch, prepare_line
+    from digitrec.training.line_export import export_line_model
+    from digitrec.training.line_filter import FilterSettings, train_line_filter
 
     run, data_dir = tiny_run
     copy = tmp_path / "run"
@@ -135,7 +135,7 @@ def test_a_trained_filter_is_exported_as_the_line_models_second_output(tiny_run,
 
 
 def test_a_stopped_training_takes_up_the_crops_it_made(tiny_run, tmp_path, monkeypatch):  # noqa: F811
-    from digitrec.reading import line_filter
+    from digitrec.training import line_filter
 
     run, data_dir = tiny_run
     copy = tmp_path / "run"
@@ -159,7 +159,7 @@ def test_a_stopped_training_takes_up_the_crops_it_made(tiny_run, tmp_path, monke
 
 
 def test_only_the_training_pages_are_drawn_in_other_writers_shapes(tiny_run, tmp_path, monkeypatch):  # noqa: F811
-    from digitrec.reading import line_filter
+    from digitrec.training import line_filter
 
     run, data_dir = tiny_run
     copy = tmp_path / "run"

@@ -15,7 +15,7 @@ from conftest import write_tiny_dataset
 from synthetic import font_digit
 
 from digitrec.errors import DigitrecError, ImageError, ModelError
-from digitrec.reading.lines import (
+from digitrec.read.line_reader import (
     BLANK,
     HEIGHT,
     STRIDE,
@@ -26,7 +26,7 @@ from digitrec.reading.lines import (
     pad_batch,
     prepare_line,
 )
-from digitrec.reading.style import TRAIN
+from digitrec.synth.style import TRAIN
 
 FONT_DIGITS = np.stack([font_digit(d) for d in range(10)])
 
@@ -146,7 +146,7 @@ keras = pytest.importorskip("keras")
 
 
 def tiny_settings(**overrides):
-    from digitrec.reading.line_model import LineTrainSettings
+    from digitrec.training.line_model import LineTrainSettings
 
     values = dict(width=4, units=16, dropout=0.0, epochs=2, steps_per_epoch=3, batch_size=4)
     values.update(val_lines=8, learning_rate=1e-2, schedule="constant")
@@ -154,7 +154,7 @@ def tiny_settings(**overrides):
 
 
 def test_line_model_gives_one_frame_per_stride_columns():
-    from digitrec.reading.line_model import build_line_model
+    from digitrec.training.line_model import build_line_model
 
     for head in ("lstm", "conv"):
         for stride in (2, STRIDE):
@@ -168,7 +168,7 @@ def test_a_stride_other_than_2_or_4_is_refused():
 
 
 def test_batches_count_frames_at_the_models_stride():
-    from digitrec.reading.line_batches import batch_arrays, prepared
+    from digitrec.training.line_batches import batch_arrays, prepared
 
     samples = list(strip_lines(FONT_DIGITS, np.arange(10), 5, seed=9))
     for stride in (2, STRIDE):
@@ -179,9 +179,9 @@ def test_batches_count_frames_at_the_models_stride():
 
 
 def test_a_tiny_line_model_lowers_its_ctc_loss_in_a_few_steps():
-    from digitrec.reading.line_batches import batches
-    from digitrec.reading.line_model import build_line_model
-    from digitrec.reading.line_training import compile_line_model
+    from digitrec.training.line_batches import batches
+    from digitrec.training.line_model import build_line_model
+    from digitrec.training.line_training import compile_line_model
 
     keras.utils.set_random_seed(0)
     samples = strip_lines(FONT_DIGITS, np.arange(10), 8, seed=0)
@@ -195,8 +195,8 @@ def test_a_tiny_line_model_lowers_its_ctc_loss_in_a_few_steps():
 
 
 def test_ctc_loss_of_a_line_without_digits_is_that_of_all_blanks():
-    from digitrec.reading.line_batches import encode_targets
-    from digitrec.reading.line_model import LineCTCLoss
+    from digitrec.training.line_batches import encode_targets
+    from digitrec.training.line_model import LineCTCLoss
 
     frames = np.full((2, 6, BLANK + 1), 0.01, np.float32)
     frames[..., BLANK] = 0.9
@@ -221,7 +221,7 @@ def test_line_settings_refuse_an_unknown_head_and_empty_runs():
 
 
 def test_only_the_training_lines_are_drawn_with_other_writers_shapes(tmp_path, tiny_registered):
-    from digitrec.reading.line_training import train_line_model
+    from digitrec.training.line_training import train_line_model
 
     styles = []
 
@@ -244,7 +244,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
     """A line recognizer trained for two epochs of three steps on a tiny random dataset
     (registered while the module's tests run): the run directory and the data directory."""
     from digitrec.data import DATASETS
-    from digitrec.reading.line_training import train_line_model
+    from digitrec.training.line_training import train_line_model
 
     root = tmp_path_factory.mktemp("lines")
     info, _ = write_tiny_dataset(root / "tiny")
@@ -271,8 +271,8 @@ def test_training_leaves_the_best_epochs_model_and_its_metrics(tiny_run):
 
 
 def test_training_resumes_an_interrupted_run_from_its_last_epoch(tmp_path, tiny_registered):
-    from digitrec.reading.line_batches import epoch_seed
-    from digitrec.reading.line_training import train_line_model
+    from digitrec.training.line_batches import epoch_seed
+    from digitrec.training.line_training import train_line_model
 
     seeds = []
 
@@ -301,7 +301,7 @@ def test_training_resumes_an_interrupted_run_from_its_last_epoch(tmp_path, tiny_
 
 
 def test_training_refuses_a_run_directory_with_other_settings(tmp_path, tiny_registered):
-    from digitrec.reading.line_training import train_line_model
+    from digitrec.training.line_training import train_line_model
 
     run = tmp_path / "run"
     run.mkdir()
@@ -314,7 +314,7 @@ def test_training_refuses_a_run_directory_with_other_settings(tmp_path, tiny_reg
 def test_a_run_recorded_before_newer_settings_resumes_with_their_defaults(
     tmp_path, tiny_registered
 ):
-    from digitrec.reading.line_training import train_line_model
+    from digitrec.training.line_training import train_line_model
 
     settings = tiny_settings(dataset="tiny", val_size=20)
     run = tmp_path / "run"
@@ -329,9 +329,9 @@ def test_a_run_recorded_before_newer_settings_resumes_with_their_defaults(
 
 
 def test_export_matches_keras_and_the_reader_reads_lines(tiny_run, tmp_path):
-    from digitrec.reading.line_batches import batch_arrays, prepared
-    from digitrec.reading.line_export import export_line_model
-    from digitrec.reading.lines import LineReader
+    from digitrec.read.line_reader import LineReader
+    from digitrec.training.line_batches import batch_arrays, prepared
+    from digitrec.training.line_export import export_line_model
 
     run, data_dir = tiny_run
     out = export_line_model(run, tmp_path / "line.onnx", data_dir, strip_lines)
@@ -355,12 +355,12 @@ def test_export_matches_keras_and_the_reader_reads_lines(tiny_run, tmp_path):
 def test_a_bfloat16_run_computes_its_convolutions_in_bfloat16_and_exports_float32(
     tmp_path, tiny_registered
 ):
-    from digitrec.models import as_float32, computes_in_float32
-    from digitrec.reading.line_batches import batch_arrays, prepared
-    from digitrec.reading.line_export import export_line_model
-    from digitrec.reading.line_model import build_line_model
-    from digitrec.reading.line_training import train_line_model
-    from digitrec.reading.lines import LineReader
+    from digitrec.read.line_reader import LineReader
+    from digitrec.training.line_batches import batch_arrays, prepared
+    from digitrec.training.line_export import export_line_model
+    from digitrec.training.line_model import build_line_model
+    from digitrec.training.line_training import train_line_model
+    from digitrec.training.models import as_float32, computes_in_float32
 
     settings = tiny_settings(dataset="tiny", val_size=20, epochs=1, precision="bfloat16")
     dtypes = {layer.name: layer.compute_dtype for layer in build_line_model(settings).layers}
@@ -378,10 +378,10 @@ def test_a_bfloat16_run_computes_its_convolutions_in_bfloat16_and_exports_float3
 
 
 def test_a_stride_2_run_exports_its_stride_and_the_reader_matches_keras(tmp_path, tiny_registered):
-    from digitrec.reading.line_batches import batch_arrays, prepared
-    from digitrec.reading.line_export import export_line_model
-    from digitrec.reading.line_training import train_line_model
-    from digitrec.reading.lines import LineReader
+    from digitrec.read.line_reader import LineReader
+    from digitrec.training.line_batches import batch_arrays, prepared
+    from digitrec.training.line_export import export_line_model
+    from digitrec.training.line_training import train_line_model
 
     settings = tiny_settings(dataset="tiny", val_size=20, epochs=1, stride=2)
     run = train_line_model(
@@ -403,8 +403,8 @@ def test_a_stride_2_run_exports_its_stride_and_the_reader_matches_keras(tmp_path
 
 
 def test_export_reports_lines_read_exactly_on_fresh_lines_as_well(tiny_run, tmp_path):
-    from digitrec.reading.line_export import export_line_model, write_line_card
-    from digitrec.reading.lines import LineReader
+    from digitrec.read.line_reader import LineReader
+    from digitrec.training.line_export import export_line_model, write_line_card
 
     run, data_dir = tiny_run
     seeds = []
@@ -425,8 +425,8 @@ def test_export_reports_lines_read_exactly_on_fresh_lines_as_well(tiny_run, tmp_
 def test_the_model_cards_reproduce_call_gives_the_runs_settings(tiny_run, tmp_path):
     from dataclasses import asdict
 
-    from digitrec.reading.line_export import export_line_model, write_line_card
-    from digitrec.reading.line_model import LineTrainSettings
+    from digitrec.training.line_export import export_line_model, write_line_card
+    from digitrec.training.line_model import LineTrainSettings
 
     run, data_dir = tiny_run
     out = export_line_model(run, tmp_path / "line.onnx", data_dir, strip_lines)
@@ -438,7 +438,7 @@ def test_the_model_cards_reproduce_call_gives_the_runs_settings(tiny_run, tmp_pa
 
 
 def test_export_failing_its_parity_check_leaves_no_file(tiny_run, tmp_path, monkeypatch):
-    from digitrec.reading import line_export
+    from digitrec.training import line_export
 
     run, data_dir = tiny_run
     monkeypatch.setattr(line_export, "PARITY_TOLERANCE", -1.0)
@@ -448,8 +448,8 @@ def test_export_failing_its_parity_check_leaves_no_file(tiny_run, tmp_path, monk
 
 
 def test_line_reader_refuses_a_model_without_line_metadata(tmp_path):
-    from digitrec.reading.line_model import build_line_model
-    from digitrec.reading.lines import LineReader
+    from digitrec.read.line_reader import LineReader
+    from digitrec.training.line_model import build_line_model
 
     path = tmp_path / "bare.onnx"
     model = build_line_model(tiny_settings())
@@ -462,7 +462,7 @@ def test_line_reader_refuses_a_model_without_line_metadata(tmp_path):
 
 
 def test_reading_lines_imports_no_tensorflow():
-    code = "import sys, digitrec.reading.lines; print('tensorflow' in sys.modules)"
+    code = "import sys, digitrec.read.line_reader; print('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"

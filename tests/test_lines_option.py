@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from digitrec.batch import read_files
-from digitrec.batch_ray import _absolute
+from digitrec.batch.jobs import read_files
+from digitrec.batch.on_ray import _absolute
 from digitrec.cli import main
 from digitrec.errors import ModelError
-from digitrec.reading.predictor import LINE_MODEL
-from digitrec.recognizer import DEFAULT_MODEL, Recognizer
+from digitrec.read.loader import DEFAULT_MODEL, LINE_MODEL
+from digitrec.read.recognizer import Recognizer
 
 ASSETS = resources.files("digitrec") / "assets"
 PAGE = Path(__file__).resolve().parent.parent / "examples" / "page.png"

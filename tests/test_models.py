@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from digitrec.models import MODELS
+from digitrec.training.models import MODELS
 
 
 def tiny_batch(n: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -21,7 +21,7 @@ def tiny_batch(n: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def small_mlp(seed: int):
     import keras
 
-    from digitrec.models import build_model
+    from digitrec.training.models import build_model
 
     keras.utils.set_random_seed(seed)
     return build_model("mlp", hidden=(8, 8))
@@ -31,9 +31,9 @@ def small_mlp(seed: int):
 def test_every_model_trains_a_step_and_reloads_with_identical_predictions(name, tmp_path):
     import keras
 
-    from digitrec.config import resolve_config
-    from digitrec.model_setup import compile_model
-    from digitrec.models import build_model
+    from digitrec.training.config import resolve_config
+    from digitrec.training.model_setup import compile_model
+    from digitrec.training.models import build_model
 
     images, labels = tiny_batch()
     model = build_model(name)
@@ -52,7 +52,7 @@ def test_every_model_trains_a_step_and_reloads_with_identical_predictions(name, 
 def test_ensemble_predicts_the_mean_of_its_members_and_reloads(tmp_path):
     import keras
 
-    from digitrec.models import ensemble
+    from digitrec.training.models import ensemble
 
     images, _ = tiny_batch()
     members = [small_mlp(seed) for seed in (1, 2)]
@@ -65,7 +65,7 @@ def test_ensemble_predicts_the_mean_of_its_members_and_reloads(tmp_path):
 
 
 def test_shift_layer_moves_the_image_and_fills_with_background():
-    from digitrec.models import shift_layer
+    from digitrec.training.models import shift_layer
 
     image = np.zeros((1, 28, 28, 1), np.float32)
     image[0, 5, 5, 0] = 1.0
@@ -78,7 +78,7 @@ def test_shift_layer_moves_the_image_and_fills_with_background():
 def test_tta_averages_the_model_over_the_shifted_images(tmp_path):
     import keras
 
-    from digitrec.models import shift_layer, with_tta
+    from digitrec.training.models import shift_layer, with_tta
 
     images, _ = tiny_batch()
     model = small_mlp(3)
@@ -99,7 +99,7 @@ def test_multiply_accumulates_are_counted_from_layer_shapes():
     import keras
     from keras import layers
 
-    from digitrec.models import multiply_accumulates
+    from digitrec.training.models import multiply_accumulates
 
     model = keras.Sequential(
         [keras.Input((28, 28, 1)), layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(10)]
@@ -109,8 +109,8 @@ def test_multiply_accumulates_are_counted_from_layer_shapes():
 
 
 def test_one_cycle_schedule_warms_up_to_the_peak_then_decays_to_zero():
-    from digitrec.config import resolve_config
-    from digitrec.model_setup import learning_rate
+    from digitrec.training.config import resolve_config
+    from digitrec.training.model_setup import learning_rate
 
     config = resolve_config("fast", learning_rate=0.01, schedule="onecycle", warmup=0.25, epochs=2)
     schedule = learning_rate(config, steps_per_epoch=50)  # 100 steps, 25 of warm-up
@@ -127,10 +127,10 @@ def test_ensemble_run_saves_one_averaging_model_and_resumes_a_missing_member(
 
     import keras
 
-    from digitrec.config import resolve_config
     from digitrec.errors import DigitrecError
-    from digitrec.models import with_tta
-    from digitrec.train import resume, train
+    from digitrec.training.config import resolve_config
+    from digitrec.training.models import with_tta
+    from digitrec.training.train import resume, train
 
     config = resolve_config(
         "mlp", dataset="tiny", epochs=1, batch_size=16, val_size=10, seed=4, ensemble=2,
@@ -166,8 +166,8 @@ def test_ensemble_run_saves_one_averaging_model_and_resumes_a_missing_member(
 
 
 def test_best_ensemble_members_alternate_3x3_and_5x5_kernels():
-    from digitrec.config import resolve_config
-    from digitrec.train import member_configs
+    from digitrec.training.config import resolve_config
+    from digitrec.training.train import member_configs
 
     members = member_configs(resolve_config("best", seed=7, ensemble=5))
     assert [m.seed for m in members] == [7, 8, 9, 10, 11]
@@ -180,8 +180,8 @@ def test_best_ensemble_members_alternate_3x3_and_5x5_kernels():
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_fast_recipe_reaches_98_8_percent_on_mnist(mnist_dir, tmp_path):
-    from digitrec.config import resolve_config
-    from digitrec.train import train
+    from digitrec.training.config import resolve_config
+    from digitrec.training.train import train
 
     run_dir = train(resolve_config("fast"), tmp_path / "fast", mnist_dir, verbose=False)
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -13,9 +13,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from digitrec.errors import ImageError, PageBudgetError
-from digitrec.reading.detect import LineBox
-from digitrec.reading.lines import BATCH_COLUMNS, width_batches
-from digitrec.recognizer import Reading, Recognizer
+from digitrec.read.line_finder import LineBox
+from digitrec.read.line_reader import BATCH_COLUMNS, width_batches
+from digitrec.read.recognizer import Recognizer
+from digitrec.read.results import Reading
 
 PAGE_READERS = ("auto", "pages")
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from synthetic import font_digit
 
-from digitrec.decoding import array_to_gray
 from digitrec.errors import DigitrecError
-from digitrec.imaging import normalize_digit
-from digitrec.reading import LAYOUTS, line_samples, page_sample
-from digitrec.reading.printing import font_files
-from digitrec.reading.style import TEST, TRAIN, Camera, Hand, PageStyle, Print, page_style
+from digitrec.read.decoding import array_to_gray
+from digitrec.read.imaging import normalize_digit
+from digitrec.synth.pages import LAYOUTS, line_samples, page_sample
+from digitrec.synth.printing import font_files
+from digitrec.synth.style import TEST, TRAIN, Camera, Hand, PageStyle, Print, page_style
 
 DIGITS = np.stack([font_digit(d) for d in range(10)])
 LABELS = (np.arange(10) + 3) % 10  # not the identity, so text must come from the labels
@@ -193,7 +193,7 @@ def test_test_style_differs_from_train_style_in_fonts_rules_pens_shadows_and_blu
 
 
 def test_other_writers_shapes_are_off_in_the_named_styles_and_change_digits_when_asked():
-    from digitrec.reading.writing import reshaped
+    from digitrec.synth.writing import reshaped
 
     digit = DIGITS[3]
     rng = np.random.default_rng(0)

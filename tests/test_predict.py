@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 from synthetic import Style, digit_string_image, font_digit
 
-from digitrec import decoding
-from digitrec.batch_output import rounded
 from digitrec.cli import main, predict
-from digitrec.recognizer import Recognizer
+from digitrec.read import decoding
+from digitrec.read.recognizer import Recognizer
+from digitrec.read.results import rounded
 
 
 def write_digits(path: Path, digits: list[int], seed: int = 0) -> Path:

@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 from serve_support import PNG, RECOGNIZE, local_client, png_bytes
 
-from digitrec.batch_output import rounded
 from digitrec.cli import main
 from digitrec.cli.predict import table_row
 from digitrec.errors import ModelError
-from digitrec.reading import page_sample
-from digitrec.reading.detect import LineBox, find_lines
-from digitrec.reading.predictor import LINE_MODEL, PagePredictor
-from digitrec.recognizer import Digit, Line, Reading, Recognizer, choose_reader, lone_digit
+from digitrec.read.line_finder import LineBox, find_lines
+from digitrec.read.loader import LINE_MODEL
+from digitrec.read.page_reader import PagePredictor
+from digitrec.read.recognizer import Recognizer, choose_reader, lone_digit
+from digitrec.read.results import Digit, Line, Reading, rounded
 from digitrec.serve.app import create_app
+from digitrec.synth.pages import page_sample
 
 pytestmark = pytest.mark.mnist
 SEEDS = range(3)
@@ -268,7 +269,7 @@ def test_the_page_reader_imports_no_tensorflow(tmp_path, mnist):
     image.write_bytes(png_bytes(page_of("multiline", 0, mnist).image))
     script = f"""
 import sys
-from digitrec.recognizer import Recognizer
+from digitrec.read.recognizer import Recognizer
 reading = Recognizer.load("default").read({str(image)!r}, reader="auto")
 assert len(reading.lines) >= 2, reading
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx"))
@@ -284,7 +285,7 @@ assert not heavy, heavy
 
 
 def test_the_rejection_is_fitted_on_validation_pages_and_stored_in_the_model(tmp_path, mnist_dir):
-    from digitrec.reading.rejection import LINE_CUTS, WRITING_CUTS, store_rejection
+    from digitrec.training.page_rejection import LINE_CUTS, WRITING_CUTS, store_rejection
 
     model = tmp_path / "lines.onnx"
     model.write_bytes(LINE_BYTES)
@@ -342,7 +343,7 @@ BLANK_PIECE = LineBox((0, 0, 12, 12), np.full((12, 12), 255, np.uint8))
 def test_a_wide_image_whose_line_the_finder_misses_is_read_whole(
     recognizer, mnist, monkeypatch, found
 ):
-    from digitrec.reading import predictor
+    from digitrec.read import page_reader as predictor
 
     strip = np.pad(np.concatenate(list(mnist.test_images[:5]), axis=1), 4)
     line = cv2.resize(255 - strip, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from digitrec.reading import LAYOUTS
+from digitrec.synth.pages import LAYOUTS
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 

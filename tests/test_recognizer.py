@@ -27,9 +27,9 @@ from synthetic import (
     user_digit_image,
 )
 
-from digitrec.calibration import apply_temperature
 from digitrec.errors import ImageError, ModelError
-from digitrec.recognizer import Recognizer
+from digitrec.read.calibration import apply_temperature
+from digitrec.read.recognizer import Recognizer
 
 DEFAULT_BYTES = (resources.files("digitrec") / "assets" / "default.onnx").read_bytes()
 
@@ -118,8 +118,8 @@ def test_low_confidence_digit_is_rejected_as_unknown(recognizer):
 
 
 def test_ink_shaped_like_no_digit_is_rejected_whatever_the_model_says(recognizer, monkeypatch):
-    from digitrec import imaging
-    from digitrec import recognizer as module
+    from digitrec.read import imaging
+    from digitrec.read import recognizer as module
 
     def implausible(*args):
         return [replace(crop, plausible=False) for crop in imaging.image_digits(*args)]
@@ -180,7 +180,7 @@ def test_a_large_image_is_read_within_a_bounded_memory(tmp_path):
     Image.new("L", (50, 50), 255).save(small)
     script = f"""
 import resource, sys
-from digitrec.recognizer import Recognizer
+from digitrec.read.recognizer import Recognizer
 recognizer = Recognizer.load("default")
 recognizer.read({str(small)!r})  # the libraries' own first-use allocations
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -302,7 +302,7 @@ def test_inference_path_never_imports_tensorflow_or_keras(tmp_path):
     row_of([6, 9]).save(image)
     script = f"""
 import sys
-from digitrec.recognizer import Recognizer
+from digitrec.read.recognizer import Recognizer
 reading = Recognizer.load("default").read({str(image)!r})
 assert len(reading.digits) == 2, reading
 from digitrec.cli import main

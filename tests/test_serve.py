@@ -18,9 +18,9 @@ from PIL import Image
 from pydantic import create_model
 from serve_support import PNG, RECOGNIZE, default_recognizer, drawn_ones, local_client, png_bytes
 
-from digitrec.batch_output import rounded
 from digitrec.cli import main
-from digitrec.recognizer import Digit, Reading, Recognizer
+from digitrec.read.recognizer import Recognizer
+from digitrec.read.results import Digit, Reading, rounded
 from digitrec.serve.app import STATIC_DIR, ServeSettings, create_app
 from digitrec.serve.schemas import api_fields
 

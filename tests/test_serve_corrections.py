@@ -1,5 +1,5 @@
 """Corrections (``digitrec serve --collect DIR``): stored only when collecting, cut with the
-boxes of the reading they correct: digits as class folders that ``digitrec.image_folders`` reads
+boxes of the reading they correct: digits as class folders that ``digitrec.read.image_folders`` reads
 back into the same labels, lines as images listed with their text in ``lines/labels.csv``; all
 or nothing, within the collection's size limit; refused clearly when the lines do not pair up."""
 
@@ -36,8 +36,7 @@ from serve_support import (
 )
 from starlette.exceptions import HTTPException
 
-from digitrec.evaluate import string_labels
-from digitrec.image_folders import LINE_LABELS, LINES_FOLDER, files_under, read_image_folders
+from digitrec.read.image_folders import LINE_LABELS, LINES_FOLDER, files_under, read_image_folders
 from digitrec.serve import app as app_module
 from digitrec.serve import corrections
 from digitrec.serve.app import ServeSettings, create_app
@@ -51,6 +50,7 @@ from digitrec.serve.corrections import (
     disk_use,
 )
 from digitrec.serve.settings import MEGABYTE
+from digitrec.training.evaluate import string_labels
 
 CORRECTIONS = "/api/v1/corrections"
 

@@ -6,8 +6,13 @@ from __future__ import annotations
 import numpy as np
 from synthetic import font_digit
 
-from digitrec.imaging import normalize_digit
-from digitrec.synthesis import Style, digit_string_image, user_digit_image, user_style_inputs
+from digitrec.read.imaging import normalize_digit
+from digitrec.synth.user_digits import (
+    Style,
+    digit_string_image,
+    user_digit_image,
+    user_style_inputs,
+)
 
 
 def test_user_digit_is_dark_ink_on_white_larger_than_mnist():

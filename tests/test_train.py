@@ -18,14 +18,14 @@ from digitrec.errors import DigitrecError
 
 
 def tiny_config(**overrides):
-    from digitrec.config import resolve_config
+    from digitrec.training.config import resolve_config
 
     settings = {"dataset": "tiny", "epochs": 2, "batch_size": 16, "val_size": 10}
     return resolve_config("lenet5", **{**settings, **overrides})
 
 
 def test_run_directory_holds_model_metrics_and_settings(tiny_registered, tmp_path):
-    from digitrec.train import train
+    from digitrec.training.train import train
 
     run_dir = train(tiny_config(), tmp_path / "run", tiny_registered, verbose=False)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -43,7 +43,7 @@ def test_run_directory_holds_model_metrics_and_settings(tiny_registered, tmp_pat
 def test_same_seed_gives_the_same_model(tiny_registered, tmp_path):
     import keras
 
-    from digitrec.train import train
+    from digitrec.training.train import train
 
     weights = []
     for name in ("a", "b"):
@@ -54,7 +54,7 @@ def test_same_seed_gives_the_same_model(tiny_registered, tmp_path):
 
 
 def test_existing_run_is_not_overwritten_and_complete_run_not_resumed(tiny_registered, tmp_path):
-    from digitrec.train import resume, train
+    from digitrec.training.train import resume, train
 
     run_dir = train(tiny_config(epochs=1), tmp_path / "run", tiny_registered, verbose=False)
     with pytest.raises(DigitrecError, match="already holds a run"):
@@ -67,7 +67,7 @@ def test_existing_run_is_not_overwritten_and_complete_run_not_resumed(tiny_regis
 
 def test_resume_continues_from_the_last_completed_epoch(tiny_registered, tmp_path):
     """A run whose process died after epoch 1 of 3 finishes all 3 epochs on resume."""
-    from digitrec.train import resume, train
+    from digitrec.training.train import resume, train
 
     run_dir = tmp_path / "run"
     train(tiny_config(epochs=1), run_dir, tiny_registered, verbose=False)
@@ -171,7 +171,7 @@ def test_user_style_mix_replaces_a_seeded_fraction_by_renders_of_the_same_digits
     from synthetic import font_digit
 
     from digitrec.data import as_model_input
-    from digitrec.train import user_style_mix
+    from digitrec.training.train import user_style_mix
 
     images = np.stack([font_digit(d % 10) for d in range(40)])
     clean = as_model_input(images)
@@ -186,9 +186,9 @@ def test_user_style_mix_replaces_a_seeded_fraction_by_renders_of_the_same_digits
 
 
 def test_user_style_training_renders_training_images_only(tiny_registered, tmp_path, monkeypatch):
-    from digitrec import synthesis
     from digitrec.cli import main
     from digitrec.data import load_dataset, split_validation
+    from digitrec.synth import user_digits as synthesis
 
     rendered = []
     render = synthesis.user_style_inputs
@@ -229,9 +229,9 @@ def test_user_style_training_renders_training_images_only(tiny_registered, tmp_p
 def test_a_bfloat16_run_trains_in_bfloat16_and_saves_a_float32_model(tiny_registered, tmp_path):
     import keras
 
-    from digitrec.callbacks import EpochCheckpoint
-    from digitrec.models import computes_in_float32
-    from digitrec.train import train
+    from digitrec.training.callbacks import EpochCheckpoint
+    from digitrec.training.models import computes_in_float32
+    from digitrec.training.train import train
 
     trained_in = []
     save = EpochCheckpoint.on_epoch_end
@@ -262,8 +262,8 @@ def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(
     """Data order, augmentation, dropout and the schedule's step all carry on across a resume."""
     import keras
 
-    from digitrec.callbacks import EpochCheckpoint
-    from digitrec.train import resume, train
+    from digitrec.training.callbacks import EpochCheckpoint
+    from digitrec.training.train import resume, train
 
     config = tiny_config(
         schedule="onecycle", augment=1.0, elastic=1.0, steps_per_execution=3, precision=precision
@@ -293,7 +293,7 @@ def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(
 def test_a_run_failing_before_its_first_checkpoint_takes_back_only_what_it_added(
     tiny_registered, tmp_path, monkeypatch
 ):
-    from digitrec import train as train_module
+    from digitrec.training import train as train_module
 
     def broken_fit(*args, **kwargs):
         raise RuntimeError("out of memory")
@@ -379,8 +379,8 @@ def test_resuming_a_run_whose_state_is_damaged_or_checkpoint_missing_is_a_clear_
 def test_an_out_that_is_a_file_or_cannot_be_written_is_a_clear_error(
     tiny_registered, tmp_path, monkeypatch, capsys
 ):
-    from digitrec import rundir
     from digitrec.cli import main
+    from digitrec.training import rundir
 
     file = tmp_path / "file"
     file.write_text("")
@@ -407,7 +407,7 @@ def test_an_out_that_is_a_file_or_cannot_be_written_is_a_clear_error(
 
 
 def test_tensorboard_logs_are_written(tiny_registered, tmp_path):
-    from digitrec.train import train
+    from digitrec.training.train import train
 
     run_dir = train(
         tiny_config(epochs=1), tmp_path / "run", tiny_registered, verbose=False, tensorboard=True
@@ -418,8 +418,8 @@ def test_tensorboard_logs_are_written(tiny_registered, tmp_path):
 def test_progress_stops_at_the_last_step_and_is_plain_lines_off_a_terminal(
     tiny_registered, tmp_path, capsys
 ):
-    from digitrec.callbacks import Progress
-    from digitrec.train import train
+    from digitrec.training.callbacks import Progress
+    from digitrec.training.train import train
 
     progress = Progress()
     progress.set_params({"verbose": 0, "epochs": 2, "steps": 469})
@@ -438,7 +438,7 @@ def test_progress_stops_at_the_last_step_and_is_plain_lines_off_a_terminal(
 
 def test_the_training_pipeline_makes_iterators_without_autotuning_or_rewrites():
     """Keras makes a new iterator every epoch; these would each cost seconds at some epochs."""
-    from digitrec.train import training_dataset
+    from digitrec.training.train import training_dataset
 
     images = np.zeros((20, 28, 28), np.uint8)
     dataset, _ = training_dataset(images, np.arange(20) % 10, tiny_config(), 10)

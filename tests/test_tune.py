@@ -24,8 +24,8 @@ from digitrec import data
 from digitrec.cli import main
 from digitrec.data import DataFile, DatasetInfo
 from digitrec.errors import DigitrecError
-from digitrec.models import MODELS, ModelSpec, build_model
-from digitrec.train import resolve_config
+from digitrec.training.config import resolve_config
+from digitrec.training.models import MODELS, ModelSpec, build_model
 from digitrec.tune import (
     FINISHED,
     STARTUP_TRIALS,

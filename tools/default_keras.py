@@ -32,7 +32,7 @@ from onnx import numpy_helper
 
 from digitrec.data import as_model_input, load_dataset
 from digitrec.files import atomic_path
-from digitrec.models import build_model
+from digitrec.training.models import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 ONNX_FILE = ROOT / "src" / "digitrec" / "assets" / "default.onnx"

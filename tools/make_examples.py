@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 
 from digitrec import Recognizer, load_dataset
-from digitrec.reading import page_sample
-from digitrec.synthesis import Style, digit_string_image, user_digit_image
+from digitrec.synth.pages import page_sample
+from digitrec.synth.user_digits import Style, digit_string_image, user_digit_image
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 MAX_BYTES = 100_000

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitrec.errors import DataError
+from digitrec.errors import DataError, DigitrecError
 
 DATA_DIR_ENV = "DIGITREC_DATA_DIR"
 OFFLINE_ENV = "DIGITREC_OFFLINE"  # set to 1 to never download
@@ -385,3 +385,17 @@ def split_validation(
         raise DataError(f"validation size {val_size} must be in [0, {len(images)})")
     cut = len(images) - val_size
     return images[:cut], labels[:cut], images[cut:], labels[cut:]
+
+
+def subset_dataset(data: Dataset, subset: int | None, val_size: int) -> Dataset:
+    """Keep the first ``subset`` training images and the validation split (the last ``val_size``)."""
+    if subset is None:
+        return data
+    available = len(data.train_images) - val_size
+    if not 0 < subset <= available:
+        raise DigitrecError(f"--subset must be in [1, {available}] (images before validation)")
+    keep = np.r_[0:subset, available : len(data.train_images)]
+    return Dataset(
+        data.info, data.train_images[keep], data.train_labels[keep], data.test_images,
+        data.test_labels, data.files,
+    )  # fmt: skip

@@ -10,8 +10,8 @@ from typing import Any
 
 from digitrec.cli.options import add_data_options
 from digitrec.errors import DigitrecError
-from digitrec.image_folders import counted, skipped_lines
 from digitrec.quiet import progress_printer
+from digitrec.read.image_folders import counted, skipped_lines
 
 MISTAKES_PRINTED = 10  # strings read wrongly, listed by --strings (JSON lists all)
 
@@ -108,7 +108,7 @@ def check_combination(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from digitrec.evaluate import evaluate, evaluate_strings, rounded
+    from digitrec.training.evaluate import evaluate, evaluate_strings, rounded
 
     source = args.source or args.model
     if not source:

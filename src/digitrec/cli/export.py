@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from digitrec.calibration import REJECTION_RATE
 from digitrec.cli.options import add_data_options
-from digitrec.export_output import FORMATS, RENAMED_FORMATS, unknown_format
 from digitrec.quiet import progress_printer
+from digitrec.read.calibration import REJECTION_RATE
+from digitrec.training.export_output import FORMATS, RENAMED_FORMATS, unknown_format
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -58,7 +58,7 @@ def format_name(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from digitrec.export import export_model
+    from digitrec.training.export import export_model
 
     out = export_model(
         args.source,

@@ -10,9 +10,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from digitrec.config import TrainConfig, description, flag, setting_types
 from digitrec.data import DATA_DIR_ENV, DATASETS
-from digitrec.models import MODELS
+from digitrec.training.config import TrainConfig, description, flag, setting_types
+from digitrec.training.models import MODELS
 
 
 def add_data_options(

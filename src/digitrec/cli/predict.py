@@ -13,7 +13,7 @@ PROGRESS_FROM = 20  # a progress bar is shown (on a terminal) from this many fil
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from digitrec.recognizer import DEFAULT_LINES, DEFAULT_READER, NO_LINES, READERS
+    from digitrec.read.recognizer import DEFAULT_LINES, DEFAULT_READER, NO_LINES, READERS
 
     parser = subparsers.add_parser(
         "predict",
@@ -99,9 +99,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from digitrec.batch import read_files
-    from digitrec.batch_output import for_output
-    from digitrec.imaging import MAX_PIXELS
+    from digitrec.batch.jobs import read_files
+    from digitrec.batch.output import for_output
+    from digitrec.read.imaging import MAX_PIXELS
 
     job = read_files(
         [*args.paths, *listed_paths(args.files_from)],
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
 def listed_paths(name: str | None) -> list[str]:
     """The paths listed in ``--files-from`` (none without it); ``-`` is standard input."""
-    from digitrec.batch import listed_paths as paths_in
+    from digitrec.batch.jobs import listed_paths as paths_in
     from digitrec.errors import DigitrecError
 
     if name is None:
@@ -180,6 +180,6 @@ def printable(text: str) -> str:
     """``text`` (a file name, an error quoting one) safe to show on a terminal: control
     characters (escape sequences, line breaks) and the undecodable bytes of a name as Python
     writes them (``\\x1b``), so that a name cannot move the cursor or recolour the screen."""
-    from digitrec.batch_output import written_text
+    from digitrec.batch.output import written_text
 
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in written_text(text))

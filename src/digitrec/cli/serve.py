@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from digitrec.image_folders import CLASS_NAMES, LINES_FOLDER
+from digitrec.read.image_folders import CLASS_NAMES, LINES_FOLDER
 from digitrec.serve.settings import (
     LOCAL_HOSTS,
     MEGABYTE,

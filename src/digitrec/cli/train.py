@@ -14,9 +14,15 @@ from digitrec.cli.options import (
     models_epilog,
     settings_given,
 )
-from digitrec.config import TrainConfig, flag, read_settings, resolve_config, resumable_config
 from digitrec.errors import DigitrecError
-from digitrec.models import FINETUNE_RECIPE
+from digitrec.training.config import (
+    TrainConfig,
+    flag,
+    read_settings,
+    resolve_config,
+    resumable_config,
+)
+from digitrec.training.models import FINETUNE_RECIPE
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -78,9 +84,9 @@ def check_resume_alone(args: argparse.Namespace) -> None:
 def check_paths(config: TrainConfig, out: Path | None) -> None:
     """The folders and files a new run names, checked before TensorFlow is loaded: the run
     directory, the model to start from, the layout of the folders of your images."""
-    from digitrec.image_folders import class_files
-    from digitrec.rundir import check_new_run_dir
-    from digitrec.saved_models import initial_model_file
+    from digitrec.read.image_folders import class_files
+    from digitrec.training.rundir import check_new_run_dir
+    from digitrec.training.saved_models import initial_model_file
 
     if out:
         check_new_run_dir(out)
@@ -98,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = config_from(args)
         check_paths(config, args.out)
-    from digitrec.train import default_run_dir, resume, train  # before anything is written
+    from digitrec.training.train import default_run_dir, resume, train  # before anything is written
 
     run_dir = args.resume or args.out or default_run_dir(config)
     try:

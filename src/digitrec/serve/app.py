@@ -32,8 +32,8 @@ from starlette.requests import ClientDisconnect
 
 from digitrec import __version__
 from digitrec.errors import ImageError
-from digitrec.imaging import MAX_PIXELS
-from digitrec.recognizer import DEFAULT_READER, READERS, Recognizer
+from digitrec.read.imaging import MAX_PIXELS
+from digitrec.read.recognizer import DEFAULT_READER, READERS, Recognizer
 from digitrec.serve.capacity import ReadCapacity, Saturated, TooManyUploads, UploadsPerClient
 from digitrec.serve.corrections import DIGITS_FIELD, Collection, store_correction
 from digitrec.serve.middleware import (

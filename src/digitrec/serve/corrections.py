@@ -7,7 +7,7 @@ reading), and the correction is cut, line by line, with the boxes of that readin
 
 - a line whose corrected digits are as many as the digits read on it gives each digit's 28×28
   image as the single-digit classifier takes it, stored as ``DIR/<digit>/<unique name>.png``:
-  the class-folder layout ``digitrec train --images DIR`` reads (``digitrec.image_folders``);
+  the class-folder layout ``digitrec train --images DIR`` reads (``digitrec.read.image_folders``);
 - a line the page reader read, or whose corrected digits are not as many as those read on it,
   is stored whole: its box with a margin of paper, grey, as ``DIR/lines/<unique name>.png``,
   listed with its text in ``DIR/lines/labels.csv`` (columns ``file,text``): images of written
@@ -54,13 +54,14 @@ from pathlib import Path
 import numpy as np
 from starlette.exceptions import HTTPException
 
-from digitrec.decoding import GrayImage, decode_image
 from digitrec.files import atomic_path
-from digitrec.image_folders import CLASS_NAMES, LINE_LABELS, LINES_FOLDER, files_under
-from digitrec.imaging import MAX_PIXELS, find_digits
-from digitrec.reading.detect import REGION_MARGIN, area, overlap
-from digitrec.reading.predictor import PAGE_SIDE
-from digitrec.recognizer import Reading, Recognizer
+from digitrec.read.decoding import GrayImage, decode_image
+from digitrec.read.image_folders import CLASS_NAMES, LINE_LABELS, LINES_FOLDER, files_under
+from digitrec.read.imaging import MAX_PIXELS, find_digits
+from digitrec.read.line_finder import REGION_MARGIN, area, overlap
+from digitrec.read.page_reader import PAGE_SIDE
+from digitrec.read.recognizer import Recognizer
+from digitrec.read.results import Reading
 from digitrec.serve.schemas import png_bytes
 from digitrec.serve.settings import MEGABYTE, ServeSettings
 

@@ -1,6 +1,6 @@
 """The bodies the API answers with.
 
-A reading's are built from the dataclasses in ``digitrec.recognizer`` (their fields, types and
+A reading's are built from the dataclasses in ``digitrec.read.recognizer`` (their fields, types and
 descriptions), so that the API sends every field ``Reading.to_dict`` and ``digitrec predict
 --json`` have, and documents it; array fields (images) are sent as base64 PNG.
 """
@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 from pydantic import BaseModel, Field, create_model
 
-from digitrec.batch_output import rounded
-from digitrec.recognizer import Reading, Recognizer
+from digitrec.read.recognizer import Recognizer
+from digitrec.read.results import Reading, rounded
 
 
 def is_array(item: DataclassField) -> bool:

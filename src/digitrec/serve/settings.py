@@ -25,7 +25,7 @@ class ServeSettings:
     model: str = "default"
     lines: str = "default"  # the page reader's line model: a file or run, "default" or "none"
     max_body_bytes: int = 10 * MEGABYTE
-    max_pixels: int | None = None  # largest image decoded; None: digitrec.imaging's limit
+    max_pixels: int | None = None  # largest image decoded; None: digitrec.read.imaging's limit
     threads: int | None = 1
     concurrent_reads: int = 4  # images decoded and read at once per worker: bounds memory
     queued_reads: int = 16  # requests more (their bodies in) that may wait for a read; else 503

@@ -11,7 +11,8 @@ them, in worker processes), ``report`` (progress and outputs) and ``search`` (al
 Only ``trials`` imports TensorFlow, once a search's settings have been checked.
 """
 
-from digitrec.tune.search import retrain, subset_dataset, tune
+from digitrec.data import subset_dataset
+from digitrec.tune.search import retrain, tune
 from digitrec.tune.settings import TUNE_DIR, TuneResult, TuneSettings
 from digitrec.tune.space import (
     Param,

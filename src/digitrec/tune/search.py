@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from digitrec.config import TrainConfig, resolve_config
-from digitrec.data import Dataset, load_dataset
+from digitrec.data import load_dataset, subset_dataset
 from digitrec.errors import DigitrecError
+from digitrec.training.config import TrainConfig, resolve_config
 from digitrec.tune.report import claim_folder, write_outputs
 from digitrec.tune.settings import TUNE_DIR, TuneResult, TuneSettings
 from digitrec.tune.space import nested, resolve_space
@@ -46,20 +45,6 @@ def tune(settings: TuneSettings) -> TuneResult:
     return write_outputs(study, settings.folder)
 
 
-def subset_dataset(data: Dataset, subset: int | None, val_size: int) -> Dataset:
-    """Keep the first ``subset`` training images and the validation split (the last ``val_size``)."""
-    if subset is None:
-        return data
-    available = len(data.train_images) - val_size
-    if not 0 < subset <= available:
-        raise DigitrecError(f"--subset must be in [1, {available}] (images before validation)")
-    keep = np.r_[0:subset, available : len(data.train_images)]
-    return Dataset(
-        data.info, data.train_images[keep], data.train_labels[keep], data.test_images,
-        data.test_labels, data.files,
-    )  # fmt: skip
-
-
 def check_numbers(settings: TuneSettings) -> None:
     """Refuse counts and limits that no search can have."""
     if settings.trials < 1 or settings.workers < 1:
@@ -89,7 +74,7 @@ def retrain(result: TuneResult, data_dir: str | Path | None = None, verbose: boo
 
     The run directory is named for the best trial, so a rerun resumes or reuses it.
     """
-    from digitrec.train import resume, train
+    from digitrec.training.train import resume, train
 
     model = result.study.best_trial.user_attrs["config"]["model"]
     config = TrainConfig.from_dict({**result.best_params, "model": model})

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digitrec.data import DatasetInfo
-from digitrec.rundir import RUNS_DIR
+from digitrec.training.rundir import RUNS_DIR
 
 if TYPE_CHECKING:
     import optuna

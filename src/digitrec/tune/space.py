@@ -15,9 +15,9 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import optuna
 
-from digitrec.config import SCHEDULES, TrainConfig, resolve_config
 from digitrec.errors import DigitrecError
-from digitrec.models import model_spec
+from digitrec.training.config import SCHEDULES, TrainConfig, resolve_config
+from digitrec.training.models import model_spec
 
 NOT_SEARCHABLE = ("model", "dataset", "model_args", "member_args")
 DERIVED_DROPOUT = (0.0, 0.6)  # a float argument named *dropout*, in a derived space

@@ -12,12 +12,12 @@ from collections.abc import Callable
 import keras
 import optuna
 
-from digitrec.data import Dataset, load_dataset
+from digitrec.data import Dataset, load_dataset, subset_dataset
 from digitrec.errors import DigitrecError
-from digitrec.models import build_model
-from digitrec.train import fit, resolve_config, seed_everything
+from digitrec.training.config import resolve_config
+from digitrec.training.models import build_model
+from digitrec.training.train import fit, seed_everything
 from digitrec.tune.report import Progress
-from digitrec.tune.search import subset_dataset
 from digitrec.tune.settings import TuneSettings
 from digitrec.tune.space import Param, nested, resolve_space
 from digitrec.tune.study import FINISHED, open_study, search_record, trial_seed

@@ -1,0 +1,1 @@
+"""Reading images, as predict, serve and batch do: imports no other wing, never TensorFlow."""

@@ -1,0 +1,203 @@
+"""Reading whole pages: the text lines found classically (``line_finder.find_lines``; where none is
+found in a wide image, or those found come to nothing, the whole image as one line:
+``whole_line``), each read by the CTC line recognizer (``line_reader.LineReader``), the digits given
+with calibrated confidences and boxes in the page's pixels. NumPy, OpenCV and ONNX Runtime only:
+no TensorFlow.
+
+The line model's metadata carries what was fitted on validation pages at export
+(``digitrec.training.page_rejection``): the temperature that calibrates a digit's frame posteriors,
+the confidence below which a digit is shown as "?", and the mean confidence below which a line
+is taken for no writing at all (a printed word, a stamp, a scribble) and left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitrec.errors import ModelError, PageBudgetError
+from digitrec.read.calibration import apply_temperature
+from digitrec.read.decoding import decode_image
+from digitrec.read.line_finder import LineBox, find_lines, region_crop
+from digitrec.read.line_reader import MAX_WIDTH, LineDigit, LineReader, LineReading
+from digitrec.read.loader import LINE_MODEL, _metadata, _session, line_model_file
+from digitrec.read.results import UNKNOWN, Digit, Line, line_text
+
+PAGE_SIDE = 2400  # pages are decoded at most this long: line crops need no more
+WIDE = 1.5  # an image this many times as wide as high where no line is read: read whole
+# The most a page's lines may come to, so that a read takes at most about a second and a few
+# hundred MB whatever the image shows (the README's "Limits"): a page of numbers needs a
+# fraction of either.
+PAGE_LINES = 300
+PAGE_COLUMNS = 65536  # model pixels across all the lines, at the model's height
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """What the predictor leaves unread: digits below ``digit_threshold`` (calibrated) are
+    "?", lines whose mean calibrated confidence is below ``line_threshold`` are dropped, and so
+    are lines the line filter gives a probability of writing below ``writing_threshold``; the
+    ink the single-digit classifier reads where the page reader read nothing is taken for
+    writing at ``region_threshold`` or more (``passes_filter``)."""
+
+    temperature: float = 1.0
+    digit_threshold: float = 0.0
+    line_threshold: float = 0.0
+    writing_threshold: float = 0.0
+    region_threshold: float = 0.0
+
+
+class PagePredictor:
+    """The page reader: line finding, then the line model on all the lines in one batch."""
+
+    def __init__(self, reader: LineReader, rejection: Rejection | None = None):
+        self.reader = reader
+        meta = reader.metadata
+        self.rejection = rejection or Rejection(
+            float(meta.get("temperature", 1.0)),
+            float(meta.get("digit_threshold", 0.0)),
+            float(meta.get("line_threshold", 0.0)),
+            float(meta.get("writing_threshold", 0.0)),
+            float(meta.get("region_threshold", 0.0)),
+        )
+
+    @classmethod
+    def load(cls, model: str | Path = "default", threads: int | None = None) -> PagePredictor:
+        """Open an exported line model (a file, or a folder holding one: ``line_model_file``),
+        or ``"default"`` for the one shipped in the package."""
+        if str(model) != "default":
+            return cls(LineReader.load(line_model_file(Path(model)), threads))
+        resource = resources.files("digitrec") / "assets" / LINE_MODEL
+        source = f"default line model ({LINE_MODEL})"
+        try:
+            content = resource.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{source}: cannot read model file ({exc.strerror or exc})") from None
+        session = _session(content, source, threads)
+        return cls(LineReader(session, _metadata(session, source), source))
+
+    @staticmethod
+    def decode(image: Any, max_pixels: int) -> tuple[np.ndarray, float]:
+        """An image as grey pixels at most ``PAGE_SIDE`` long, and the factor from those pixels
+        to the image's own."""
+        decoded = decode_image(image, max_pixels, max_side=PAGE_SIDE)
+        return decoded.pixels, decoded.size[0] / decoded.pixels.shape[0]
+
+    def read_lines(self, gray: np.ndarray, factor: float = 1.0, top_k: int = 3) -> list[Line]:
+        """The lines of digits on a grey page, top to bottom; boxes in pixels ``factor`` times
+        those of ``gray``. Lines read as nothing or rejected as no writing are left out; where
+        nothing is left, a wide image is read whole as one line (``whole_line``)."""
+        scale = _Scale(factor, (round(gray.shape[1] * factor), round(gray.shape[0] * factor)))
+        return self._read(find_lines(gray), scale, top_k) or self._read(
+            whole_line(gray), scale, top_k
+        )
+
+    def _read(self, found: list[LineBox], scale: _Scale, top_k: int) -> list[Line]:
+        """The found lines read, those read as nothing or rejected left out."""
+        found = self._within_budget(found)
+        readings = self.reader.read_lines([line.crop for line in found])
+        lines = [
+            self._line(box, reading, scale, top_k)
+            for box, reading in zip(found, readings, strict=True)
+        ]
+        return [line for line in lines if line is not None]
+
+    def _within_budget(self, found: list[LineBox]) -> list[LineBox]:
+        """The lines as the line model can take them: lines too long for it cut into parts,
+        crops too thin to hold writing left out. A page whose lines come to more than
+        ``PAGE_LINES`` or ``PAGE_COLUMNS`` is a ``PageBudgetError``, so that no content makes a
+        read take longer or more memory than that budget."""
+        longest = MAX_WIDTH / self.reader.height
+        parts = [part for line in found for part in line.parts(longest) if min(part.crop.shape) > 1]
+        columns = sum(round(p.crop.shape[1] * self.reader.height / p.crop.shape[0]) for p in parts)
+        if len(parts) > PAGE_LINES or columns > PAGE_COLUMNS:
+            raise PageBudgetError(
+                f"the page holds {len(parts)} lines of marks, {columns} columns at the line "
+                f"model's height: more than the {PAGE_LINES} lines and {PAGE_COLUMNS} columns "
+                "the page reader reads (a pattern, not writing?); crop the part with the "
+                "numbers, or read it with --reader digits"
+            )
+        return parts
+
+    def region_writing(self, gray: np.ndarray, box: tuple[int, int, int, int]) -> float | None:
+        """The line filter's probability that the part of ``gray`` in ``box`` (its pixels; a
+        margin of paper added) holds handwritten digits; None for a model without a filter."""
+        region = region_crop(gray, box)
+        return None if min(region.shape) < 2 else self.reader.writing(region)
+
+    def passes_filter(self, gray: np.ndarray, box: tuple[int, int, int, int]) -> bool:
+        """Whether the line filter takes that region for writing (``region_threshold``)."""
+        writing = self.region_writing(gray, box)
+        return writing is None or writing >= self.rejection.region_threshold
+
+    def filtered_out(self, reading: LineReading) -> bool:
+        """Whether the line filter takes the line for no handwritten digits."""
+        return reading.writing is not None and reading.writing < self.rejection.writing_threshold
+
+    def line_confidences(self, readings: Sequence[LineReading]) -> list[list[float]]:
+        """Each line's digits' calibrated confidences (for choosing the thresholds)."""
+        return [[self._probs(d)[d.label] for d in reading.digits] for reading in readings]
+
+    def _line(self, found: LineBox, reading: LineReading, scale: _Scale, top_k: int) -> Line | None:
+        """A line's digits, or None for a line read as nothing or rejected as no writing."""
+        if not reading.digits or self.filtered_out(reading):
+            return None
+        digits = [self._digit(found, digit, scale, top_k) for digit in reading.digits]
+        if np.mean([d.confidence for d in digits]) < self.rejection.line_threshold:
+            return None
+        text = line_text(
+            [UNKNOWN if d.label is None else str(d.label) for d in digits],
+            [d.box for d in reading.digits],  # in the upright line crop: gaps along the line
+        )
+        return Line(text, scale.box(found.box), digits)
+
+    def _probs(self, digit: LineDigit) -> np.ndarray:
+        """The calibrated probabilities of the ten digits at the digit's peak frame."""
+        frame = np.asarray(digit.posteriors, np.float64)[None, : len(self.reader.alphabet)]
+        frame = frame / max(float(frame.sum()), 1e-12)
+        return apply_temperature(frame, self.rejection.temperature)[0]
+
+    def _digit(self, found: LineBox, digit: LineDigit, scale: _Scale, top_k: int) -> Digit:
+        probs = self._probs(digit)
+        order = np.argsort(-probs)[: max(top_k, 1)]
+        confidence = float(probs[digit.label])
+        return Digit(
+            label=digit.label if confidence >= self.rejection.digit_threshold else None,
+            confidence=confidence,
+            box=scale.box(found.page_box(digit.box)),
+            top=[(int(i), float(probs[i])) for i in order[:top_k]],
+        )
+
+
+def whole_line(gray: np.ndarray) -> list[LineBox]:
+    """The whole grey image (in [0, 1]) as one line, if it is at least ``WIDE`` times as wide as
+    high: a tight crop of a line, whose writing the line finder may miss or cut into pieces
+    (bold, blurry strokes filling the crop look like paper to it); else no line."""
+    rows, cols = gray.shape
+    if cols < WIDE * rows:
+        return []
+    crop = np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8)
+    return [LineBox((0, 0, cols, rows), crop)]
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """From decoded pixels to the image's own (``factor``), within its ``size`` (cols, rows)."""
+
+    factor: float
+    size: tuple[int, int]
+
+    def box(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        x0, y0, x1, y1 = (v * self.factor for v in box)
+        cols, rows = self.size
+        return (
+            min(max(0, int(x0)), cols - 1),
+            min(max(0, int(y0)), rows - 1),
+            min(int(np.ceil(x1)), cols),
+            min(int(np.ceil(y1)), rows),
+        )

@@ -1,0 +1,1 @@
+"""Generated digits, lines and pages with their ground truth: imports read, never TensorFlow."""

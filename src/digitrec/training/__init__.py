@@ -1,0 +1,1 @@
+"""Training, evaluating and exporting models with TensorFlow: imports read and synth."""

@@ -1,0 +1,274 @@
+"""Export a trained line recognizer to ONNX, verified, with the metadata ``LineReader`` needs.
+
+The export goes through Keras's own ``model.export`` (as ``digitrec.training.export`` does for the digit
+classifiers). Before the file is renamed into place, ONNX Runtime's frame posteriors must match
+Keras's on validation lines within ``PARITY_TOLERANCE``, otherwise the file is deleted and a
+``ModelError`` says by how much they differed; the exported reader's exact-line accuracy on the
+run's validation lines is measured through ``LineReader`` and stored in the metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from digitrec import __version__
+from digitrec.data import load_dataset, split_validation
+from digitrec.errors import ModelError
+from digitrec.files import atomic_path, read_json
+from digitrec.read.line_reader import ALPHABET, BLANK, HEIGHT, LineReader
+from digitrec.synth.style import page_style
+from digitrec.training.export import write_metadata
+from digitrec.training.line_batches import LineSource, batch_arrays, prepared
+from digitrec.training.line_filter import FILTER_MODEL, FILTER_RECORD
+from digitrec.training.line_model import LineTrainSettings
+from digitrec.training.line_training import default_source
+from digitrec.training.models import as_float32
+
+PARITY_LINES = 64
+PARITY_TOLERANCE = 1e-4
+INPUT_DESCRIPTION = {
+    "shape": [None, HEIGHT, None, 1],
+    "dtype": "float32",
+    "layout": "NHWC; the width a multiple of the stride, lines of a batch zero-padded on the right",
+    "range": [0.0, 1.0],
+    "polarity": "white ink on black background",
+    "normalization": "digitrec.read.line_reader.prepare_line",
+}
+
+
+def export_line_model(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    source: LineSource | None = None,
+) -> Path:
+    """Export a line training run's model to ONNX (default ``RUN_DIR/model.onnx``), verified;
+    return the output path. ``source`` must make the same lines as the run's (its default)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.keras").is_file() or not (run_dir / "run.json").is_file():
+        raise ModelError(f"{run_dir}: not a complete line training run (no model.keras)")
+    run = read_json(run_dir / "run.json")
+    try:
+        settings = LineTrainSettings(**run["settings"])
+    except (KeyError, TypeError) as exc:
+        raise ModelError(
+            f"{run_dir}/run.json: not a line training run's settings ({exc})"
+        ) from None
+    model = with_filter(as_float32(keras.saving.load_model(run_dir / "model.keras")), run_dir)
+    data = load_dataset(settings.dataset, data_dir, progress=False)
+    _, _, x_val, y_val = split_validation(data.train_images, data.train_labels, settings.val_size)
+    source = source or default_source()
+    samples = list(source(x_val, y_val, settings.val_lines, settings.seed, style="train"))
+    # Lines that did not choose the epoch: the best epoch's figure on its own lines is biased up.
+    fresh = list(source(x_val, y_val, settings.val_lines, settings.seed + 1, style="train"))
+    parity_inputs, _ = batch_arrays(list(prepared(samples[:PARITY_LINES], settings.stride)))
+    expected = [np.asarray(output) for output in keras.tree.flatten(model(parity_inputs))]
+    out = Path(out) if out else run_dir / "model.onnx"
+    metadata: dict[str, Any] = {
+        "model_name": model.name,
+        "alphabet": ALPHABET,
+        "blank": BLANK,
+        "height": HEIGHT,
+        "stride": settings.stride,
+        "input": INPUT_DESCRIPTION,
+        "output": "frame posteriors (N, width / stride, classes): the digits, then the CTC blank",
+    }
+    if len(expected) > 1:
+        metadata["writing_output"] = (
+            "second output: the probability (N, 1) that each line holds handwritten digits"
+        )
+        metadata["line_filter"] = filter_record(run_dir)
+    with atomic_path(out, suffix=".onnx") as tmp:
+        model.export(str(tmp), format="onnx", verbose=False)
+        write_metadata(tmp, metadata)
+        reader = LineReader.load(tmp)
+        difference = check_outputs(expected, reader.outputs(parity_inputs), out)
+        metadata.update(
+            val_exact=exact_share(reader, samples),
+            val_lines=len(samples),
+            fresh_val_exact=exact_share(reader, fresh),
+            fresh_val_lines=len(fresh),
+            parity={"lines": len(parity_inputs), "max_difference": difference},
+            training_run=str(run_dir),
+            training_settings=asdict(settings),
+            trained=run.get("created"),
+            parameters=int(model.count_params()),
+            digitrec_version=__version__,
+            versions=run.get("versions", {}),
+            exported=datetime.now().isoformat(timespec="seconds"),
+        )
+        write_metadata(tmp, metadata)
+        check_outputs(expected, LineReader.load(tmp).outputs(parity_inputs), out)
+    return out
+
+
+def exact_share(reader: LineReader, samples: list[Any]) -> float:
+    """The share of the line samples the reader reads exactly."""
+    readings = reader.read_lines([sample.image for sample in samples])
+    return sum(r.text == s.text for r, s in zip(readings, samples, strict=True)) / len(samples)
+
+
+def with_filter(model: keras.Model, run_dir: Path) -> keras.Model:
+    """The line model, with the run's line filter (``line_filter``), if it has one, as a
+    second output on the same input."""
+    path = run_dir / FILTER_MODEL
+    if not path.is_file():
+        return model
+    line_filter = keras.saving.load_model(path)
+    outputs = [model.outputs[0], line_filter(model.inputs[0])]
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
+def filter_record(run_dir: Path) -> dict[str, Any]:
+    """What the model card says of the line filter: its data, settings and validation."""
+    record = read_json(run_dir / FILTER_RECORD)
+    return {key: value for key, value in record.items() if key != "history"}
+
+
+def check_outputs(expected: list[np.ndarray], actual: list[np.ndarray], out: Path) -> float:
+    """``check_parity`` of every output; the largest difference."""
+    if len(actual) != len(expected):
+        raise ModelError(
+            f"export to {out} failed its check: {len(actual)} outputs, Keras gives "
+            f"{len(expected)}; the output was deleted"
+        )
+    return max(check_parity(e, a, out) for e, a in zip(expected, actual, strict=True))
+
+
+def check_parity(expected: np.ndarray, actual: np.ndarray, out: Path) -> float:
+    """The largest posterior difference from Keras; ``ModelError`` above ``PARITY_TOLERANCE``."""
+    if actual.shape != expected.shape:
+        raise ModelError(
+            f"export to {out} failed its check: output shape {actual.shape}, Keras gives "
+            f"{expected.shape}; the output was deleted"
+        )
+    difference = float(np.abs(actual - expected).max())
+    if difference > PARITY_TOLERANCE:
+        raise ModelError(
+            f"export to {out} failed its check on {len(expected)} validation lines: largest "
+            f"posterior difference {difference:.2e} (allowed {PARITY_TOLERANCE:.0e}); the output "
+            "was deleted"
+        )
+    return difference
+
+
+def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any]) -> Path:
+    """A model card (Markdown) for an exported line model: its data, settings, the rejection
+    fitted on validation pages and the page figures measured (``figures``: name → per-layout
+    fractions), and how to reproduce it; written whole or not at all."""
+    meta = LineReader.load(model).metadata
+    settings = meta.get("training_settings", {})
+    rows = [
+        ("parameters", f"{meta.get('parameters', 0):,}"),
+        ("file size", f"{Path(model).stat().st_size:,} bytes"),
+        ("trained", meta.get("trained")),
+        ("exported", meta.get("exported")),
+        *_lines_read(meta),
+        ("largest difference from Keras", f"{meta['parity']['max_difference']:.1e}"),
+        ("temperature", f"{meta.get('temperature', 1.0):.4f}"),
+        ("digit threshold ('?')", f"{meta.get('digit_threshold', 0.0):.4f}"),
+        ("line threshold (no writing)", f"{meta.get('line_threshold', 0.0):.4f}"),
+    ]
+    if "line_filter" in meta:
+        found = meta["line_filter"]
+        rows += [
+            (
+                "line filter: validation crops right",
+                f"{found['val_accuracy']:.2%} of {found['val_crops']}",
+            ),
+            (
+                "line filter: training crops",
+                f"{found['train_crops']:,} ({found['train_share_with_digits']:.0%} with digits)",
+            ),
+            ("writing threshold (line filter)", f"{meta.get('writing_threshold', 0.0):.2f}"),
+            (
+                "region threshold (line filter on the classifier's ink)",
+                f"{meta.get('region_threshold', 0.0):.4f}",
+            ),
+        ]
+    lines = [f"# Model card: line reader ({meta.get('model_name')})", "", "| | |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    for title, table in figures.items():
+        lines += ["", f"## {title}", "", "| layout | pages read exactly |", "| --- | --- |"]
+        lines += [f"| {layout} | {value:.1%} |" for layout, value in table.items()]
+    lines += ["", "## Training settings", "", "```json", json.dumps(settings, indent=2), "```"]
+    tail = CARD_TAIL.format(
+        empty=f"{page_style('train').print.empty_line_fraction:.0%}",
+        line_settings=_arguments(settings, asdict(LineTrainSettings())),
+        filter_line=_filter_call(meta.get("line_filter")),
+    )
+    with atomic_path(Path(out), suffix=".md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n" + tail)
+    return Path(out)
+
+
+def _lines_read(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """The card's rows of validation lines read exactly: on the lines that chose the epoch, and
+    on fresh ones where the export measured them."""
+    rows = [("validation lines read exactly (those that chose the epoch)", "val")]
+    if "fresh_val_exact" in meta:
+        rows.append(
+            ("fresh validation lines read exactly (not those that chose the epoch)", "fresh_val")
+        )
+    return [(name, f"{meta[f'{key}_exact']:.2%} of {meta[f'{key}_lines']}") for name, key in rows]
+
+
+def _filter_call(record: dict[str, Any] | None) -> str:
+    """The call that trained the line filter, for the card's "Reproduce" (none without one)."""
+    if not record:
+        return ""
+    return f"train_line_filter(run, FilterSettings({_arguments(record['settings'])}))\n    "
+
+
+def _arguments(settings: dict[str, Any], defaults: dict[str, Any] | None = None) -> str:
+    """Settings as keyword arguments, leaving out those equal to ``defaults``."""
+    defaults = defaults or {}
+    return ", ".join(
+        f"{key}={value!r}"
+        for key, value in settings.items()
+        if key not in defaults or defaults[key] != value
+    )
+
+
+CARD_TAIL = """
+## Data
+
+Training lines: ``digitrec.synth.pages.line_samples`` (style "train") made from MNIST's first
+55,000 training images, fresh every epoch; {empty} of them hold no digit (printed words,
+stamps, scribbles, specks, rule fragments, page edges). The best epoch was chosen on 1,000
+lines made from the validation split (the last 5,000 training images). The temperature and
+thresholds were chosen on generated validation pages of every layout
+(``digitrec.training.page_rejection``), from the validation split only. Test figures, if listed, come
+from test-style pages (other fonts, rule colours, pens, shadows, blur) made from MNIST's test
+images, measured once after everything was chosen.
+
+The line filter (the second output, if the model has one: ``digitrec.training.line_filter``)
+learned from the line finder's crops of generated pages of every layout (training split, style
+"train"; where no crop of a page holds digits, the region of the ink the single-digit reader
+takes for digits), each labelled by the true line it covers, and from that region on generated
+drawing-pad images; its epoch was chosen by the loss on the same kinds of crops made from the
+validation split.
+
+## Reproduce
+
+```python
+from digitrec.training.line_model import LineTrainSettings
+from digitrec.training.line_training import train_line_model
+
+from digitrec.training.line_filter import FilterSettings, train_line_filter
+from digitrec.training.page_rejection import store_rejection
+
+if __name__ == "__main__":  # the training lines are made in a worker process
+    run = train_line_model(LineTrainSettings({line_settings}), "runs/lines")
+    {filter_line}onnx = export_line_model(run)  # parity-checked against Keras
+    store_rejection(onnx, per_layout=100)  # validation pages only
+    # then copy it to src/digitrec/assets/lines.onnx
+```
+"""
