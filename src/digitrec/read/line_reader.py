@@ -21,7 +21,7 @@ import numpy as np
 
 from digitrec.errors import ImageError, ModelError
 from digitrec.read.imaging import InputImage, load_image
-from digitrec.read.loader import _metadata, _session
+from digitrec.read.loader import load_model
 
 ALPHABET = "0123456789"
 BLANK = len(ALPHABET)  # the CTC blank is the class after the digits
@@ -227,13 +227,10 @@ class LineReader:
 
     @classmethod
     def load(cls, path: str | Path, threads: int | None = None) -> LineReader:
-        """Open an exported line model; ``threads`` sets ONNX Runtime's intra-op threads."""
-        try:
-            content = Path(path).read_bytes()
-        except OSError as exc:
-            raise ModelError(f"{path}: cannot read model file ({exc.strerror or exc})") from None
-        session = _session(content, str(path), threads)
-        return cls(session, _metadata(session, str(path)), str(path))
+        """Open an exported line model (a file, or a folder holding one), or ``"default"`` for
+        the one shipped in the package; ``threads`` sets ONNX Runtime's intra-op threads."""
+        model = load_model(path, threads, lines=True)
+        return cls(model.session, model.metadata, model.source)
 
     def outputs(self, batch: np.ndarray) -> list[np.ndarray]:
         """The model's outputs for a batch (N, height, width, 1): the frame posteriors

@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,35 @@ from digitrec.errors import ModelError
 DEFAULT_MODEL = "default.onnx"
 RUN_MODEL = "model.onnx"  # where ``digitrec export RUN --format onnx`` puts a run's model
 LINE_MODEL = "lines.onnx"  # the shipped line model's name, and a run directory's own
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """An exported model open on ONNX Runtime: its session (created once, then reused), the
+    digitrec metadata stored in it, and where it came from (for messages)."""
+
+    session: Any
+    metadata: dict[str, Any]
+    source: str
+
+
+def load_model(model: str | Path, threads: int | None = None, lines: bool = False) -> OnnxModel:
+    """Open an exported ONNX model: ``"default"`` for the one shipped in the package, else a
+    file or a folder holding one: a classifier run's ``model.onnx`` (``_model_file``), or for a
+    line model (``lines``) a folder's ``lines.onnx`` or a line run's ``model.onnx``
+    (``line_model_file``). ``threads`` sets ONNX Runtime's intra-op thread count (default: its
+    own choice). A file that cannot be read, a Keras model or a run not yet exported is a
+    ``ModelError`` that says what to do."""
+    if str(model) == "default":
+        name = LINE_MODEL if lines else DEFAULT_MODEL
+        source = f"default {'line model' if lines else 'model'} ({name})"
+        content = _read(resources.files("digitrec") / "assets" / name, source)
+    else:
+        path = line_model_file(Path(model)) if lines else _model_file(Path(model))
+        source = str(path)
+        content = _read(path, source)
+    session = _session(content, source, threads)
+    return OnnxModel(session, _metadata(session, source), source)
 
 
 def _model_file(path: Path) -> Path:

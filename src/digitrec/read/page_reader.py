@@ -14,18 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from digitrec.errors import ModelError, PageBudgetError
+from digitrec.errors import PageBudgetError
 from digitrec.read.calibration import apply_temperature
 from digitrec.read.decoding import decode_image
 from digitrec.read.line_finder import LineBox, find_lines, region_crop
 from digitrec.read.line_reader import MAX_WIDTH, LineDigit, LineReader, LineReading
-from digitrec.read.loader import LINE_MODEL, _metadata, _session, line_model_file
 from digitrec.read.results import UNKNOWN, Digit, Line, line_text
 
 PAGE_SIDE = 2400  # pages are decoded at most this long: line crops need no more
@@ -70,16 +68,7 @@ class PagePredictor:
     def load(cls, model: str | Path = "default", threads: int | None = None) -> PagePredictor:
         """Open an exported line model (a file, or a folder holding one: ``line_model_file``),
         or ``"default"`` for the one shipped in the package."""
-        if str(model) != "default":
-            return cls(LineReader.load(line_model_file(Path(model)), threads))
-        resource = resources.files("digitrec") / "assets" / LINE_MODEL
-        source = f"default line model ({LINE_MODEL})"
-        try:
-            content = resource.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"{source}: cannot read model file ({exc.strerror or exc})") from None
-        session = _session(content, source, threads)
-        return cls(LineReader(session, _metadata(session, source), source))
+        return cls(LineReader.load(model, threads))
 
     @staticmethod
     def decode(image: Any, max_pixels: int) -> tuple[np.ndarray, float]:

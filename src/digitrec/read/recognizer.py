@@ -19,7 +19,6 @@ space between them (``line_text``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from digitrec.errors import ModelError
 from digitrec.read.boxes import box_around
 from digitrec.read.calibration import apply_temperature
 from digitrec.read.imaging import MAX_PIXELS, DigitCrop, find_digits, image_digits
-from digitrec.read.loader import DEFAULT_MODEL, _metadata, _model_file, _read, _session
+from digitrec.read.loader import load_model
 from digitrec.read.results import UNKNOWN, Digit, Line, Reading, line_text
 
 READERS = ("auto", "pages", "digits")
@@ -78,15 +77,9 @@ class Recognizer:
         None or ``"none"`` is no page reader. ``threads`` sets ONNX Runtime's intra-op thread
         count (default: its own choice).
         """
-        if str(model) == "default":
-            resource = resources.files("digitrec") / "assets" / DEFAULT_MODEL
-            source, content = f"default model ({DEFAULT_MODEL})", _read(resource, "default model")
-        else:
-            path = _model_file(Path(model))
-            source, content = str(path), _read(path, str(path))
+        loaded = load_model(model, threads)
         pages = _page_reader(model, lines, threads)
-        session = _session(content, source, threads)
-        return cls(session, _metadata(session, source), source, pages)
+        return cls(loaded.session, loaded.metadata, loaded.source, pages)
 
     def describe(self) -> dict[str, str | None]:
         """What reads: the classifier's source and the page reader's line model's (None
