@@ -27,8 +27,10 @@ from synthetic import (
     user_digit_image,
 )
 
-from digitrec.errors import ImageError, ModelError
+import digitrec
+from digitrec.errors import DigitrecError, ImageError, ModelError
 from digitrec.read.calibration import apply_temperature
+from digitrec.read.options import ReadOptions
 from digitrec.read.recognizer import Recognizer
 
 DEFAULT_BYTES = (resources.files("digitrec") / "assets" / "default.onnx").read_bytes()
@@ -166,6 +168,38 @@ def test_the_pixel_limit_is_the_callers_in_both_directions(recognizer):
     with pytest.raises(ImageError, match="over the limit of 40,000,000 pixels"):
         recognizer.read(large)
     assert recognizer.read(large, max_pixels=41_000_000).digits == []
+
+
+def test_read_options_carried_whole_read_as_the_same_settings_one_by_one(recognizer):
+    image = row_of([1, 2, 3])
+    options = digitrec.ReadOptions(single=True, top_k=1, reader="digits")
+    by_options = recognizer.read(image, options=options)
+    one_by_one = recognizer.read(image, True, 1, reader="digits")
+    assert by_options.text == one_by_one.text and len(by_options.text) == 1
+    assert by_options.digits == one_by_one.digits and len(by_options.digits[0].top) == 1
+    many = recognizer.read_many([image, image], options=ReadOptions(top_k=2, reader="digits"))
+    assert [len(r.digits) for r in many] == [3, 3]
+    assert all(len(d.top) == 2 for r in many for d in r.digits)
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "message"),
+    [
+        ({"reader": "lines"}, ModelError, "unknown reader 'lines': expected one of auto, pages"),
+        ({"top_k": 0}, DigitrecError, "top_k must be at least 1 .*, not 0"),
+        ({"max_pixels": 0}, DigitrecError, "max_pixels must be positive .*, not 0"),
+    ],
+)
+def test_bad_read_options_are_refused_when_made_and_when_read(recognizer, settings, error, message):
+    with pytest.raises(error, match=message):
+        ReadOptions(**settings)
+    with pytest.raises(error, match=message):
+        recognizer.read(row_of([1]), **settings)
+
+
+def test_read_options_given_whole_and_one_by_one_at_once_are_refused(recognizer):
+    with pytest.raises(DigitrecError, match="given twice: pass options=ReadOptions"):
+        recognizer.read(row_of([1]), top_k=1, options=ReadOptions(top_k=2))
 
 
 def test_a_large_image_is_read_within_a_bounded_memory(tmp_path):

@@ -36,6 +36,7 @@ _EXPORTS = {
     "evaluate": "digitrec.training.evaluate",
     "export_model": "digitrec.training.export",
     "Recognizer": "digitrec.read.recognizer",
+    "ReadOptions": "digitrec.read.options",
     "Reading": "digitrec.read.results",
     "Line": "digitrec.read.results",
     "Digit": "digitrec.read.results",

@@ -24,17 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from digitrec.errors import ModelError
+from digitrec.errors import DigitrecError, ModelError
 from digitrec.read.boxes import box_around
 from digitrec.read.calibration import apply_temperature
 from digitrec.read.imaging import MAX_PIXELS, DigitCrop, find_digits, image_digits
 from digitrec.read.loader import load_model
+from digitrec.read.options import DEFAULT_READER, ReadOptions
+from digitrec.read.options import READERS as READERS  # where the doors have always found it
 from digitrec.read.results import UNKNOWN, Digit, Line, Reading, line_text
 
-READERS = ("auto", "pages", "digits")
-# The reader ``read`` uses unless told: on validation pages "auto" reads every page layout far
-# better than "digits" and single digits about as well (the README's "Reading users' images").
-DEFAULT_READER = "auto"
 BIG_DIGIT = 0.3  # digits this fraction of the image high are not on a page (``choose_reader``)
 SMALL_SIDE = 320  # pixels: an image no longer than this is a crop or an icon, not a page
 DEFAULT_LINES = "default"  # the page reader ``Recognizer.load`` attaches unless told
@@ -114,12 +112,15 @@ class Recognizer:
         top_k: int = 3,
         max_pixels: int = MAX_PIXELS,
         reader: str = DEFAULT_READER,
+        *,
+        options: ReadOptions | None = None,
     ) -> Reading:
         """Read the digits in one image (a path, bytes, PIL image or array), line by line, left
         to right; an image of more than ``max_pixels`` pixels is refused before it is decoded.
         ``single`` takes all the ink as one digit (the single-digit classifier); ``reader``
-        is "pages", "digits" or "auto" (see ``choose_reader``; default ``DEFAULT_READER``)."""
-        return self.read_many([image], single, top_k, max_pixels, reader)[0]
+        is "pages", "digits" or "auto" (see ``choose_reader``; default ``DEFAULT_READER``).
+        ``options`` carries these four settings as one ``ReadOptions``, instead of one by one."""
+        return self.read_many([image], single, top_k, max_pixels, reader, options=options)[0]
 
     def read_many(
         self,
@@ -128,36 +129,36 @@ class Recognizer:
         top_k: int = 3,
         max_pixels: int = MAX_PIXELS,
         reader: str = DEFAULT_READER,
+        *,
+        options: ReadOptions | None = None,
     ) -> list[Reading]:
         """Read several images (see ``read``); the single-digit classifier classifies all
         their digits in one batch.
 
         A bad image raises ``ImageError``; read images one at a time to carry on past it.
         """
-        if reader not in READERS:
-            raise ModelError(f"unknown reader {reader!r}: expected one of {', '.join(READERS)}")
-        if reader == "pages" and self.pages is None:
+        options = _options(single, top_k, max_pixels, reader, options)
+        if options.reader == "pages" and self.pages is None:
             raise ModelError(
                 f"{self.source}: no line model is loaded, so no page reader; load one (lines "
                 f"{DEFAULT_LINES!r}, --lines {DEFAULT_LINES}) or read with reader 'digits'"
             )
-        if single or self.pages is None or reader == "digits":
-            return self._read_digits(images, single, top_k, max_pixels)
-        return self._read_pages(images, top_k, max_pixels, reader)
+        if options.single or self.pages is None or options.reader == "digits":
+            return self._read_digits(images, options)
+        return self._read_pages(images, options)
 
-    def _read_pages(
-        self, images: Sequence[Any], top_k: int, max_pixels: int, reader: str
-    ) -> list[Reading]:
+    def _read_pages(self, images: Sequence[Any], options: ReadOptions) -> list[Reading]:
         """Images read by the page reader, or by the classifier where ``choose_reader``
         prefers it ("auto"). With "auto", an image no more than ``SMALL_SIDE`` long in which
         the classifier reads one sure large digit (``lone_digit``: a crop of a digit, an icon)
         that the line filter takes for writing is the classifier's without the page reader. The
         classifier reads the images it may be chosen for in a batch."""
-        decoded = [self.pages.decode(image, max_pixels) for image in images]
+        top_k, auto = options.top_k, options.reader == "auto"
+        decoded = [self.pages.decode(image, options.max_pixels) for image in images]
         heights = [_size(*d)[0] for d in decoded]
         classified: dict[int, Reading] = {}
         readings: dict[int, Reading] = {}
-        if reader == "auto":
+        if auto:
             small = [k for k, d in enumerate(decoded) if max(_size(*d)) <= SMALL_SIDE]
             classified = self._classify(decoded, small, top_k)
             readings = {
@@ -168,7 +169,7 @@ class Recognizer:
         for k, (gray, factor) in enumerate(decoded):
             if k not in readings:
                 readings[k] = Reading.of_lines(self.pages.read_lines(gray, factor, top_k))
-        if reader == "auto":
+        if auto:
             maybe = [k for k, page in readings.items() if len(page.lines) <= 1]
             classified |= self._classify(decoded, [k for k in maybe if k not in classified], top_k)
             for k, digits in classified.items():
@@ -198,11 +199,10 @@ class Recognizer:
         )
         return self.pages.passes_filter(gray, box)
 
-    def _read_digits(
-        self, images: Sequence[Any], single: bool, top_k: int, max_pixels: int
-    ) -> list[Reading]:
+    def _read_digits(self, images: Sequence[Any], options: ReadOptions) -> list[Reading]:
         """Images read by the single-digit classifier, all their digits in one batch."""
-        return self._readings([image_digits(image, single, max_pixels) for image in images], top_k)
+        crops = [image_digits(image, options.single, options.max_pixels) for image in images]
+        return self._readings(crops, options.top_k)
 
     def _readings(self, crops: list[list[DigitCrop]], top_k: int) -> list[Reading]:
         """The classifier's readings of each image's digit crops (one line, if any)."""
@@ -266,6 +266,22 @@ def choose_reader(page: Reading, digits: Reading, height: int) -> str:
     if all(d.box[3] - d.box[1] >= BIG_DIGIT * height for d in digits.digits):
         return "digits"
     return "digits" if len(page.lines) == 1 and len(digits.digits) >= 2 else "pages"
+
+
+def _options(
+    single: bool, top_k: int, max_pixels: int, reader: str, options: ReadOptions | None
+) -> ReadOptions:
+    """The options given: ``options`` whole, or else the four settings made into one; both at
+    once is an error, since one would silently win over the other."""
+    given = ReadOptions(single, top_k, max_pixels, reader)
+    if options is None:
+        return given
+    if given != ReadOptions():
+        raise DigitrecError(
+            "reading options given twice: pass options=ReadOptions(...) or single, top_k, "
+            "max_pixels and reader one by one, not both"
+        )
+    return options
 
 
 def _size(gray: np.ndarray, factor: float) -> tuple[int, int]:
