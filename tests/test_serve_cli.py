@@ -18,6 +18,7 @@ from serve_support import drawn_ones
 
 from digitrec.cli import main
 from digitrec.serve.settings import SETTINGS_ENV, ServerOptions, ServeSettings
+from digitrec.settings import described
 
 
 def test_serve_reports_a_missing_model_as_a_plain_error(tmp_path, capsys):
@@ -225,3 +226,30 @@ def test_the_service_never_imports_tensorflow_or_keras():
     )
     result = run_importing_none_of(("tensorflow", "keras"), code, stdin=drawn_ones())
     assert result.returncode == 0, result.stderr.decode()
+
+
+def test_every_setting_has_its_flag_with_its_help_and_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for settings_class in (ServeSettings, ServerOptions):
+        for name, (_, rules) in described(settings_class).items():
+            assert f"{rules.flag_of(name)} " in text, name
+            assert " ".join(rules.help.split()) in text, name
+    assert "--max-body-mb MB largest request body accepted (default: 10)" in text
+    assert "--max-header-kb KB largest request line and headers, else 400 (default: 16)" in text
+
+
+def test_a_size_in_megabytes_is_whole_bytes_and_at_least_one(monkeypatch):
+    (app,), _ = run_serve(["--max-body-mb", "1e-9", "--collect-max-mb", "1.5"], monkeypatch)
+    assert (app.state.settings.max_body_bytes, app.state.settings.collect_max_bytes) == (
+        1,
+        3 * 512 * 1024,
+    )
+
+
+def test_flags_not_given_leave_the_defaults(monkeypatch):
+    (app,), _ = run_serve([], monkeypatch)
+    assert app.state.settings == ServeSettings(
+        allowed_hosts=("localhost", "127.0.0.1", "[::1]", "127.0.0.1")
+    )

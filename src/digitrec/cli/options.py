@@ -1,16 +1,20 @@
-"""Options shared by several subcommands, and the training-setting flags made from
-``TrainConfig``'s description of each setting."""
+"""Options shared by several subcommands, the training-setting flags made from
+``TrainConfig``'s description of each setting, and the flags of other settings dataclasses
+described with ``digitrec.settings`` (the service's)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import textwrap
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from digitrec.data import DATA_DIR_ENV, DATASETS
+from digitrec.errors import DigitrecError
+from digitrec.settings import Setting, described, range_wanted
 from digitrec.training.config import TrainConfig, description, flag, setting_types
 from digitrec.training.models import MODELS
 
@@ -85,6 +89,63 @@ def settings_given(
         for name in names or tuple(setting_types())
         if getattr(args, name, None) is not None
     }
+
+
+def add_settings_flags(group: argparse._ActionsContainer, settings_class: type) -> None:
+    """A flag for every described setting of ``settings_class`` (``--port`` for ``port``, or
+    the setting's own flag), its value checked as it is parsed, so that a bad one is a one-line
+    error naming the flag. A flag not given is ``None``: the setting keeps its default, which the
+    help states."""
+    defaults = settings_class()
+    for name, (kind, rules) in described(settings_class).items():
+        default = getattr(defaults, name)
+        if rules.default_text is not None:
+            shown = rules.default_text
+        elif isinstance(default, (int, float)):
+            shown = f"{default / (rules.unit.size if rules.unit else 1):g}"
+        else:
+            shown = default
+        group.add_argument(
+            rules.flag_of(name),
+            dest=name,
+            type=flag_reader(kind, rules),
+            choices=rules.choices or None,
+            metavar=rules.unit.name if rules.unit else rules.metavar,
+            help=(f"{rules.help} (default: {shown})" if shown else rules.help).replace("%", "%%"),
+        )
+
+
+def flag_reader(kind: Any, rules: Setting) -> Callable[[str], Any]:
+    """An argparse type for a setting's flag: the text as the setting's value (a size given in a
+    larger unit made the setting's own), or the error argparse prints after the flag."""
+    number = next((k for k in (*get_args(kind), kind) if k in (int, float)), None)
+
+    def read(text: str) -> Any:
+        try:
+            if rules.parse:
+                return rules.parse(text)
+            if number is None:
+                return text
+            whole = rules.unit.whole if rules.unit else number is int
+            value = read_number(text, whole, rules.in_flag_unit())
+            return max(1, round(value * rules.unit.size)) if rules.unit else value
+        except DigitrecError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return read
+
+
+def read_number(text: str, whole: bool, rules: Setting) -> float:
+    """A flag's number, within the rules' range."""
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        noun = "a whole number" if whole else "a number"
+        raise DigitrecError(f"expected {noun}, not {text!r}") from None
+    wanted = range_wanted(value, rules)
+    if wanted:
+        raise DigitrecError(f"must be {wanted}, not {value if whole else text}")
+    return value
 
 
 def json_value(text: str) -> Any:

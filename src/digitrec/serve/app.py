@@ -33,7 +33,7 @@ from starlette.requests import ClientDisconnect
 from digitrec import __version__
 from digitrec.errors import ImageError
 from digitrec.read.imaging import MAX_PIXELS
-from digitrec.read.recognizer import DEFAULT_READER, READERS, Recognizer
+from digitrec.read.recognizer import DEFAULT_READER, NO_LINES, READERS, Recognizer
 from digitrec.serve.capacity import ReadCapacity, Saturated, TooManyUploads, UploadsPerClient
 from digitrec.serve.corrections import DIGITS_FIELD, Collection, store_correction
 from digitrec.serve.middleware import (
@@ -55,7 +55,7 @@ from digitrec.serve.schemas import (
     model_card_of,
     recognition_of,
 )
-from digitrec.serve.settings import NO_LINES, ServeSettings
+from digitrec.serve.settings import ServeSettings
 
 STATIC_DIR = Path(__file__).parent / "static"
 DOCS_URL = "/docs"

@@ -55,6 +55,7 @@ import numpy as np
 from starlette.exceptions import HTTPException
 
 from digitrec.files import atomic_path
+from digitrec.read.boxes import Box
 from digitrec.read.decoding import GrayImage, decode_image
 from digitrec.read.image_folders import CLASS_NAMES, LINE_LABELS, LINES_FOLDER, files_under
 from digitrec.read.imaging import MAX_PIXELS, find_digits
@@ -75,7 +76,6 @@ LINE_COLUMNS = ("file", "text")
 # the page reader did; with 0.6 of the piece within, 1,117 and 94.8% (two digits in one piece).
 PIECE_WITHIN = 0.85
 DIGIT_COVERED = 0.4
-Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
