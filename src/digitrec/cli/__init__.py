@@ -19,7 +19,7 @@ from digitrec import __version__
 from digitrec.errors import DigitrecError
 from digitrec.quiet import quiet_tensorflow
 
-COMMANDS = ("data", "train", "evaluate", "export", "predict", "tune", "serve")
+COMMANDS = ("data", "train", "train_lines", "evaluate", "export", "predict", "tune", "serve")
 
 
 # Packages of the optional extras, and the extra that installs each.

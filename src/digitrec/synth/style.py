@@ -18,7 +18,7 @@ measured on test pages is never measured on the very style the models were train
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from digitrec.errors import DigitrecError
 
@@ -137,9 +137,17 @@ class WriterShapes:
     ballpoint strokes of a photographed page); the lines or crops that choose its epoch keep
     the plain training style."""
 
-    elastic: float = 0.0
-    low_resolution: float = 0.0
-    finest_pen: float = TRAIN.hand.pen[0]
+    elastic: float = field(
+        default=0.0,
+        metadata={"help": "the most a training digit's strokes are displaced, MNIST pixels"},
+    )
+    low_resolution: float = field(
+        default=0.0, metadata={"help": "share of training digits redrawn from 10-16 px"}
+    )
+    finest_pen: float = field(
+        default=TRAIN.hand.pen[0],
+        metadata={"help": f"finest training pen, MNIST pixels of stroke radius (>= {FINEST_PEN})"},
+    )
 
     def training_style(self) -> PageStyle:
         """The training style with these shapes; a clear error for values out of range."""

@@ -97,3 +97,8 @@ class Progress(keras.callbacks.ProgbarLogger):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         last = self.target - 1 if self.target else batch
         super().on_train_batch_end(min(batch, last), logs)
+
+
+def progress_shown(verbose: bool) -> list[Progress]:
+    """The callbacks that show a run's progress: ``Progress``, if ``verbose``."""
+    return [Progress()] if verbose else []

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from digitrec.quiet import bar_shown
 from digitrec.read.boxes import box_around
 from digitrec.read.decoding import array_to_gray
 from digitrec.read.imaging import find_digits
@@ -62,7 +63,13 @@ def page_crops(
     processes make the pages (the same crops, in the same order, however many)."""
     pages = [(layout, seed + i, style) for layout in LAYOUTS for i in range(per_layout)]
     name = style if isinstance(style, str) else "training"
-    show = partial(tqdm, total=len(pages), desc=f"{name} pages", unit="page", disable=not progress)
+    show = partial(
+        tqdm,
+        total=len(pages),
+        desc=f"{name} pages",
+        unit="page",
+        disable=not (progress and bar_shown()),
+    )
     if workers <= 1:
         return _gathered(show(_crops_of_page(page, digits, labels) for page in pages))
     spawn = multiprocessing.get_context("spawn")

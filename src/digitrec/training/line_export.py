@@ -27,7 +27,7 @@ from digitrec.synth.style import page_style
 from digitrec.training.export import write_metadata
 from digitrec.training.line_batches import LineSource, batch_arrays, prepared
 from digitrec.training.line_filter import FILTER_MODEL, FILTER_RECORD
-from digitrec.training.line_model import LineTrainSettings
+from digitrec.training.line_settings import LineRecipe, LineTrainSettings, recipe_flags
 from digitrec.training.line_training import default_source
 from digitrec.training.models import as_float32
 
@@ -48,9 +48,11 @@ def export_line_model(
     out: str | Path | None = None,
     data_dir: str | Path | None = None,
     source: LineSource | None = None,
+    recipe: LineRecipe | None = None,
 ) -> Path:
     """Export a line training run's model to ONNX (default ``RUN_DIR/model.onnx``), verified;
-    return the output path. ``source`` must make the same lines as the run's (its default)."""
+    return the output path. ``source`` must make the same lines as the run's (its default);
+    ``recipe``, the one the run follows (``line_recipe``), is stored for the model card."""
     run_dir = Path(run_dir)
     if not (run_dir / "model.keras").is_file() or not (run_dir / "run.json").is_file():
         raise ModelError(f"{run_dir}: not a complete line training run (no model.keras)")
@@ -85,6 +87,8 @@ def export_line_model(
             "second output: the probability (N, 1) that each line holds handwritten digits"
         )
         metadata["line_filter"] = filter_record(run_dir)
+    if recipe is not None:
+        metadata["recipe"] = asdict(recipe)
     with atomic_path(out, suffix=".onnx") as tmp:
         model.export(str(tmp), format="onnx", verbose=False)
         write_metadata(tmp, metadata)
@@ -122,8 +126,8 @@ def with_filter(model: keras.Model, run_dir: Path) -> keras.Model:
     if not path.is_file():
         return model
     line_filter = keras.saving.load_model(path)
-    outputs = [model.outputs[0], line_filter(model.inputs[0])]
-    return keras.Model(model.inputs, outputs, name=model.name)
+    line = model.inputs[0]  # one input, not a list of one: calls pass the lines alone
+    return keras.Model(line, [model.outputs[0], line_filter(line)], name=model.name)
 
 
 def filter_record(run_dir: Path) -> dict[str, Any]:
@@ -201,8 +205,8 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
     lines += ["", "## Training settings", "", "```json", json.dumps(settings, indent=2), "```"]
     tail = CARD_TAIL.format(
         empty=f"{page_style('train').print.empty_line_fraction:.0%}",
-        line_settings=_arguments(settings, asdict(LineTrainSettings())),
-        filter_line=_filter_call(meta.get("line_filter")),
+        val_lines=settings.get("val_lines", 0),
+        reproduce=reproduce(meta.get("recipe")),
     )
     with atomic_path(Path(out), suffix=".md") as tmp:
         tmp.write_text("\n".join(lines) + "\n" + tail)
@@ -220,21 +224,28 @@ def _lines_read(meta: dict[str, Any]) -> list[tuple[str, str]]:
     return [(name, f"{meta[f'{key}_exact']:.2%} of {meta[f'{key}_lines']}") for name, key in rows]
 
 
-def _filter_call(record: dict[str, Any] | None) -> str:
-    """The call that trained the line filter, for the card's "Reproduce" (none without one)."""
-    if not record:
-        return ""
-    return f"train_line_filter(run, FilterSettings({_arguments(record['settings'])}))\n    "
-
-
-def _arguments(settings: dict[str, Any], defaults: dict[str, Any] | None = None) -> str:
-    """Settings as keyword arguments, leaving out those equal to ``defaults``."""
-    defaults = defaults or {}
-    return ", ".join(
-        f"{key}={value!r}"
-        for key, value in settings.items()
-        if key not in defaults or defaults[key] != value
+def reproduce(recipe: dict[str, Any] | None) -> str:
+    """The card's "Reproduce": the command that makes the model, where it was made by one."""
+    if recipe is None:
+        return (
+            "Exported from a line training run by ``export_line_model``, not made by "
+            "``digitrec train-lines``: its settings are above."
+        )
+    command = " ".join(
+        ["digitrec train-lines --out runs/lines", *recipe_flags(LineRecipe.from_dict(recipe))]
     )
+    return REPRODUCE.format(command=command)
+
+
+REPRODUCE = """```sh
+{command}
+```
+
+It trains the line model, then its filter, exports ``runs/lines/lines.onnx`` checked against
+Keras, fits its rejection on validation pages and writes this card as
+``runs/lines/lines.card.md``; ``digitrec train-lines --resume runs/lines`` continues it after a
+stop. ``digitrec predict --lines runs/lines`` reads with it; the shipped model is those two
+files copied to ``src/digitrec/assets/``."""
 
 
 CARD_TAIL = """
@@ -242,8 +253,8 @@ CARD_TAIL = """
 
 Training lines: ``digitrec.synth.pages.line_samples`` (style "train") made from MNIST's first
 55,000 training images, fresh every epoch; {empty} of them hold no digit (printed words,
-stamps, scribbles, specks, rule fragments, page edges). The best epoch was chosen on 1,000
-lines made from the validation split (the last 5,000 training images). The temperature and
+stamps, scribbles, specks, rule fragments, page edges). The best epoch was chosen on
+{val_lines:,} lines made from the validation split (the last 5,000 training images). The temperature and
 thresholds were chosen on generated validation pages of every layout
 (``digitrec.training.page_rejection``), from the validation split only. Test figures, if listed, come
 from test-style pages (other fonts, rule colours, pens, shadows, blur) made from MNIST's test
@@ -258,17 +269,5 @@ validation split.
 
 ## Reproduce
 
-```python
-from digitrec.training.line_model import LineTrainSettings
-from digitrec.training.line_training import train_line_model
-
-from digitrec.training.line_filter import FilterSettings, train_line_filter
-from digitrec.training.page_rejection import store_rejection
-
-if __name__ == "__main__":  # the training lines are made in a worker process
-    run = train_line_model(LineTrainSettings({line_settings}), "runs/lines")
-    {filter_line}onnx = export_line_model(run)  # parity-checked against Keras
-    store_rejection(onnx, per_layout=100)  # validation pages only
-    # then copy it to src/digitrec/assets/lines.onnx
-```
+{reproduce}
 """

@@ -24,10 +24,11 @@ split. It is trained after a line recognizer, into that run's directory (``filte
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,42 +41,18 @@ from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, read_json, write_json
 from digitrec.read.line_reader import HEIGHT, pad_batch
 from digitrec.synth.style import WriterShapes
+from digitrec.training.callbacks import progress_shown
 from digitrec.training.filter_crops import Crops, drawn_crops, page_crops
 from digitrec.training.line_batches import POOL_BATCHES
+from digitrec.training.line_settings import FilterSettings
 
 FILTER_MODEL = "filter.keras"
 FILTER_RECORD = "filter.json"
 CROPS_FILE = "filter-crops.npz"  # the crops made, kept until the filter is saved
 OUTPUT_NAME = "writing"
 SPILL = 32  # input columns: more than the last convolution's reach (22) beyond a line's ink
+VAL_BATCH = 64
 VAL_SEED = 30_000  # validation pages' seeds start here (the rejection's start at 10,000)
-
-
-@dataclass
-class FilterSettings(WriterShapes):
-    """Every setting of a line filter's training; ``filter.json`` records it."""
-
-    width: int = 16  # filters of the first convolution; then 2x, 4x and 4x as many
-    pages_per_layout: int = 300  # training pages of every layout
-    val_pages_per_layout: int = 20
-    drawn: int = 3000  # drawing-pad images (``drawn_image``) for training; a twentieth more
-    # (of validation digits) for validation
-    epochs: int = 8
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    seed: int = 0
-
-    def check(self) -> None:
-        """Raise ``DigitrecError`` for settings no run can use."""
-        bad = [
-            f"{name} {value}"
-            for name, value in asdict(self).items()
-            if name not in ("seed", *(shape.name for shape in fields(WriterShapes)))
-            and not value > 0
-        ]
-        if bad:
-            raise DigitrecError(f"these settings must be positive: {', '.join(bad)}")
-        self.training_style()  # refuses shapes out of range
 
 
 def build_line_filter(width: int = 16) -> keras.Model:
@@ -89,6 +66,12 @@ def build_line_filter(width: int = 16) -> keras.Model:
     x = layers.GlobalMaxPooling2D()(x)
     outputs = layers.Dense(1, activation="sigmoid", name=OUTPUT_NAME)(x)
     return keras.Model(inputs, outputs, name="line_filter")
+
+
+def crop_batch_count(crops: int, batch_size: int) -> int:
+    """How many batches ``crop_batches`` makes of ``crops`` crops."""
+    pools, rest = divmod(crops, batch_size * POOL_BATCHES)
+    return pools * POOL_BATCHES + math.ceil(rest / batch_size)
 
 
 def crop_batches(
@@ -145,13 +128,21 @@ def train_line_filter(
     )
     rng = np.random.default_rng(settings.seed)
     history = model.fit(
-        _dataset(lambda: crop_batches(*train, settings.batch_size, rng)),
-        validation_data=_dataset(lambda: crop_batches(*val, 64, np.random.default_rng(0))),
+        _dataset(
+            lambda: crop_batches(*train, settings.batch_size, rng),
+            len(train[0]),
+            settings.batch_size,
+        ),
+        validation_data=_dataset(
+            lambda: crop_batches(*val, VAL_BATCH, np.random.default_rng(0)), len(val[0]), VAL_BATCH
+        ),
         epochs=settings.epochs,
+        shuffle=False,  # crop_batches shuffles
         callbacks=[
-            keras.callbacks.EarlyStopping(patience=settings.epochs, restore_best_weights=True)
+            keras.callbacks.EarlyStopping(patience=settings.epochs, restore_best_weights=True),
+            *progress_shown(verbose),
         ],
-        verbose=1 if verbose else 0,
+        verbose=0,  # Progress shows it
     ).history
     out = run_dir / FILTER_MODEL
     with atomic_path(out, suffix=".keras") as tmp:
@@ -238,12 +229,16 @@ def _unpacked(saved: Any, name: str) -> Crops:
     return list(images), saved[f"{name}_targets"]
 
 
-def _dataset(make: Any) -> Any:
-    """A tf.data dataset of the batches ``make()`` yields (one trace for every width)."""
+def _dataset(make: Any, crops: int, batch_size: int) -> Any:
+    """A tf.data dataset of the batches ``make()`` yields of ``crops`` crops (one trace for
+    every width), of a known length (Keras warns of one it learns by running out)."""
     import tensorflow as tf
 
     signature = (
         tf.TensorSpec((None, HEIGHT, None, 1), tf.float32),
         tf.TensorSpec((None, 1), tf.float32),
     )
-    return tf.data.Dataset.from_generator(make, output_signature=signature)
+    dataset = tf.data.Dataset.from_generator(make, output_signature=signature)
+    return dataset.apply(
+        tf.data.experimental.assert_cardinality(crop_batch_count(crops, batch_size))
+    )

@@ -24,10 +24,11 @@ from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, read_json, write_json
 from digitrec.read.line_reader import HEIGHT, decode_text
 from digitrec.training.background import in_background
-from digitrec.training.callbacks import EpochCheckpoint
+from digitrec.training.callbacks import EpochCheckpoint, progress_shown
 from digitrec.training.config import TrainConfig
 from digitrec.training.line_batches import LineSource, batch_arrays, prepared, training_batches
-from digitrec.training.line_model import LineCTCLoss, LineTrainSettings, build_line_model
+from digitrec.training.line_model import LineCTCLoss, build_line_model
+from digitrec.training.line_settings import LineTrainSettings
 from digitrec.training.model_setup import learning_rate
 from digitrec.training.rundir import CHECKPOINT_DIR, STATE_FILE
 from digitrec.training.train import run_record
@@ -74,7 +75,7 @@ def train_line_model(
     else:
         model = build_line_model(settings)
         compile_line_model(model, settings)
-    callbacks = [LineCheckpoint(run_dir, state, validation, verbose)]
+    callbacks = [*progress_shown(verbose), LineCheckpoint(run_dir, state, validation, verbose)]
     if state["epoch"] < settings.epochs:
         model.fit(
             training_dataset(source, x_train, y_train, settings, state["epoch"], background),
@@ -83,7 +84,7 @@ def train_line_model(
             steps_per_epoch=settings.steps_per_epoch,
             callbacks=callbacks,
             shuffle=False,  # every epoch's lines are new already
-            verbose=1 if verbose else 0,
+            verbose=0,  # Progress shows it
         )
     _finish(run_dir, state)
     return run_dir
@@ -214,7 +215,7 @@ class LineCheckpoint(EpochCheckpoint):
                 best_checkpoint=name, best_epoch=epoch + 1, best_exact=logs["val_exact"]
             )
         if self.verbose:
-            print(f"\nepoch {epoch + 1}: {logs['val_exact']:.2%} of validation lines read exactly")
+            print(f"epoch {epoch + 1}: {logs['val_exact']:.2%} of validation lines read exactly")
         super().on_epoch_end(epoch, logs)
         if previous and previous != self.state["best_checkpoint"]:
             (self.run_dir / previous).unlink(missing_ok=True)

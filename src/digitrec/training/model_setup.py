@@ -8,7 +8,7 @@ from typing import Any
 
 import keras
 
-from digitrec.training.callbacks import EpochSeeds, Progress
+from digitrec.training.callbacks import EpochSeeds, progress_shown
 from digitrec.training.config import TrainConfig
 from digitrec.training.models import build_model
 
@@ -83,7 +83,7 @@ def fit_epochs(
 ) -> keras.callbacks.History:
     """Run the configured epochs over a dataset that draws its own order: each epoch's random
     sources reseeded from (seed, epoch), our progress display, then the caller's callbacks."""
-    ours = [EpochSeeds(config.seed, random_sources), *([Progress()] if verbose else [])]
+    ours = [EpochSeeds(config.seed, random_sources), *progress_shown(verbose)]
     return model.fit(
         dataset,
         epochs=config.epochs,

@@ -1,0 +1,129 @@
+"""``digitrec train-lines``: make the page reader's line model and its filter by their recipe,
+as the shipped ``lines.onnx`` was made, into a run directory; or continue a stopped one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from digitrec.cli.options import add_data_dir_option
+from digitrec.errors import DigitrecError
+from digitrec.quiet import progress_printer
+from digitrec.training.line_settings import (
+    CARD_FILE,
+    RECIPE_FILE,
+    LineRecipe,
+    quick_recipe,
+    recipe_options,
+    recorded_recipe,
+    with_values,
+)
+from digitrec.training.rundir import check_new_run_dir
+
+METAVARS = {int: "N", float: "X", str: "NAME"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train-lines",
+        help="make the page reader's line model and filter by the shipped recipe",
+        description=textwrap.fill(
+            "Train the line model, then its line filter, export RUN/lines.onnx checked against "
+            "Keras, fit its rejection on validation pages and write its model card "
+            "RUN/lines.card.md. The defaults are the shipped model's recipe; --quick runs it "
+            "at a tiny scale. A stopped run continues with --resume RUN. "
+            "Read with the result: digitrec predict IMAGE --lines RUN.",
+            79,
+        ),
+    )
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, metavar="RUN", help="run directory to create (new)")
+    where.add_argument(
+        "--resume", type=Path, metavar="RUN", help="continue a stopped run with its recipe"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the recipe at a tiny scale, end to end in a minute or two (a smoke test, not a "
+        "model to read with); the flags below still apply",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    add_data_dir_option(parser)
+    add_recipe_options(parser)
+    parser.set_defaults(run=run)
+
+
+def add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """A flag for every setting of the recipe, typed, with its default and choices in the help;
+    one not given is ``None``."""
+    groups = {
+        "lines": parser.add_argument_group("line model"),
+        "filter": parser.add_argument_group("line filter"),
+        "": parser.add_argument_group("rejection and model card"),
+    }
+    defaults = LineRecipe()
+    for option in recipe_options():
+        meta = option.setting.metadata
+        help = f"{meta.get('help', option.setting.name)} (default: {option.value(defaults)})"
+        groups[option.part].add_argument(
+            option.flag,
+            dest=option.dest,
+            type=option.kind,
+            choices=meta.get("choices") or None,
+            metavar=None if meta.get("choices") else METAVARS[option.kind],
+            help=help.replace("%", "%%"),
+        )
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe's settings given as flags, by ``RecipeOption.dest``."""
+    options = recipe_options()
+    return {o.dest: getattr(args, o.dest) for o in options if getattr(args, o.dest) is not None}
+
+
+def recipe_from(args: argparse.Namespace) -> LineRecipe:
+    """The recipe of a new run: the shipped one (or ``--quick``'s), with the flags given."""
+    recipe = with_values(quick_recipe() if args.quick else LineRecipe(), given_settings(args))
+    recipe.check()
+    return recipe
+
+
+def check_resume_alone(args: argparse.Namespace) -> None:
+    """A resumed run keeps its recorded recipe: refuse flags that would be ignored."""
+    flags = {o.dest: o.flag for o in recipe_options()}
+    ignored = [flags[dest] for dest in given_settings(args)] + ["--quick"] * args.quick
+    if ignored:
+        raise DigitrecError(
+            f"--resume continues a run with the recipe in its {RECIPE_FILE}; "
+            f"leave out {', '.join(ignored)}"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        check_resume_alone(args)
+        recipe, run_dir = recorded_recipe(args.resume), args.resume
+    else:
+        recipe, run_dir = recipe_from(args), args.out
+        check_new_run_dir(run_dir)
+    from digitrec.training.line_recipe import train_lines  # TensorFlow: after the checks
+
+    progress = None if args.quiet else progress_printer()
+    try:
+        model = train_lines(recipe, run_dir, args.data_dir, progress)
+    except KeyboardInterrupt:
+        if (run_dir / RECIPE_FILE).exists():
+            print(
+                f"\ninterrupted: continue with  digitrec train-lines --resume {run_dir}",
+                file=sys.stderr,
+            )
+        else:
+            print("\ninterrupted before the first epoch was saved: nothing kept", file=sys.stderr)
+        return 130
+    print(f"line model  {model}")
+    print(f"model card  {run_dir / CARD_FILE}")
+    print(f"read with it: digitrec predict IMAGE --lines {run_dir}")
+    return 0

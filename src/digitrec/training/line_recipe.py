@@ -1,0 +1,123 @@
+"""Making a line model by its recipe (``LineRecipe``), as ``digitrec train-lines`` does.
+
+The steps, each into one run directory: train the line recognizer (``line_training``), then its
+line filter (``line_filter``), export ``lines.onnx`` checked against Keras (``line_export``),
+fit its rejection on validation pages (``page_rejection``), and write its model card. Each step
+leaves its result there and is skipped when it is found, so a stopped run resumes at the first
+step without one; the line training resumes from its last epoch, the filter from the crops it
+made. ``Recognizer.load(lines=RUN)`` and ``digitrec predict --lines RUN`` read the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from digitrec.errors import DigitrecError
+from digitrec.files import write_json
+from digitrec.read.line_reader import LineReader
+from digitrec.read.loader import LINE_MODEL
+from digitrec.read.recognizer import Recognizer
+from digitrec.training.line_export import export_line_model, write_line_card
+from digitrec.training.line_filter import FILTER_RECORD, train_line_filter
+from digitrec.training.line_settings import (
+    CARD_FILE,
+    RECIPE_FILE,
+    LineRecipe,
+    recorded_recipe,
+)
+from digitrec.training.line_training import train_line_model
+from digitrec.training.page_rejection import page_accuracy, store_rejection, validation_pages
+from digitrec.training.rundir import check_new_run_dir, new_run_dir
+
+CARD_SEED = 40_000  # the card's validation pages (the rejection's start at 10,000)
+
+StepPrinter = Callable[[str], None]  # told each step, as a line (quiet.progress_printer)
+
+
+def train_lines(
+    recipe: LineRecipe,
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    progress: StepPrinter | None = None,
+    background: bool = True,
+) -> Path:
+    """Make a line model by ``recipe`` in ``run_dir``, a new folder or one this recipe started
+    (then resumed); return its ``lines.onnx``. ``progress`` is told each step, and the training
+    steps show their epochs when it is given. ``background`` makes the training lines in a
+    worker process (a calling script needs an ``if __name__ == "__main__"`` guard)."""
+    recipe.check()
+    run_dir = Path(run_dir)
+    if (run_dir / RECIPE_FILE).is_file():
+        if recorded_recipe(run_dir) != recipe:
+            raise DigitrecError(
+                f"{run_dir} holds a run of another recipe ({RECIPE_FILE}); continue it with "
+                "its own (resume) or choose another directory"
+            )
+        return _run_steps(recipe, run_dir, data_dir, progress, background)
+    check_new_run_dir(run_dir)
+    with new_run_dir(run_dir):
+        write_json(run_dir / RECIPE_FILE, asdict(recipe))
+        return _run_steps(recipe, run_dir, data_dir, progress, background)
+
+
+def resume_lines(
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    progress: StepPrinter | None = None,
+    background: bool = True,
+) -> Path:
+    """Continue a stopped ``train_lines`` run with its recorded recipe; its ``lines.onnx``."""
+    return train_lines(recorded_recipe(Path(run_dir)), run_dir, data_dir, progress, background)
+
+
+def _run_steps(
+    recipe: LineRecipe,
+    run_dir: Path,
+    data_dir: str | Path | None,
+    progress: StepPrinter | None,
+    background: bool,
+) -> Path:
+    """Every step whose result the run directory does not hold yet, in turn."""
+    say = progress or (lambda message: None)
+    verbose = progress is not None
+    lines, line_filter = recipe.lines, recipe.filter
+    if not (run_dir / "metrics.json").is_file():
+        say(f"line model: {lines.epochs} epochs of {lines.steps_per_epoch} batches of new lines")
+        train_line_model(lines, run_dir, data_dir, verbose=verbose, background=background)
+    if not (run_dir / FILTER_RECORD).is_file():
+        pages = line_filter.pages_per_layout
+        say(f"line filter: crops of {pages} pages of every layout, {line_filter.epochs} epochs")
+        train_line_filter(run_dir, line_filter, data_dir, verbose)
+    model = run_dir / LINE_MODEL
+    if not model.is_file():
+        say(f"export: {model}, checked against Keras")
+        export_line_model(run_dir, model, data_dir, recipe=recipe)
+    if "rejection_figures" not in LineReader.load(model).metadata:
+        say(f"rejection: fitted on {recipe.rejection_pages} validation pages of every layout")
+        store_rejection(model, recipe.rejection_pages, data_dir)
+    card = run_dir / CARD_FILE
+    if not card.is_file():
+        say(f"model card: {recipe.card_pages} validation pages of every layout read")
+        write_line_card(model, card, card_figures(model, recipe.card_pages, data_dir))
+    return model
+
+
+def card_figures(
+    model: Path, per_layout: int, data_dir: str | Path | None = None
+) -> dict[str, dict[str, float]]:
+    """The model card's tables: for each reader of the shipped classifier with this line model,
+    the share of ``per_layout`` validation pages of every layout read exactly (pages other than
+    those the rejection was fitted on); none for ``per_layout`` 0."""
+    if not per_layout:
+        return {}
+    recognizer = Recognizer.load("default", lines=model)
+    pages = validation_pages(per_layout, data_dir, seed=CARD_SEED)
+    where = f"{per_layout} per layout, validation digits, train style, not the rejection's"
+    titles = {
+        "auto": f"Validation pages ({where}): auto",
+        "pages": "Validation pages: the page reader alone",
+        "digits": "Validation pages: the single-digit classifier alone",
+    }
+    return {title: page_accuracy(recognizer, pages, reader) for reader, title in titles.items()}
