@@ -29,6 +29,7 @@ from digitrec.batch.output import for_output
 from digitrec.batch.worker import ReadSettings
 from digitrec.cli import main
 from digitrec.errors import DigitrecError
+from digitrec.read.options import ReadOptions
 from digitrec.read.recognizer import Recognizer
 
 # Ray Data's own settings warn of their deprecation when it copies them; nothing of ours.
@@ -286,6 +287,20 @@ def test_a_resumed_run_counts_the_failures_already_in_the_output(folder, tmp_pat
 def test_bad_batch_options_are_clear_errors(folder, options, message, capsys):
     assert main(["predict", str(folder), *options]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_reading_options_as_one_value_reach_the_worker_processes(folder):
+    files = [str(folder / "01.png"), str(folder / "sub" / "inner.jpg")]
+    options = ReadOptions(top_k=1, reader="digits")
+    whole = {r["file"]: r for r in read_files(files, options=options, jobs=2)}
+    one_by_one = {r["file"]: r for r in read_files(files, top_k=1, reader="digits")}
+    assert whole == one_by_one
+    assert all(len(digit["top"]) == 1 for r in whole.values() for digit in r["digits"])
+
+
+def test_reading_options_given_whole_and_one_by_one_are_refused(folder):
+    with pytest.raises(DigitrecError, match="reading options given twice"):
+        read_files([folder], top_k=2, options=ReadOptions())
 
 
 @pytest.mark.parametrize(

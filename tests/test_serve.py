@@ -19,6 +19,7 @@ from pydantic import create_model
 from serve_support import PNG, RECOGNIZE, default_recognizer, drawn_ones, local_client, png_bytes
 
 from digitrec.cli import main
+from digitrec.read.options import ReadOptions
 from digitrec.read.recognizer import Recognizer
 from digitrec.read.results import Digit, Reading, rounded
 from digitrec.serve.app import STATIC_DIR, ServeSettings, create_app
@@ -162,6 +163,22 @@ def test_an_image_over_the_pixel_limit_is_422(recognizer):
         response = client.post(RECOGNIZE, content=image, headers=PNG)
     assert response.status_code == 422
     assert "limit" in response.json()["error"]
+
+
+def test_a_request_is_read_with_its_query_options_and_the_pixel_limit_as_one_value(
+    recognizer, monkeypatch
+):
+    """The service hands the recognizer one ``ReadOptions``, as predict and batch reading do."""
+    seen = []
+    read = recognizer.read
+    monkeypatch.setattr(
+        recognizer, "read", lambda image, **kw: seen.append(kw) or read(image, **kw)
+    )
+    with small_limits_client(recognizer, max_pixels=1_000_000) as client:
+        params = {"single": "true", "top_k": 2, "reader": "digits"}
+        response = client.post(RECOGNIZE, params=params, content=drawn_ones(), headers=PNG)
+    assert response.status_code == 200, response.text
+    assert seen == [{"options": ReadOptions(True, 2, 1_000_000, "digits")}]
 
 
 def test_a_body_declared_over_the_limit_is_413_without_being_read(recognizer):

@@ -37,6 +37,7 @@ from serve_support import (
 from starlette.exceptions import HTTPException
 
 from digitrec.read.image_folders import LINE_LABELS, LINES_FOLDER, files_under, read_image_folders
+from digitrec.read.options import ReadOptions
 from digitrec.serve import app as app_module
 from digitrec.serve import corrections
 from digitrec.serve.app import ServeSettings, create_app
@@ -427,7 +428,7 @@ def test_a_tall_image_is_decoded_no_larger_than_reading_it_needs(tmp_path, reade
     reading, reading_peak = peak_memory(lambda: default_recognizer().read(data, reader=reader))
     receipt, peak = peak_memory(
         lambda: corrections.store_correction(
-            collection, default_recognizer(), data, "1", None, single=False, reader=reader
+            collection, default_recognizer(), data, "1", ReadOptions(reader=reader)
         )
     )
     assert peak < reading_peak + full_size / 8

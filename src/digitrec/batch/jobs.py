@@ -32,7 +32,8 @@ from digitrec.batch.output import ENDED_WORKER, Previous, check_output, open_out
 from digitrec.batch.worker import ReadSettings, Result, read_file, unread_result, worker_recognizer
 from digitrec.errors import DigitrecError
 from digitrec.read.imaging import MAX_PIXELS
-from digitrec.read.recognizer import DEFAULT_LINES, DEFAULT_READER, Recognizer
+from digitrec.read.options import DEFAULT_READER, ReadOptions
+from digitrec.read.recognizer import DEFAULT_LINES, Recognizer
 
 CHUNK = 16  # files per task handed to a worker process
 IN_FLIGHT = 2  # tasks queued per worker process: each stays busy, few results wait in memory
@@ -59,6 +60,7 @@ def read_files(
     resume: bool = False,
     ray: bool | str = False,
     save_normalized: str | Path | None = None,
+    options: ReadOptions | None = None,
 ) -> ReadJob:
     """Prepare to read the digits in image files and folders, as ``digitrec predict`` does.
 
@@ -67,10 +69,13 @@ def read_files(
     connected to), a string is the address of a cluster to join. ``output``: a JSON lines file
     (a Parquet file if it ends in ``.parquet``) written as results arrive; ``resume`` continues
     one, leaving out the files it lists but those whose worker process ended. ``lines``: the
-    page reader's line model, as ``Recognizer.load`` takes it. The models and the output are
-    checked now, so that a bad one is a ``DigitrecError`` before any image is read.
+    page reader's line model, as ``Recognizer.load`` takes it. ``options``: how each image is
+    read, as one ``ReadOptions`` instead of ``single``, ``top_k``, ``max_pixels`` and ``reader``
+    (not both). The options, the models and the output are checked now, so that a bad one is a
+    ``DigitrecError`` before any image is read.
     """
-    _check_options(top_k, max_pixels, jobs, output, resume, ray, save_normalized)
+    options = _options_given(read_options(single, top_k, max_pixels, reader), options)
+    _check_options(jobs, output, resume, ray, save_normalized)
     if ray:
         from digitrec.batch.on_ray import import_ray
 
@@ -82,14 +87,7 @@ def read_files(
     recognizer = Recognizer.load(model, threads=threads, lines=lines)  # a bad one stops us here
     previous = check_output(Path(output), resume) if output else Previous()
     settings = ReadSettings(
-        str(model),
-        None if lines is None else str(lines),
-        single,
-        top_k,
-        max_pixels,
-        threads,
-        reader,
-        bool(save_normalized),
+        str(model), None if lines is None else str(lines), options, threads, bool(save_normalized)
     )
     pending = [file for file in files if not previous.lists(file)]
     return ReadJob(
@@ -106,19 +104,41 @@ def read_files(
     )
 
 
+def read_options(
+    single: bool = False,
+    top_k: int = 3,
+    max_pixels: int = MAX_PIXELS,
+    reader: str = DEFAULT_READER,
+) -> ReadOptions:
+    """The reading options of ``digitrec predict``'s flags (``read_files``'s keywords), a bad
+    one an error that names its flag."""
+    if top_k < 1:
+        raise DigitrecError("--top-k must be at least 1")
+    if max_pixels < 1:
+        raise DigitrecError("--max-pixels must be positive")
+    return ReadOptions(single, top_k, max_pixels, reader)
+
+
+def _options_given(keywords: ReadOptions, options: ReadOptions | None) -> ReadOptions:
+    """``options`` if given, else those of the keywords; both is an error, since one would
+    silently win over the other."""
+    if options is None:
+        return keywords
+    if keywords != ReadOptions():
+        raise DigitrecError(
+            "reading options given twice: pass options=ReadOptions(...) or single, top_k, "
+            "max_pixels and reader one by one, not both"
+        )
+    return options
+
+
 def _check_options(
-    top_k: int,
-    max_pixels: int,
     jobs: int | None,
     output: str | Path | None,
     resume: bool,
     ray: bool | str,
     save_normalized: str | Path | None,
 ) -> None:
-    if top_k < 1:
-        raise DigitrecError("--top-k must be at least 1")
-    if max_pixels < 1:
-        raise DigitrecError("--max-pixels must be positive")
     if jobs is not None and jobs < 1:
         raise DigitrecError("--jobs must be at least 1")
     if resume and not output:

@@ -4,14 +4,14 @@ the model it loads once, and a file's result or its error."""
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from digitrec.errors import DigitrecError
-from digitrec.read.imaging import MAX_PIXELS
-from digitrec.read.recognizer import DEFAULT_LINES, DEFAULT_READER, Recognizer
+from digitrec.read.options import ReadOptions
+from digitrec.read.recognizer import DEFAULT_LINES, Recognizer
 
 Result = tuple[dict[str, Any], list[np.ndarray]]  # a file's result and the inputs the model saw
 
@@ -22,11 +22,8 @@ class ReadSettings:
 
     model: str = "default"
     lines: str | None = DEFAULT_LINES  # the page reader's line model (Recognizer.load)
-    single: bool = False
-    top_k: int = 3
-    max_pixels: int = MAX_PIXELS
+    options: ReadOptions = field(default_factory=ReadOptions)  # how each image is read
     threads: int | None = None  # ONNX Runtime threads; 1 per worker unless set
-    reader: str = DEFAULT_READER  # "digits", "pages" or "auto" (Recognizer.read)
     keep_normalized: bool = False  # send back the 28×28 inputs, for --save-normalized
 
 
@@ -37,9 +34,7 @@ def read_file(recognizer: Recognizer, file: str, settings: ReadSettings) -> Resu
         with warnings.catch_warnings():
             # Pillow's own remarks on a malformed file repeat the error its line reports.
             warnings.filterwarnings("ignore", module="PIL")
-            reading = recognizer.read(
-                file, settings.single, settings.top_k, settings.max_pixels, settings.reader
-            )
+            reading = recognizer.read(file, options=settings.options)
         result = {**unread_result(file), **reading.to_dict()}
     except DigitrecError as exc:
         return unread_result(file, str(exc)), []

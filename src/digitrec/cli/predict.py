@@ -13,7 +13,8 @@ PROGRESS_FROM = 20  # a progress bar is shown (on a terminal) from this many fil
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from digitrec.read.recognizer import DEFAULT_LINES, DEFAULT_READER, NO_LINES, READERS
+    from digitrec.read.options import DEFAULT_READER, READERS
+    from digitrec.read.recognizer import DEFAULT_LINES, NO_LINES
 
     parser = subparsers.add_parser(
         "predict",
@@ -99,19 +100,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from digitrec.batch.jobs import read_files
+    from digitrec.batch.jobs import read_files, read_options
     from digitrec.batch.output import for_output
     from digitrec.read.imaging import MAX_PIXELS
 
+    paths = [*args.paths, *listed_paths(args.files_from)]
+    max_pixels = MAX_PIXELS if args.max_pixels is None else args.max_pixels
     job = read_files(
-        [*args.paths, *listed_paths(args.files_from)],
+        paths,
         args.model,
         lines=args.lines,
-        single=args.single,
-        top_k=args.top_k,
-        max_pixels=MAX_PIXELS if args.max_pixels is None else args.max_pixels,
+        options=read_options(args.single, args.top_k, max_pixels, args.reader),
         threads=args.threads,
-        reader=args.reader,
         jobs=args.jobs,
         output=args.output,
         resume=args.resume,

@@ -33,7 +33,8 @@ from starlette.requests import ClientDisconnect
 from digitrec import __version__
 from digitrec.errors import ImageError
 from digitrec.read.imaging import MAX_PIXELS
-from digitrec.read.recognizer import DEFAULT_READER, NO_LINES, READERS, Recognizer
+from digitrec.read.options import DEFAULT_READER, READERS, ReadOptions
+from digitrec.read.recognizer import NO_LINES, Recognizer
 from digitrec.serve.capacity import ReadCapacity, Saturated, TooManyUploads, UploadsPerClient
 from digitrec.serve.corrections import DIGITS_FIELD, Collection, store_correction
 from digitrec.serve.middleware import (
@@ -217,29 +218,23 @@ async def within(seconds: float, body: Awaitable[T]) -> T:
         raise HTTPException(408, f"the body took over {seconds:g} s to arrive") from None
 
 
-def recognize_bytes(
-    recognizer: Recognizer,
-    data: bytes,
-    max_pixels: int | None,
-    single: bool,
-    top_k: int,
-    reader: str = DEFAULT_READER,
-) -> dict[str, Any]:
+def recognize_bytes(recognizer: Recognizer, data: bytes, options: ReadOptions) -> dict[str, Any]:
     """Decode, read and describe one image; CPU-bound, so it runs in a worker thread."""
-    reading = recognizer.read(
-        data, single=single, top_k=top_k, max_pixels=max_pixels or MAX_PIXELS, reader=reader
-    )
-    return recognition_of(reading)
+    return recognition_of(recognizer.read(data, options=options))
 
 
-def check_reader(recognizer: Recognizer, reader: str) -> None:
-    """422 for the page reader from a service that has none."""
+def request_options(
+    recognizer: Recognizer, settings: ServeSettings, single: bool, reader: str, top_k: int = 3
+) -> ReadOptions:
+    """How a request's image is read: the options of its query, with the service's pixel
+    limit; 422 for the page reader from a service that has none."""
     if reader == "pages" and recognizer.pages is None:
         raise HTTPException(
             422,
             f"this service has no page reader (digitrec serve --lines {NO_LINES}): read with "
             "reader 'auto' or 'digits'",
         )
+    return ReadOptions(single, top_k, settings.max_pixels or MAX_PIXELS, reader)
 
 
 async def get_recognizer(request: Request) -> Recognizer:
@@ -389,18 +384,11 @@ def create_app(
         top_k: Annotated[int, Query(ge=1, le=10, description="labels listed per digit")] = 3,
         reader: Reader = DEFAULT_READER,
     ) -> dict[str, Any]:
-        check_reader(recognizer, reader)
+        options = request_options(recognizer, settings, single, reader, top_k)
         data = await arrived(request, image_bytes)
         with capacity.admit():
             return await capacity.run(
-                recognize_bytes,
-                recognizer,
-                data,
-                settings.max_pixels,
-                single,
-                top_k,
-                reader,
-                departure=partial(departure, request),
+                recognize_bytes, recognizer, data, options, departure=partial(departure, request)
             )
 
     @app.post(
@@ -421,7 +409,7 @@ def create_app(
             raise HTTPException(
                 404, "this service does not collect corrections (digitrec serve --collect DIR)"
             )
-        check_reader(recognizer, reader)
+        options = request_options(recognizer, settings, single, reader, top_k=1)
         data, digits = await arrived(request, correction_form)
         with capacity.admit():
             return await capacity.run(
@@ -430,9 +418,7 @@ def create_app(
                 recognizer,
                 data,
                 digits,
-                settings.max_pixels,
-                single,
-                reader,
+                options,
                 departure=partial(departure, request),
             )
 

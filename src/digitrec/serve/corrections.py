@@ -60,6 +60,7 @@ from digitrec.read.decoding import GrayImage, decode_image
 from digitrec.read.image_folders import CLASS_NAMES, LINE_LABELS, LINES_FOLDER, files_under
 from digitrec.read.imaging import MAX_PIXELS, find_digits
 from digitrec.read.line_finder import REGION_MARGIN, area, overlap
+from digitrec.read.options import ReadOptions
 from digitrec.read.page_reader import PAGE_SIDE
 from digitrec.read.recognizer import Recognizer
 from digitrec.read.results import Reading
@@ -424,17 +425,14 @@ def store_correction(
     recognizer: Recognizer,
     data: bytes,
     text: str,
-    max_pixels: int | None,
-    single: bool,
-    reader: str,
+    options: ReadOptions,
 ) -> dict:
     """Read the image as recognition does with these options, cut the correction with the
     reading's boxes and store it; 422 when the lines do not pair up. CPU-bound, so it runs in
     a worker thread."""
     lines = corrected_lines(text)
-    max_pixels = max_pixels or MAX_PIXELS
-    reading = recognizer.read(data, single=single, top_k=1, max_pixels=max_pixels, reader=reader)
-    correction = cut_correction(reading, lines, data, max_pixels)
+    reading = recognizer.read(data, options=options)
+    correction = cut_correction(reading, lines, data, options.max_pixels)
     stored = collection.store(correction)
     files, size = stored.usage
     return {
