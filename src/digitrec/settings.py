@@ -51,18 +51,18 @@ class Setting:
 
     def bounds(self) -> str:
         """The valid range in signs, e.g. ``>= 0 and < 1``; empty if any value goes."""
-        return self._range((">=", ">", "<=", "<"))
+        return self._range((">=", ">", "<=", "<"), str)
 
     def limits(self) -> str:
         """The valid range in words, e.g. ``from 1 to 65535`` or ``above 0``."""
         if self.above is None and self.below is None and None not in (self.at_least, self.at_most):
             return f"from {self.at_least:g} to {self.at_most:g}"
-        return self._range(("at least", "above", "at most", "below"))
+        return self._range(("at least", "above", "at most", "below"), "{:g}".format)
 
-    def _range(self, words: tuple[str, ...]) -> str:
+    def _range(self, words: tuple[str, ...], shown: Callable[[float], str]) -> str:
         limits = [getattr(self, bound) for bound in BOUNDS]
         return " and ".join(
-            f"{word} {limit:g}"
+            f"{word} {shown(limit)}"
             for word, limit in zip(words, limits, strict=True)
             if limit is not None
         )
