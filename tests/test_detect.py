@@ -13,7 +13,8 @@ import pytest
 from synthetic import font_digit
 
 from digitrec.errors import ImageError
-from digitrec.read.line_finder import find_lines, iou
+from digitrec.read.boxes import iou
+from digitrec.read.line_finder import find_lines
 from digitrec.synth.pages import page_sample
 from digitrec.synth.style import TRAIN
 

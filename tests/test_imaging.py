@@ -19,6 +19,7 @@ from synthetic import (
 )
 
 from digitrec.errors import ImageError
+from digitrec.read.boxes import box_around, iou
 from digitrec.read.imaging import DigitCrop, find_digits, image_digits, load_image, normalize_digit
 
 
@@ -26,21 +27,11 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
-def overlap(a: tuple[int, ...], b: tuple[int, ...]) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
-    return width * height / (area - width * height)
-
-
 def assert_found(crops: list[DigitCrop], boxes: list[tuple[int, int, int, int]]) -> None:
     """One crop per true digit, left to right, each box overlapping its digit's."""
     assert len(crops) == len(boxes), ([c.box for c in crops], boxes)
     for crop, box in zip(crops, boxes, strict=True):
-        assert overlap(crop.box, box) > 0.5, (crop.box, box)
+        assert iou(crop.box, box) > 0.5, (crop.box, box)
 
 
 # --- normalization ------------------------------------------------------------------------------
@@ -89,7 +80,7 @@ def test_a_thin_stroke_in_a_grey_image_is_read_as_a_digit():
     gray = np.full((120, 120), 0.9, dtype=np.float32)
     gray[40:64, 60:63] = 0.1
     (crop,) = find_digits(gray)
-    assert overlap(crop.box, (60, 40, 63, 64)) > 0.5 and crop.image.max() == pytest.approx(1)
+    assert iou(crop.box, (60, 40, 63, 64)) > 0.5 and crop.image.max() == pytest.approx(1)
 
 
 def test_blank_ink_cannot_be_normalized():
@@ -145,7 +136,7 @@ def test_handwritten_strings_are_split_into_their_digits(mnist):
         image, boxes = digit_string_image(list(digits), rng)
         crops = find_digits(load_image(image))
         right += len(crops) == len(boxes) and all(
-            overlap(crop.box, box) > 0.3 for crop, box in zip(crops, boxes, strict=True)
+            iou(crop.box, box) > 0.3 for crop, box in zip(crops, boxes, strict=True)
         )
     assert right >= 38
 
@@ -209,9 +200,7 @@ def test_a_large_image_reduced_while_decoding_gives_the_same_digits(fmt):
 def test_single_takes_all_the_ink_as_one_digit():
     image, boxes = font_string(np.random.default_rng(10), Style.clean())
     (crop,) = find_digits(load_image(image), single=True)
-    union = (min(b[0] for b in boxes), min(b[1] for b in boxes))
-    union += (max(b[2] for b in boxes), max(b[3] for b in boxes))
-    assert overlap(crop.box, union) > 0.9
+    assert iou(crop.box, box_around(boxes)) > 0.9
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -258,7 +247,7 @@ def test_a_stroke_broken_off_beside_a_digit_is_attached_to_it():
     ink[20:30, 52:90] = 1  # its arm
     ink[30:62, 94:102] = 1  # the end of the arm, broken off: 32 high, 4 px away
     (crop,) = find_digits(1 - ink)
-    assert overlap(crop.box, (40, 20, 102, 100)) > 0.9
+    assert iou(crop.box, (40, 20, 102, 100)) > 0.9
 
 
 def test_a_dash_beside_a_digit_is_not_attached():

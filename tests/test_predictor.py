@@ -18,6 +18,7 @@ from serve_support import PNG, RECOGNIZE, local_client, png_bytes
 from digitrec.cli import main
 from digitrec.cli.predict import table_row
 from digitrec.errors import ModelError
+from digitrec.read.boxes import area, overlap
 from digitrec.read.line_finder import LineBox, find_lines
 from digitrec.read.loader import LINE_MODEL
 from digitrec.read.page_reader import PagePredictor
@@ -58,16 +59,9 @@ def inside(inner: tuple, outer: tuple) -> bool:
     )
 
 
-def overlaps(a: tuple, b: tuple) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
 def mostly_in(inner: tuple, outer: tuple) -> bool:
     """Whether over half of the inner box lies in the outer one."""
-    width = min(inner[2], outer[2]) - max(inner[0], outer[0])
-    height = min(inner[3], outer[3]) - max(inner[1], outer[1])
-    area = (inner[2] - inner[0]) * (inner[3] - inner[1])
-    return width > 0 and height > 0 and width * height > area / 2
+    return overlap(inner, outer) > area(inner) / 2
 
 
 # --- pages of every layout -----------------------------------------------------------------------
@@ -87,7 +81,7 @@ def test_digit_pages_read_as_lines_of_digits_with_boxes_in_the_image(recognizer,
             digits_read = line.text.replace(" ", "")  # a space parts two numbers
             assert inside(line.box, (0, 0, cols, rows)) and len(line.digits) == len(digits_read)
             for digit in line.digits:
-                assert inside(digit.box, (0, 0, cols, rows)) and overlaps(digit.box, line.box)
+                assert inside(digit.box, (0, 0, cols, rows)) and overlap(digit.box, line.box) > 0
                 assert 0 < digit.confidence <= 1
         found += sum(
             any(mostly_in(truth.box, line.box) for line in reading.lines) for truth in page.lines

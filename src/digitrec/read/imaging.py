@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from digitrec.errors import ImageError
+from digitrec.read.boxes import Box, box_around
 from digitrec.read.decoding import MAX_PIXELS, InputImage, decode_image, load_image
 from digitrec.read.ink import Ink, separate_ink, shrink
 
@@ -54,7 +55,7 @@ class DigitCrop:
     image's pixels, and the MNIST-normalized 28×28 float32 image, white ink on black in [0, 1].
     ``plausible`` is False for ink shaped like no digit (a scribble): the recognizer rejects it."""
 
-    box: tuple[int, int, int, int]
+    box: Box
     image: np.ndarray
     plausible: bool = True  # False: its ink is unlike any digit's (see ``_looks_like_a_digit``)
 
@@ -138,14 +139,12 @@ class _Group:
     def height(self) -> int:
         return self.y1 - self.y0
 
+    @property
+    def box(self) -> Box:
+        return (self.x0, self.y0, self.x1, self.y1)
+
     def joined(self, other: _Group) -> _Group:
-        return _Group(
-            self.labels + other.labels,
-            min(self.x0, other.x0),
-            min(self.y0, other.y0),
-            max(self.x1, other.x1),
-            max(self.y1, other.y1),
-        )
+        return _joined([self, other])
 
 
 def image_digits(
@@ -173,7 +172,7 @@ def find_digits(
         return []
     labels, pieces = _pieces(ink.mask)
     if single:
-        groups = [_union(pieces)] if pieces else []
+        groups = [_joined(pieces)] if pieces else []
     else:
         groups = _merge_stacked(_drop_rules(pieces))
         groups = _drop_dots(_attach_fragments(_attach_parts(groups)))
@@ -194,11 +193,12 @@ def _pieces(mask: np.ndarray) -> tuple[np.ndarray, list[_Group]]:
     return labels, [box for box in boxes if max(box.width, box.height) >= least]
 
 
-def _union(groups: list[_Group]) -> _Group:
-    merged = groups[0]
-    for group in groups[1:]:
-        merged = merged.joined(group)
-    return merged
+def _joined(groups: list[_Group]) -> _Group:
+    """The groups taken as one."""
+    return _Group(
+        [label for group in groups for label in group.labels],
+        *box_around(group.box for group in groups),
+    )
 
 
 def _drop_rules(pieces: list[_Group]) -> list[_Group]:

@@ -24,15 +24,16 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from digitrec.errors import PageBudgetError
-from digitrec.read.boxes import box_around
+from digitrec.read.boxes import Box, box_around
+from digitrec.read.boxes import area as area  # where training and the service import them from
+from digitrec.read.boxes import iou as iou
+from digitrec.read.boxes import overlap as overlap
 from digitrec.read.decoding import array_to_gray
 from digitrec.read.ink import shrink
 from digitrec.read.paper import PaperSettings, find_ink, outline, skew
 
 REGION_MARGIN = 0.25  # paper around a region cut out by ``region_crop``, in its heights
 BLOCK = 256  # pieces compared with all the others at a time: bounds the memory of line finding
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,14 @@ def find_lines(image: np.ndarray, settings: DetectSettings = DetectSettings()) -
     ink, height = _without_rules(turn.upright(ink), settings)
     beyond = _grown(turn.upright(beyond).astype(np.uint8)) > 0
     labels, pieces = _pieces(ink, beyond, height, settings)
-    lines = sorted(_lines(pieces, height, settings), key=lambda group: _union(pieces, group)[1::-1])
+    lines = sorted(
+        _lines(pieces, height, settings), key=lambda group: _group_box(pieces, group)[1::-1]
+    )
     margin = settings.margin * height
     return [
         LineBox(
             turn.box_back(_points(labels, pieces, group), scale, gray.shape),
-            *turn.crop(gray, _union(pieces, group), margin, scale),
+            *turn.crop(gray, _group_box(pieces, group), margin, scale),
         )
         for group in lines
     ]
@@ -137,22 +140,6 @@ def region_crop(gray: np.ndarray, box: Box) -> np.ndarray:
     x0, y0, x1, y1 = box
     margin = round(REGION_MARGIN * (y1 - y0)) + 1
     return gray[max(0, y0 - margin) : y1 + margin, max(0, x0 - margin) : x1 + margin]
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes (x0, y0, x1, y1; exclusive ends)."""
-    common = overlap(a, b)
-    return common / (area(a) + area(b) - common) if common else 0.0
-
-
-def overlap(a: Box, b: Box) -> int:
-    """The area two boxes share."""
-    return area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
-
-
-def area(box: Box) -> int:
-    """The area of a box; 0 if it is empty."""
-    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
 
 
 class _Turn:
@@ -347,7 +334,7 @@ def _lines(pieces: dict[int, Box], height: float, settings: DetectSettings) -> l
     return [
         group
         for group in groups
-        if _union(pieces, group)[3] - _union(pieces, group)[1] >= settings.shortest * height
+        if _group_box(pieces, group)[3] - _group_box(pieces, group)[1] >= settings.shortest * height
     ]
 
 
@@ -374,9 +361,9 @@ def _chains(boxes: np.ndarray, gap: float, overlap: float) -> np.ndarray:
     return group_of
 
 
-def _union(pieces: dict[int, Box], group: list[int]) -> Box:
+def _group_box(pieces: dict[int, Box], group: list[int]) -> Box:
     """The box around the pieces of a group."""
-    return box_around([pieces[label] for label in group])
+    return box_around(pieces[label] for label in group)
 
 
 def _points(labels: np.ndarray, pieces: dict[int, Box], group: list[int]) -> np.ndarray:

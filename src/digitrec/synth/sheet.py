@@ -11,11 +11,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from digitrec.read.boxes import Box, box_around
 from digitrec.synth import camera, printing
 from digitrec.synth.style import PageStyle
-from digitrec.synth.writing import Box, Piece, Written
+from digitrec.synth.writing import Piece, Written
 
 TEXT_COLOUR = (0.08, 0.08, 0.08)
+union = box_around  # the name synth.layouts imports it by
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Sheet:
         if rows >= self.shape[0] or cols >= self.shape[1]:
             return None
         clearance = 0.5 * self.height
-        boxes = [union([p.box for p in pieces]) for _, pieces in self.lines]
+        boxes = [box_around(p.box for p in pieces) for _, pieces in self.lines]
         for _ in range(tries):
             top = int(self.rng.integers(0, self.shape[0] - rows))
             left = int(self.rng.integers(0, self.shape[1] - cols))
@@ -118,7 +120,7 @@ class Sheet:
             boxes = [p.box for p in pieces]
         else:
             boxes = [_moved_box(p.points(), homography, shape) for p in pieces]
-        return LineTruth(text, union(boxes), boxes)
+        return LineTruth(text, box_around(boxes), boxes)
 
 
 def _moved_box(points: np.ndarray, homography: np.ndarray, shape: tuple[int, ...]) -> Box:
@@ -128,16 +130,6 @@ def _moved_box(points: np.ndarray, homography: np.ndarray, shape: tuple[int, ...
     x1, y1 = (int(v) + 1 for v in np.floor(moved.max(axis=0)))
     rows, cols = shape[:2]
     return (max(0, x0), max(0, y0), min(cols, x1), min(rows, y1))
-
-
-def union(boxes: list[Box]) -> Box:
-    """The smallest box holding all of ``boxes``."""
-    return (
-        min(b[0] for b in boxes),
-        min(b[1] for b in boxes),
-        max(b[2] for b in boxes),
-        max(b[3] for b in boxes),
-    )
 
 
 def _pick(options: tuple, rng: np.random.Generator):

@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from digitrec.read.boxes import Box
 from digitrec.synth.style import Hand
 from digitrec.synth.user_digits import Style, ink_box, render_ink
 
-Box = tuple[int, int, int, int]
 MNIST_INK = 20  # the height of a digit's ink in its 28×28 MNIST image, about
 
 
