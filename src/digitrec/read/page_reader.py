@@ -24,7 +24,7 @@ from digitrec.read.calibration import apply_temperature
 from digitrec.read.decoding import decode_image
 from digitrec.read.line_finder import LineBox, find_lines, region_crop
 from digitrec.read.line_reader import MAX_WIDTH, LineDigit, LineReader, LineReading
-from digitrec.read.results import UNKNOWN, Digit, Line, line_text
+from digitrec.read.results import UNKNOWN, Digit, Line, digit_from, line_text
 
 PAGE_SIDE = 2400  # pages are decoded at most this long: line crops need no more
 WIDE = 1.5  # an image this many times as wide as high where no line is read: read whole
@@ -152,15 +152,9 @@ class PagePredictor:
         return apply_temperature(frame, self.rejection.temperature)[0]
 
     def _digit(self, found: LineBox, digit: LineDigit, scale: _Scale, top_k: int) -> Digit:
-        probs = self._probs(digit)
-        order = np.argsort(-probs)[: max(top_k, 1)]
-        confidence = float(probs[digit.label])
-        return Digit(
-            label=digit.label if confidence >= self.rejection.digit_threshold else None,
-            confidence=confidence,
-            box=scale.box(found.page_box(digit.box)),
-            top=[(int(i), float(probs[i])) for i in order[:top_k]],
-        )
+        """A digit of a line, its box in the image's pixels; "?" below ``digit_threshold``."""
+        box = scale.box(found.page_box(digit.box))
+        return digit_from(self._probs(digit), self.rejection.digit_threshold, box, top_k)
 
 
 def whole_line(gray: np.ndarray) -> list[LineBox]:

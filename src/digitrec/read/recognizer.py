@@ -31,7 +31,7 @@ from digitrec.read.imaging import MAX_PIXELS, DigitCrop, find_digits, image_digi
 from digitrec.read.loader import load_model
 from digitrec.read.options import DEFAULT_READER, ReadOptions
 from digitrec.read.options import READERS as READERS  # where the doors have always found it
-from digitrec.read.results import UNKNOWN, Digit, Line, Reading, line_text
+from digitrec.read.results import UNKNOWN, Line, Reading, digit_from, line_text
 
 BIG_DIGIT = 0.3  # digits this fraction of the image high are not on a page (``choose_reader``)
 SMALL_SIDE = 320  # pixels: an image no longer than this is a crop or an icon, not a page
@@ -211,7 +211,7 @@ class Recognizer:
         readings, start = [], 0
         for image_crops in crops:
             digits = [
-                self._digit(crop, p, top_k)
+                digit_from(p, self.threshold, crop.box, top_k, crop.plausible)
                 for crop, p in zip(
                     image_crops, probs[start : start + len(image_crops)], strict=True
                 )
@@ -224,19 +224,6 @@ class Recognizer:
             lines = [Line(text, box_around([d.box for d in digits]), digits)] if digits else []
             readings.append(Reading(text, digits, [crop.image for crop in image_crops], lines))
         return readings
-
-    def _digit(self, crop: DigitCrop, probs: np.ndarray, top_k: int) -> Digit:
-        """The crop's digit; rejected (label None) below the threshold or when its ink is
-        shaped like no digit (``crop.plausible``), whatever the model says."""
-        order = np.argsort(-probs)[: max(top_k, 1)]
-        best = int(order[0])
-        confidence = float(probs[best])
-        return Digit(
-            label=best if confidence >= self.threshold and crop.plausible else None,
-            confidence=confidence,
-            box=tuple(int(v) for v in crop.box),
-            top=[(int(i), float(probs[i])) for i in order[:top_k]],
-        )
 
 
 def lone_digit(digits: Reading, height: int) -> bool:

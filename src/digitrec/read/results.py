@@ -130,6 +130,23 @@ def line_text(characters: Sequence[str], boxes: Sequence[Box]) -> str:
     return text
 
 
+def digit_from(
+    probs: np.ndarray, threshold: float, box: Box, top_k: int, plausible: bool = True
+) -> Digit:
+    """The digit whose calibrated class probabilities are ``probs``: the likeliest label, or
+    None (rejected) below ``threshold`` or where its ink is shaped like no digit (not
+    ``plausible``), whatever the model says; with the ``top_k`` likeliest labels."""
+    order = np.argsort(-probs)
+    best = int(order[0])
+    confidence = float(probs[best])
+    return Digit(
+        label=best if confidence >= threshold and plausible else None,
+        confidence=confidence,
+        box=tuple(int(v) for v in box),
+        top=[(int(i), float(probs[i])) for i in order[:top_k]],
+    )
+
+
 def rounded(value: Any, significant: int = SIGNIFICANT) -> Any:
     """``value`` with every float in it (in dicts, lists and tuples) rounded to ``significant``
     significant digits."""
