@@ -21,6 +21,7 @@ import numpy as np
 
 from digitrec.errors import ImageError, ModelError
 from digitrec.read.imaging import InputImage, load_image
+from digitrec.read.ink import line_ink_is_dark
 from digitrec.read.loader import load_model
 
 ALPHABET = "0123456789"
@@ -103,10 +104,10 @@ def prepare_line(gray: np.ndarray, height: int = HEIGHT, stride: int = STRIDE) -
 
 
 def white_ink(gray: np.ndarray) -> np.ndarray:
-    """Ink white on a black background: the polarity from the median (the background, as ink
-    is the minority of a line crop), uneven light flattened by subtracting a morphological
-    opening wider than the strokes, then stretched to the ink's brightest percentile."""
-    ink = 1 - gray if np.median(gray) > 0.5 else gray
+    """Ink white on a black background: the polarity of a line crop (``line_ink_is_dark``),
+    uneven light flattened by subtracting a morphological opening wider than the strokes, then
+    stretched to the ink's brightest percentile."""
+    ink = 1 - gray if line_ink_is_dark(gray) else gray
     kernel = np.ones((BACKGROUND_SIDE, BACKGROUND_SIDE), np.uint8)
     flat = ink - cv2.morphologyEx(ink, cv2.MORPH_OPEN, kernel)
     return np.clip(flat / max(float(np.percentile(flat, 99)), MIN_CONTRAST), 0, 1)

@@ -3,7 +3,8 @@
 - ``find_ink``: pixels darker than the paper around them (a black-hat transform: a grey closing
   wider than any stroke leaves the paper, its shadows and the desk), by a threshold above the
   noise, with hysteresis; and, on a photo, the page's edge (a long sharp change of the paper's
-  brightness) and the desk beyond it, whose grain is no writing.
+  brightness) and the desk beyond it, whose grain is no writing. Why this is not
+  ``digitrec.read.ink.separate_ink``: see that module.
 - ``skew``: the angle at which the rows of ink (and the page's edge) are sharpest.
 """
 
@@ -13,9 +14,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
-from digitrec.read.ink import shrink
+from digitrec.read.ink import hysteresis, shrink
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,12 @@ def find_ink(gray: np.ndarray, settings: PaperSettings) -> tuple[np.ndarray, np.
     noise = 1.4826 * float(np.median(np.abs(darker - level)))
     rise = max(settings.contrast, settings.noise_margin * noise)
     strong = level + rise
-    pieces, count = ndimage.label(darker > level + rise / 2, np.ones((3, 3)))
-    keep = np.zeros(count + 1, bool)
-    keep[pieces[darker > strong]] = True
-    keep[0] = False
+    ink = hysteresis(darker, strong, level + rise / 2)
     cliffs = _cliffs(paper, settings.cliff, settings.cliff_length)
     beyond = cliffs | _desk(paper, cliffs, settings.desk_edge)
     if cliffs.any():  # a photographed page: what reaches the image's border is the desk's
         beyond[[0, -1], :] = beyond[:, [0, -1]] = True
-    return keep[pieces], beyond
+    return ink, beyond
 
 
 def _window(shape: tuple[int, int], settings: PaperSettings) -> int:
