@@ -14,7 +14,6 @@ import json
 import math
 import numbers
 import os
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, get_origin, get_type_hints
 from digitrec.data import DATASETS
 from digitrec.errors import DigitrecError
 from digitrec.files import read_json
+from digitrec.settings import Setting, about, flag, setting
 from digitrec.training.models import FINETUNE_RECIPE, MODELS, model_spec
 
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -34,49 +34,6 @@ MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's global seeds are 32-bit
 # --augment s shifts and zooms by up to 10% × s (digitrec.training.augment); Keras's layers allow 100%.
 MAX_AUGMENT = 10.0
 PARAMS_SUFFIXES = (".json", ".yaml", ".yml")
-
-
-@dataclass(frozen=True)
-class Setting:
-    """How one training setting is explained and checked (bounds are for numbers)."""
-
-    help: str
-    at_least: float | None = None
-    above: float | None = None
-    at_most: float | None = None
-    below: float | None = None
-    choices: tuple[str, ...] = ()
-    # Where the valid names are registered (offered on the command line; a model is checked
-    # against it, a dataset when it is loaded, since tune may train on a dataset of its own).
-    registry: Mapping[str, Any] | None = None
-    metavar: str | None = None
-
-    def bounds(self) -> str:
-        """The valid range in words, e.g. ``>= 0 and < 1``; empty if any value goes."""
-        limits = zip(
-            (">=", ">", "<=", "<"),
-            (self.at_least, self.above, self.at_most, self.below),
-            strict=True,
-        )
-        return " and ".join(f"{sign} {limit}" for sign, limit in limits if limit is not None)
-
-    def admits(self, value: float) -> bool:
-        return not (
-            (self.at_least is not None and value < self.at_least)
-            or (self.above is not None and value <= self.above)
-            or (self.at_most is not None and value > self.at_most)
-            or (self.below is not None and value >= self.below)
-        )
-
-
-def about(help: str, **rules: Any) -> dict[str, Setting]:
-    """Field metadata describing a setting."""
-    return {"setting": Setting(help, **rules)}
-
-
-def setting(default: Any, help: str, **rules: Any) -> Any:
-    """A TrainConfig field with an immutable default and its description."""
-    return field(default=default, metadata=about(help, **rules))
 
 
 @dataclass(frozen=True)
@@ -288,11 +245,6 @@ def check_finetuning(config: TrainConfig) -> None:
         )
     if config.images and config.ensemble > 1:
         raise DigitrecError(f"{flag('images')} trains a single model: leave out {flag('ensemble')}")
-
-
-def flag(name: str) -> str:
-    """The command-line flag of a setting: ``batch_size`` → ``--batch-size``."""
-    return "--" + name.replace("_", "-")
 
 
 @cache
