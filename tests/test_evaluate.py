@@ -232,7 +232,8 @@ def test_evaluate_on_your_folders_reads_an_onnx_model_as_predict_does(tmp_path, 
     recognizer = Recognizer.load("default")
     expected, _ = counted_accuracy(lambda d: recognizer.predict_proba(d.images[..., None]), root)
     assert printed["test_accuracy"] == pytest.approx(expected)
-    assert printed["test_accuracy"] >= 0.9  # the shipped model reads typeset digits
+    # the shipped model reads typeset digits: all 20 at this seed, so one miss at most
+    assert printed["test_accuracy"] >= 0.95
     assert main(["evaluate", "default", "--images", str(root)]) == 0
     text = capsys.readouterr().out
     assert "skipped         1 unreadable file\n" in text and "confused with" in text

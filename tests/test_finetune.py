@@ -106,7 +106,8 @@ def test_fine_tuning_learns_your_held_out_digits_that_the_initial_model_misreads
     after = held_out_accuracy(load_keras(tuned_run)[0], tuned_run)
     metrics = json.loads((tuned_run / "metrics.json").read_text())
     assert metrics["own_val_accuracy"] == pytest.approx(after)
-    assert after >= 0.8 and after > before + 0.4, (before, after)
+    # measured at this seed: 0.10 before, 1.00 after, of 20 held-out images (5 points each)
+    assert after >= 0.95 and after > before + 0.7, (before, after)
 
 
 def test_the_run_records_its_images_and_the_initial_models_architecture(tuned_run, own_folder):
