@@ -1,0 +1,91 @@
+"""How the shipped models read real handwriting that no one here made: courtesy amounts cut from
+real bank cheques (ORAND-CAR-A's training part, which the shipped models never trained on) and
+single digits of 60 writers (CVL's validation part) as a user's crop, with Tesseract 5 beside
+them in the same run.
+
+    python benchmarks/real_sets.py [--data ../shared/realdigits] [--cvl 7000]
+        [--readers auto,pages,digits,tesseract] [--write-readme]
+
+A number is read exactly when the digits read, in order, are its digits: the cheques' labels
+hold digits only (their separators and end marks are in the images but not in the labels), so
+spaces, line breaks and anything not a digit in a reading are left out before comparing. A CVL
+digit (28×28, dark ink on white) is given as a user would crop it: enlarged three times onto a
+margin of white paper. `--write-readme` fills the `real_sets` block of docs/benchmarks/real-sets.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+from common import machine, write_into_readme
+from PIL import Image
+from reading import READERS, Case, Task, reader_names, table
+
+from digitrec.training.evaluate import digits_of
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "realdigits"
+SCALE, MARGIN = 3, 24  # a CVL digit enlarged this many times, on this much paper (pixels)
+
+
+def orand_cheques(root: Path) -> list[Case]:
+    """ORAND-CAR-A's training amounts (grey JPEGs) and their digits."""
+    folder = root / "orand_car_a"
+    with (folder / "labels.csv").open(newline="") as labels:
+        rows = list(csv.DictReader(labels))
+    return [
+        Case(np.asarray(Image.open(folder / "train" / row["file"]).convert("L")), row["text"])
+        for row in rows
+    ]
+
+
+def cvl_digits(root: Path, split: str, count: int) -> list[Case]:
+    """The first ``count`` digits of a CVL part as a user's crops: enlarged onto paper."""
+    part = np.load(root / "cvl" / f"cvl_{split}.npz")
+    cases = []
+    for image, label in zip(part["x"][:count], part["y"][:count], strict=True):
+        big = Image.fromarray(image).resize((28 * SCALE,) * 2, Image.Resampling.BICUBIC)
+        crop = np.full((28 * SCALE + 2 * MARGIN,) * 2, 255, np.uint8)
+        crop[MARGIN:-MARGIN, MARGIN:-MARGIN] = np.asarray(big)
+        cases.append(Case(crop, str(label)))
+    return cases
+
+
+def digits_only(reader):
+    """A reader whose text keeps only the digits read."""
+    return lambda image: digits_of(reader(image))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="the realdigits folder")
+    parser.add_argument("--cvl", type=int, default=7000, help="CVL validation digits read")
+    parser.add_argument("--readers", type=reader_names, default="auto,pages,digits,tesseract")
+    parser.add_argument("--write-readme", action="store_true", help="fill the docs page's block")
+    args = parser.parse_args()
+    if not (args.data / "orand_car_a" / "labels.csv").is_file():
+        raise SystemExit(f"{args.data}: no realdigits folder (orand_car_a/, cvl/) there")
+    made = [
+        Task("ORAND-CAR-A cheque amounts (train part)", "read exactly", orand_cheques(args.data)),
+        Task(
+            "CVL single digits, 60 writers (valid part)",
+            "read exactly",
+            cvl_digits(args.data, "valid", args.cvl),
+        ),
+    ]
+    readers = {name: digits_only(READERS[name]()) for name in args.readers}
+    text = "\n\n".join(
+        [
+            f"{machine()}; the shipped models, one thread; digits compared, nothing else.",
+            table(readers, made),
+        ]
+    )
+    print(text)
+    if args.write_readme:
+        write_into_readme("real_sets", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""The real-handwriting benchmark's parts: the cheques and CVL digits it reads, and how a reading
+is compared (digits only). Skipped where the real sets (``../shared/realdigits``) are absent."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """benchmarks/real_sets.py as a module (benchmarks/ is not a package)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("real_sets_bench", BENCHMARKS / "real_sets.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+    sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture(scope="module")
+def data(bench) -> Path:
+    if not (bench.DATA / "orand_car_a" / "labels.csv").is_file():
+        pytest.skip(f"the real sets are not at {bench.DATA} (../shared/realdigits)")
+    return bench.DATA
+
+
+def test_every_cheque_is_read_from_its_file_with_its_digits(bench, data):
+    cases = bench.orand_cheques(data)
+    assert len(cases) == 1080
+    assert all(case.truth.isdigit() and case.image.ndim == 2 for case in cases)
+    assert {len(case.truth) for case in cases} == set(range(1, 8))
+
+
+def test_a_cvl_digit_is_given_enlarged_on_paper_with_its_label(bench, data):
+    cases = bench.cvl_digits(data, "valid", 20)
+    assert len(cases) == 20
+    side = 28 * bench.SCALE + 2 * bench.MARGIN
+    for case in cases:
+        assert case.image.shape == (side, side) and case.truth in "0123456789"
+        assert (case.image[: bench.MARGIN] == 255).all()  # white paper around the digit
+        assert case.image.min() < 128  # dark ink
+
+
+def test_only_the_digits_of_a_reading_are_compared(bench):
+    reader = bench.digits_only(lambda image: "12.500\n3?")
+    assert reader(np.zeros((2, 2), np.uint8)) == "125003"
