@@ -89,7 +89,7 @@ def test_drawing_pad_images_hold_dark_digits_on_white_that_the_classifier_finds(
 def test_filter_settings_refuse_empty_runs():
     from digitrec.training.line_filter import FilterSettings
 
-    with pytest.raises(DigitrecError, match="must be positive: epochs 0"):
+    with pytest.raises(DigitrecError, match="epochs must be at least 1, not 0"):
         FilterSettings(epochs=0).check()
     with pytest.raises(DigitrecError, match="low_resolution in"):
         FilterSettings(low_resolution=2.0).check()

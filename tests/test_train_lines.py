@@ -91,8 +91,14 @@ def test_bad_arguments_are_refused_before_tensorflow_loads(tmp_path):
     (classifier_run / "run.json").write_text("{}")
     new = str(tmp_path / "new")
     cases = {
-        "--epochs 0": (["--out", new, "--epochs", "0"], "must be at least 1: epochs 0"),
-        "--filter-drawn 0": (["--out", new, "--filter-drawn", "0"], "positive: drawn 0"),
+        "--epochs 0": (
+            ["--out", new, "--epochs", "0"],
+            "line model: epochs must be at least 1, not 0",
+        ),
+        "--filter-drawn 0": (
+            ["--out", new, "--filter-drawn", "0"],
+            "line filter: drawn must be at least 1, not 0",
+        ),
         "--rejection-pages 0": (["--out", new, "--rejection-pages", "0"], "rejection_pages"),
         "--finest-pen": (["--out", new, "--finest-pen", "-2"], "finest_pen must be in"),
         "--dataset": (["--out", new, "--dataset", "nope"], "unknown dataset 'nope'"),

@@ -66,14 +66,15 @@ def add_recipe_options(parser: argparse.ArgumentParser) -> None:
     }
     defaults = LineRecipe()
     for option in recipe_options():
-        meta = option.setting.metadata
-        help = f"{meta.get('help', option.setting.name)} (default: {option.value(defaults)})"
+        rules = option.rules
+        limits = f"; {rules.bounds()}" if rules.bounds() else ""
+        help = f"{rules.help} (default: {option.value(defaults)}{limits})"
         groups[option.part].add_argument(
             option.flag,
             dest=option.dest,
             type=option.kind,
-            choices=meta.get("choices") or None,
-            metavar=None if meta.get("choices") else METAVARS[option.kind],
+            choices=rules.choices or None,
+            metavar=None if rules.choices else METAVARS[option.kind],
             help=help.replace("%", "%%"),
         )
 

@@ -18,9 +18,10 @@ measured on test pages is never measured on the very style the models were train
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from digitrec.errors import DigitrecError
+from digitrec.settings import setting
 
 Range = tuple[float, float]
 Colour = tuple[float, float, float]
@@ -137,16 +138,10 @@ class WriterShapes:
     ballpoint strokes of a photographed page); the lines or crops that choose its epoch keep
     the plain training style."""
 
-    elastic: float = field(
-        default=0.0,
-        metadata={"help": "the most a training digit's strokes are displaced, MNIST pixels"},
-    )
-    low_resolution: float = field(
-        default=0.0, metadata={"help": "share of training digits redrawn from 10-16 px"}
-    )
-    finest_pen: float = field(
-        default=TRAIN.hand.pen[0],
-        metadata={"help": f"finest training pen, MNIST pixels of stroke radius (>= {FINEST_PEN})"},
+    elastic: float = setting(0.0, "the most a training digit's strokes are displaced, MNIST pixels")
+    low_resolution: float = setting(0.0, "share of training digits redrawn from 10-16 px")
+    finest_pen: float = setting(
+        TRAIN.hand.pen[0], f"finest training pen, MNIST pixels of stroke radius (>= {FINEST_PEN})"
     )
 
     def training_style(self) -> PageStyle:

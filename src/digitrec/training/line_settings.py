@@ -2,24 +2,25 @@
 training, of its line filter's, and of the steps after them (``line_recipe`` runs them all). The
 defaults are the recipe of the shipped ``lines.onnx``, whose metadata records them.
 
-``digitrec train-lines`` makes a flag of every field (its ``help`` and ``choices`` metadata) and
-checks the settings before TensorFlow loads.
+Each field describes itself as ``digitrec.settings`` has it (help, choices, range), which the
+checks and ``digitrec train-lines``' flags are made from, before TensorFlow loads.
 """
 
 from __future__ import annotations
 
 import shlex
-from dataclasses import Field, asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 from digitrec.data import DATASETS
 from digitrec.errors import DigitrecError
 from digitrec.files import read_json
 from digitrec.read.line_reader import STRIDE
 from digitrec.read.loader import LINE_MODEL
+from digitrec.settings import Setting, described, range_wanted, setting
 from digitrec.synth.style import WriterShapes
-from digitrec.training.config import PRECISIONS, SCHEDULES
+from digitrec.training.config import MAX_SEED, PRECISIONS, SCHEDULES
 
 RECIPE_FILE = "recipe.json"  # a train-lines run's recipe, written when it starts
 CARD_FILE = "lines.card.md"  # its model card, written last: the run is complete
@@ -27,9 +28,13 @@ HEADS = ("lstm", "conv")
 STRIDES = (2, STRIDE)  # model pixels per time step: a 2x2 and a 2x1 pooling, or two 2x2 ones
 
 
-def option(default: Any, help: str, choices: tuple[Any, ...] = ()) -> Any:
-    """A recipe field: its default, and what ``digitrec train-lines --help`` says of it."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+def count(default: int, help: str, at_least: int = 1) -> Any:
+    """A setting that counts things: at least one of them, unless said otherwise."""
+    return setting(default, help, at_least=at_least)
+
+
+def seed(help: str) -> Any:
+    return setting(0, help, at_least=0, at_most=MAX_SEED)
 
 
 @dataclass
@@ -40,48 +45,43 @@ class LineTrainSettings(WriterShapes):
     # After the same 800 steps, the LSTM read 75.8% of 2,000 new validation lines exactly, the
     # convolutions 72.0% (156 lines only the LSTM read, 80 only the convolutions), at the same
     # speed in ONNX Runtime; a training step costs about a third more.
-    head: str = option(
-        "lstm", "over the time steps: a bidirectional LSTM or two 1-D convolutions", HEADS
+    head: str = setting(
+        "lstm", "over the time steps: a bidirectional LSTM or two 1-D convolutions", choices=HEADS
     )
-    width: int = option(32, "filters of the first convolution; the next ones have 2x and 4x")
-    units: int = option(128, "features per time step, and the LSTM's or 1-D convolutions'")
+    width: int = count(32, "filters of the first convolution; the next ones have 2x and 4x")
+    units: int = count(128, "features per time step, and the LSTM's or 1-D convolutions'")
     # At 2, twice the steps, for narrow digits (a 1 in a touching number); a training step
     # takes about 1.3x as long.
-    stride: int = option(STRIDE, "model pixels per time step", STRIDES)
-    dropout: float = option(0.2, "dropout before and after the head")
-    epochs: int = option(44, "epochs of training lines")
-    steps_per_epoch: int = option(200, "batches of new training lines per epoch")
-    batch_size: int = option(32, "training lines per batch")
-    learning_rate: float = option(3e-3, "Adam's peak learning rate")
-    schedule: str = option("onecycle", "learning-rate schedule", SCHEDULES)
-    warmup: float = option(0.1, "fraction of the steps spent warming up (onecycle)")
-    seed: int = option(0, "seed of the training lines and the model's weights")
-    dataset: str = option("mnist", "whose training images the lines are made of")
-    val_lines: int = option(1000, "lines made of validation digits, to choose the best epoch")
-    val_size: int = option(5000, "the last training images: the validation split")
+    stride: int = setting(STRIDE, f"model pixels per time step: {' or '.join(map(str, STRIDES))}")
+    dropout: float = setting(0.2, "dropout before and after the head", at_least=0, below=1)
+    epochs: int = count(44, "epochs of training lines")
+    steps_per_epoch: int = count(200, "batches of new training lines per epoch")
+    batch_size: int = count(32, "training lines per batch")
+    learning_rate: float = setting(3e-3, "Adam's peak learning rate", above=0)
+    schedule: str = setting("onecycle", "learning-rate schedule", choices=SCHEDULES)
+    warmup: float = setting(
+        0.1, "fraction of the steps spent warming up (onecycle)", at_least=0, at_most=1
+    )
+    seed: int = seed("seed of the training lines and the model's weights")
+    dataset: str = setting("mnist", "whose training images the lines are made of")
+    val_lines: int = count(1000, "lines made of validation digits, to choose the best epoch")
+    val_size: int = count(5000, "the last training images: the validation split")
     # The exported model computes in float32 throughout.
-    precision: str = option(
+    precision: str = setting(
         "float32",
         "bfloat16: the convolutions compute in bfloat16 (float32 weights), the head in float32",
-        PRECISIONS,
+        choices=PRECISIONS,
     )
 
     def check(self) -> None:
         """Raise ``DigitrecError`` for settings no run can use."""
-        for name in ("head", "schedule", "precision"):
-            check_choice(self, name)
+        check_described(self)
         if self.stride not in STRIDES:
             raise DigitrecError(
                 f"stride must be one of {', '.join(map(str, STRIDES))}, not {self.stride}"
             )
         if self.dataset not in DATASETS:
             raise DigitrecError(f"unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}")
-        counts = ("width", "units", "epochs", "steps_per_epoch", "batch_size", "val_lines")
-        bad = [f"{name} {getattr(self, name)}" for name in counts if getattr(self, name) < 1]
-        if bad:
-            raise DigitrecError(f"these settings must be at least 1: {', '.join(bad)}")
-        if not 0 <= self.dropout < 1:
-            raise DigitrecError(f"dropout must be in [0, 1), not {self.dropout}")
         self.training_style()  # refuses shapes out of range
 
 
@@ -89,25 +89,18 @@ class LineTrainSettings(WriterShapes):
 class FilterSettings(WriterShapes):
     """Every setting of a line filter's training; ``filter.json`` records it."""
 
-    width: int = option(16, "filters of the first convolution; then 2x, 4x and 4x as many")
-    pages_per_layout: int = option(1000, "training pages of every layout")
-    val_pages_per_layout: int = option(50, "validation pages of every layout")
-    drawn: int = option(3000, "drawing-pad images for training; a twentieth more for validation")
-    epochs: int = option(10, "epochs over the crops")
-    batch_size: int = option(32, "crops per batch")
-    learning_rate: float = option(2e-3, "Adam's learning rate")
-    seed: int = option(0, "seed of the pages, the drawings and the weights")
+    width: int = count(16, "filters of the first convolution; then 2x, 4x and 4x as many")
+    pages_per_layout: int = count(1000, "training pages of every layout")
+    val_pages_per_layout: int = count(50, "validation pages of every layout")
+    drawn: int = count(3000, "drawing-pad images for training; a twentieth more for validation")
+    epochs: int = count(10, "epochs over the crops")
+    batch_size: int = count(32, "crops per batch")
+    learning_rate: float = setting(2e-3, "Adam's learning rate", above=0)
+    seed: int = seed("seed of the pages, the drawings and the weights")
 
     def check(self) -> None:
         """Raise ``DigitrecError`` for settings no run can use."""
-        bad = [
-            f"{name} {value}"
-            for name, value in asdict(self).items()
-            if name not in ("seed", *(shape.name for shape in fields(WriterShapes)))
-            and not value > 0
-        ]
-        if bad:
-            raise DigitrecError(f"these settings must be positive: {', '.join(bad)}")
+        check_described(self)
         self.training_style()  # refuses shapes out of range
 
 
@@ -118,20 +111,19 @@ class LineRecipe:
 
     lines: LineTrainSettings = field(default_factory=LineTrainSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
-    rejection_pages: int = option(100, "validation pages of every layout to fit the rejection on")
-    card_pages: int = option(
-        30, "validation pages of every layout the model card's figures are read on; 0 = none"
+    rejection_pages: int = count(100, "validation pages of every layout to fit the rejection on")
+    card_pages: int = count(
+        30, "validation pages of every layout the model card's figures are read on", at_least=0
     )
 
     def check(self) -> None:
         """Raise ``DigitrecError`` for a recipe no run can follow."""
-        self.lines.check()
-        self.filter.check()
-        if self.rejection_pages < 1 or self.card_pages < 0:
-            raise DigitrecError(
-                f"rejection_pages must be at least 1 and card_pages at least 0, not "
-                f"{self.rejection_pages} and {self.card_pages}"
-            )
+        for part, settings in (("line model", self.lines), ("line filter", self.filter)):
+            try:
+                settings.check()
+            except DigitrecError as exc:
+                raise DigitrecError(f"{part}: {exc}") from None
+        check_described(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LineRecipe:
@@ -158,12 +150,15 @@ def quick_recipe() -> LineRecipe:
     )
 
 
-def check_choice(settings: Any, name: str) -> None:
-    """Raise ``DigitrecError`` if a setting is not one of its field's ``choices``."""
-    choices = settings.__dataclass_fields__[name].metadata["choices"]
-    value = getattr(settings, name)
-    if value not in choices:
-        raise DigitrecError(f"unknown {name} {value!r}; known: {', '.join(choices)}")
+def check_described(settings: Any) -> None:
+    """Raise ``DigitrecError`` for a described setting (``digitrec.settings``) out of its
+    choices or its range."""
+    for name, (kind, rules) in described(type(settings)).items():
+        value = getattr(settings, name)
+        if rules.choices and value not in rules.choices:
+            raise DigitrecError(f"unknown {name} {value!r}; known: {', '.join(rules.choices)}")
+        if kind in (int, float) and (wanted := range_wanted(value, rules)):
+            raise DigitrecError(f"{name} must be {wanted}, not {value}")
 
 
 @dataclass(frozen=True)
@@ -172,32 +167,29 @@ class RecipeOption:
     as themselves (``--epochs``), the filter's with ``--filter-``, the recipe's own as they are."""
 
     part: str  # "lines", "filter", or "" for the recipe's own settings
-    setting: Field
+    name: str
     kind: type
+    rules: Setting
 
     @property
     def flag(self) -> str:
-        prefix = "--filter-" if self.part == "filter" else "--"
-        return prefix + self.setting.name.replace("_", "-")
+        return ("--filter-" if self.part == "filter" else "--") + self.name.replace("_", "-")
 
     @property
     def dest(self) -> str:
-        return f"{self.part}.{self.setting.name}" if self.part else self.setting.name
+        return f"{self.part}.{self.name}" if self.part else self.name
 
     def value(self, recipe: LineRecipe) -> Any:
-        return getattr(getattr(recipe, self.part) if self.part else recipe, self.setting.name)
+        return getattr(getattr(recipe, self.part) if self.part else recipe, self.name)
 
 
 def recipe_options() -> list[RecipeOption]:
-    """Every setting of a ``LineRecipe``, as a flag."""
+    """Every setting of a ``LineRecipe``, as a flag (the writers' shapes after the rest)."""
     options = []
     for part, kind in (("lines", LineTrainSettings), ("filter", FilterSettings), ("", LineRecipe)):
-        types = get_type_hints(kind)
-        options += [
-            RecipeOption(part, f, types[f.name])
-            for f in sorted(fields(kind), key=lambda f: f.kw_only)  # WriterShapes' last
-            if types[f.name] in (int, float, str)
-        ]
+        shapes = {shape.name for shape in fields(WriterShapes)}
+        settings = sorted(described(kind).items(), key=lambda item: item[0] in shapes)
+        options += [RecipeOption(part, name, *description) for name, description in settings]
     return options
 
 
