@@ -13,7 +13,7 @@ from fresh_python import SRC, run_importing_none_of
 
 from digitrec.assets import default_keras_path
 from digitrec.data import as_model_input
-from digitrec.read.recognizer import Recognizer
+from digitrec.read.loader import load_model
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_the_keras_file_is_found_in_the_package_without_importing_tensorflow():
 
 def test_the_keras_weights_give_the_onnx_models_raw_outputs_on_1000_test_images(keras_model, mnist):
     images = as_model_input(mnist.test_images[:1000])
-    session = Recognizer.load("default").session
+    session = load_model("default").session
     raw = session.run(None, {session.get_inputs()[0].name: images})[0]  # before temperature
     assert np.abs(keras_model.predict(images, verbose=0) - raw).max() <= 1e-5
 

@@ -239,6 +239,7 @@ def test_a_quick_run_stopped_after_its_line_model_resumes_and_reads_lines(
     tmp_path, mnist_dir, monkeypatch, capsys
 ):
     from digitrec.data import load_dataset, split_validation
+    from digitrec.read.line_reader import LineReader
     from digitrec.read.recognizer import Recognizer
     from digitrec.synth.pages import line_samples
     from digitrec.training import line_recipe
@@ -265,7 +266,7 @@ def test_a_quick_run_stopped_after_its_line_model_resumes_and_reads_lines(
 
     recognizer = Recognizer.load("default", lines=run)
     assert recognizer.describe()["page_reader"] == str(run / "lines.onnx")
-    meta = recognizer.pages.reader.metadata
+    meta = LineReader.load(run).metadata
     assert meta["recipe"] == asdict(quick_recipe()) and "line_filter" in meta
     assert meta["rejection_figures"]["validation_pages"] == 10
     data = load_dataset("mnist", mnist_dir, progress=False)
