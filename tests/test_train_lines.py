@@ -4,6 +4,7 @@ made before TensorFlow loads, and a run that resumes at the step it had not fini
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -204,9 +205,13 @@ def test_a_run_stopped_in_its_rejection_fits_it_on_the_exported_model(tmp_path, 
     Steps(monkeypatch, stop="rejection")
     with pytest.raises(KeyboardInterrupt):
         train_lines(quick_recipe(), run)
+    half_written = run / ".lines.onnx.tmp-k3j2.onnx"  # a write its process never finished
+    half_written.write_bytes(b"\x08\x07")
+    os.utime(half_written, (1e9, 1e9))
     resumed = Steps(monkeypatch)
     resume_lines(run)
     assert resumed.done == ["rejection", "card"]
+    assert not half_written.exists()
 
 
 def test_a_run_stopped_before_its_first_epoch_leaves_nothing(tmp_path, monkeypatch):

@@ -15,12 +15,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 from digitrec.errors import DigitrecError
-from digitrec.files import write_json
+from digitrec.files import remove_stale_temporaries, write_json
 from digitrec.read.line_reader import LineReader
 from digitrec.read.loader import LINE_MODEL
 from digitrec.read.recognizer import Recognizer
 from digitrec.training.line_export import export_line_model, write_line_card
-from digitrec.training.line_filter import FILTER_RECORD, train_line_filter
+from digitrec.training.line_filter import (
+    CROPS_FILE,
+    FILTER_MODEL,
+    FILTER_RECORD,
+    train_line_filter,
+)
 from digitrec.training.line_settings import (
     CARD_FILE,
     RECIPE_FILE,
@@ -29,8 +34,11 @@ from digitrec.training.line_settings import (
 )
 from digitrec.training.line_training import train_line_model
 from digitrec.training.page_rejection import page_accuracy, store_rejection, validation_pages
-from digitrec.training.rundir import check_new_run_dir, new_run_dir
+from digitrec.training.rundir import STATE_FILE, check_new_run_dir, new_run_dir
 
+# The files of a run directory that are written whole (files.atomic_path) at its top.
+RUN_FILES = (RECIPE_FILE, "run.json", STATE_FILE, "model.keras", "metrics.json", CROPS_FILE)
+RUN_FILES += (FILTER_MODEL, FILTER_RECORD, LINE_MODEL, CARD_FILE)
 CARD_SEED = 40_000  # the card's validation pages (the rejection's start at 10,000)
 
 StepPrinter = Callable[[str], None]  # told each step, as a line (quiet.progress_printer)
@@ -82,6 +90,8 @@ def _run_steps(
     """Every step whose result the run directory does not hold yet, in turn."""
     say = progress or (lambda message: None)
     verbose = progress is not None
+    for name in RUN_FILES:  # what the writes of a stopped run left half done
+        remove_stale_temporaries(run_dir / name)
     lines, line_filter = recipe.lines, recipe.filter
     if not (run_dir / "metrics.json").is_file():
         say(f"line model: {lines.epochs} epochs of {lines.steps_per_epoch} batches of new lines")
