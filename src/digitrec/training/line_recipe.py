@@ -109,7 +109,8 @@ def _run_steps(
         store_rejection(model, recipe.rejection_pages, data_dir)
     card = run_dir / CARD_FILE
     if not card.is_file():
-        say(f"model card: {recipe.card_pages} validation pages of every layout read")
+        pages = recipe.card_pages
+        say(f"model card: {pages} validation pages of every layout read" if pages else "model card")
         write_line_card(model, card, card_figures(model, recipe.card_pages, data_dir))
     return model
 
