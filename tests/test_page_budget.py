@@ -122,5 +122,5 @@ def test_worst_pages_are_read_within_a_bounded_memory_given_back_after(tmp_path)
 
 
 def test_the_model_sessions_keep_no_memory_arena(recognizer):
-    assert not recognizer.session.get_session_options().enable_cpu_mem_arena
+    assert not recognizer.classifier.session.get_session_options().enable_cpu_mem_arena
     assert not recognizer.pages.reader.session.get_session_options().enable_cpu_mem_arena

@@ -22,8 +22,8 @@ from digitrec.read.boxes import area, overlap
 from digitrec.read.line_finder import LineBox, find_lines
 from digitrec.read.loader import LINE_MODEL
 from digitrec.read.page_reader import PagePredictor
-from digitrec.read.recognizer import Recognizer, choose_reader, lone_digit
-from digitrec.read.results import Digit, Line, Reading, rounded
+from digitrec.read.recognizer import Recognizer
+from digitrec.read.results import rounded
 from digitrec.serve.app import create_app
 from digitrec.synth.pages import page_sample
 
@@ -51,6 +51,14 @@ def recognizer() -> AutoReader:
 
 def page_of(layout: str, seed: int, mnist):
     return page_sample(layout, mnist.test_images, mnist.test_labels, 100 + seed, style="test")
+
+
+def with_rejection(recognizer: AutoReader, **changes) -> Recognizer:
+    """The default models with the page reader's rejection changed."""
+    rejection = replace(recognizer.pages.rejection, **changes)
+    return Recognizer(
+        recognizer.models.classifier, PagePredictor(recognizer.pages.reader, rejection)
+    )
 
 
 def inside(inner: tuple, outer: tuple) -> bool:
@@ -128,18 +136,14 @@ def test_digits_are_boxed_where_they_are_written_on_a_photo(recognizer, mnist):
 
 
 def test_a_strict_digit_threshold_shows_every_digit_as_unknown(recognizer, mnist):
-    pages = replace(recognizer.pages.rejection, digit_threshold=1.01)
-    strict = Recognizer(recognizer.models.session, recognizer.models.metadata, "strict")
-    strict.pages = PagePredictor(recognizer.pages.reader, pages)
+    strict = with_rejection(recognizer, digit_threshold=1.01)
     reading = strict.read(page_of("multiline", 0, mnist).image, reader="pages")
     assert reading.digits and set(reading.text) <= {"?", "\n"}
     assert all(d.label is None and d.top for d in reading.digits)
 
 
 def test_a_strict_line_threshold_leaves_every_line_out(recognizer, mnist):
-    pages = replace(recognizer.pages.rejection, line_threshold=1.01)
-    strict = Recognizer(recognizer.models.session, recognizer.models.metadata, "strict")
-    strict.pages = PagePredictor(recognizer.pages.reader, pages)
+    strict = with_rejection(recognizer, line_threshold=1.01)
     assert strict.read(page_of("multiline", 0, mnist).image, reader="pages").lines == []
 
 
@@ -147,9 +151,7 @@ def test_lines_the_line_filter_doubts_are_left_out(recognizer, mnist):
     image = page_of("multiline", 0, mnist).image
     readings = recognizer.pages.reader.read_lines([f.crop for f in find_lines(image)])
     assert readings and all(0 <= r.writing <= 1 for r in readings)
-    pages = replace(recognizer.pages.rejection, writing_threshold=1.01)
-    strict = Recognizer(recognizer.models.session, recognizer.models.metadata, "strict")
-    strict.pages = PagePredictor(recognizer.pages.reader, pages)
+    strict = with_rejection(recognizer, writing_threshold=1.01)
     assert strict.read(image, reader="pages").lines == []
 
 
@@ -159,9 +161,7 @@ def test_auto_takes_a_digit_the_page_reader_missed_only_where_the_line_filter_pa
 ):
     image = np.full((400, 400), 255, np.uint8)  # more than a crop: the page reader runs
     image[60:340, 100:300] = 255 - cv2.resize(mnist.test_images[0], (200, 280))
-    pages = replace(recognizer.pages.rejection, region_threshold=threshold)
-    judged = Recognizer(recognizer.models.session, recognizer.models.metadata, "judged")
-    judged.pages = PagePredictor(recognizer.pages.reader, pages)
+    judged = with_rejection(recognizer, region_threshold=threshold)
     judged.pages.read_lines = lambda *_: []  # as where the line finder drops a large digit
     expected = str(mnist.test_labels[0]) if read else ""
     assert judged.read(image, reader="auto").text == expected
@@ -299,19 +299,6 @@ def test_the_rejection_is_fitted_on_validation_pages_and_stored_in_the_model(tmp
     assert stored.digit_threshold == meta["digit_threshold"]
 
 
-def _one_digit(label: int | None, box: tuple[int, int, int, int] = (10, 5, 60, 95)) -> Reading:
-    """A reading of one digit, large in a 100-pixel-high image (``label`` None: unsure)."""
-    digit = Digit(label, 0.95, box, [])
-    return Reading.of_lines([Line("?" if label is None else str(label), box, [digit])])
-
-
-def test_a_lone_digit_is_one_sure_digit_large_in_the_image():
-    assert lone_digit(_one_digit(4), 100)
-    assert not lone_digit(_one_digit(None), 100)
-    assert not lone_digit(_one_digit(4, (10, 5, 30, 25)), 100)
-    assert not lone_digit(Reading.of_lines([]), 100)
-
-
 def test_auto_reads_a_small_image_of_one_large_digit_without_the_page_reader(
     recognizer, mnist, monkeypatch
 ):
@@ -319,15 +306,6 @@ def test_auto_reads_a_small_image_of_one_large_digit_without_the_page_reader(
     image[10:110, 10:90] = 255 - cv2.resize(mnist.test_images[0], (80, 100))
     monkeypatch.setattr(recognizer.pages, "read_lines", lambda *_: pytest.fail("page reader"))
     assert recognizer.read(image).text == str(mnist.test_labels[0])
-
-
-def test_auto_gives_the_page_readers_one_sure_digit_over_the_classifiers():
-    assert choose_reader(_one_digit(9), _one_digit(0, (0, 2, 70, 98)), 100) == "pages"
-
-
-@pytest.mark.parametrize("page", [Reading.of_lines([]), _one_digit(None)])
-def test_auto_gives_the_classifiers_large_digit_where_the_page_reader_has_none_it_is_sure_of(page):
-    assert choose_reader(page, _one_digit(4), 100) == "digits"
 
 
 BLANK_PIECE = LineBox((0, 0, 12, 12), np.full((12, 12), 255, np.uint8))

@@ -30,6 +30,7 @@ from synthetic import (
 import digitrec
 from digitrec.errors import DigitrecError, ImageError, ModelError
 from digitrec.read.calibration import apply_temperature
+from digitrec.read.classifier import Classifier
 from digitrec.read.options import ReadOptions
 from digitrec.read.recognizer import Recognizer
 
@@ -67,7 +68,8 @@ def test_default_model_carries_its_description_and_calibration(recognizer):
 
 def test_predict_proba_is_the_calibrated_model_output_in_one_batch(recognizer):
     batch = np.stack([font_digit(d) for d in range(10)]).astype(np.float32)[..., None] / 255
-    raw = recognizer.session.run(None, {recognizer.input_name: batch})[0]
+    classifier = recognizer.classifier
+    raw = classifier.session.run(None, {classifier.input_name: batch})[0]
     probs = recognizer.predict_proba(batch)
     np.testing.assert_allclose(probs, apply_temperature(raw, recognizer.temperature), atol=1e-6)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
@@ -112,7 +114,8 @@ def test_blank_image_reads_as_no_digits(recognizer):
 
 
 def test_low_confidence_digit_is_rejected_as_unknown(recognizer):
-    strict = Recognizer(recognizer.session, {**recognizer.metadata, "threshold": 1.01}, "strict")
+    sure = {**recognizer.metadata, "threshold": 1.01}
+    strict = Recognizer(Classifier(recognizer.classifier.session, sure, "strict"))
     reading = strict.read(row_of([4, 2]))
     assert reading.text == "??"
     assert all(d.label is None and d.top for d in reading.digits)
@@ -120,8 +123,8 @@ def test_low_confidence_digit_is_rejected_as_unknown(recognizer):
 
 
 def test_ink_shaped_like_no_digit_is_rejected_whatever_the_model_says(recognizer, monkeypatch):
+    from digitrec.read import classifier as module
     from digitrec.read import imaging
-    from digitrec.read import recognizer as module
 
     def implausible(*args):
         return [replace(crop, plausible=False) for crop in imaging.image_digits(*args)]
@@ -143,16 +146,40 @@ def test_read_many_classifies_every_digit_in_one_call(recognizer):
 
     class CountingSession:
         def __getattr__(self, name):
-            return getattr(recognizer.session, name)
+            return getattr(classifier.session, name)
 
         def run(self, *args):
-            calls.append(args[1][recognizer.input_name].shape[0])
-            return recognizer.session.run(*args)
+            calls.append(args[1][classifier.input_name].shape[0])
+            return classifier.session.run(*args)
 
-    counting = Recognizer(CountingSession(), recognizer.metadata, "counting")
+    classifier = recognizer.classifier
+    counting = Recognizer(Classifier(CountingSession(), recognizer.metadata, "counting"))
     readings = counting.read_many([row_of([1, 2]), row_of([3, 4, 5]), Image.new("L", (9, 9), 255)])
     assert calls == [5]
     assert [len(r.digits) for r in readings] == [2, 3, 0]
+
+
+def test_auto_reads_many_images_as_it_reads_each_in_two_classifier_batches(recognizer):
+    batches = []
+
+    class CountingClassifier(Classifier):
+        def predict_proba(self, batch):
+            batches.extend([len(batch)] if len(batch) else [])
+            return super().predict_proba(batch)
+
+    counting = Recognizer(
+        CountingClassifier(recognizer.classifier.session, recognizer.metadata, "counting"),
+        recognizer.pages,
+    )
+    one_row, two_rows = Image.new("L", (500, 400), 255), Image.new("L", (600, 500), 255)
+    one_row.paste(row_of([4, 6]), (100, 80))
+    two_rows.paste(row_of([3, 0]), (20, 10))
+    two_rows.paste(row_of([5, 8]), (300, 250))
+    images = [row_of([7]), row_of([1, 2]), Image.new("L", (400, 300), 255), one_row, two_rows]
+    together = counting.read_many(images)
+    assert batches == [3, 2]  # the small images' digits, then those of the one-line page
+    assert [r.to_dict() for r in together] == [recognizer.read(i).to_dict() for i in images]
+    assert [r.text for r in together] == ["7", "12", "", "46", "30\n58"]
 
 
 def test_the_pixel_limit_is_the_callers_in_both_directions(recognizer):
@@ -233,7 +260,17 @@ print(text, extra * (1 if sys.platform == "darwin" else 1024))  # ru_maxrss is i
 
 def test_thread_count_is_configurable():
     one = Recognizer.load("default", threads=1)
-    assert one.session.get_session_options().intra_op_num_threads == 1
+    for session in (one.classifier.session, one.pages.reader.session):
+        assert session.get_session_options().intra_op_num_threads == 1
+
+
+def test_the_classifier_loads_and_reads_on_its_own(recognizer):
+    classifier = Classifier.load("default")
+    assert classifier.source == recognizer.describe()["classifier"]
+    image = row_of([1, 0, 7])
+    (alone,) = classifier.read_images([image], single=False, top_k=3)
+    assert alone.to_dict() == recognizer.read(image, reader="digits").to_dict()
+    assert alone.text == "107"
 
 
 @pytest.mark.parametrize(
