@@ -138,7 +138,7 @@ def test_handwritten_strings_are_split_into_their_digits(mnist):
         right += len(crops) == len(boxes) and all(
             iou(crop.box, box) > 0.3 for crop, box in zip(crops, boxes, strict=True)
         )
-    assert right >= 38
+    assert right >= 38  # measured here: 40
 
 
 def test_broken_digits_are_merged_into_one():
@@ -228,7 +228,7 @@ def test_scribbles_give_normalized_crops_without_failing(seed):
 def test_scribbles_are_flagged_as_shaped_like_no_digit():
     pages = [find_digits(load_image(scribble_page(np.random.default_rng(s)))) for s in range(20)]
     flagged = sum(bool(crops) and not any(crop.plausible for crop in crops) for crops in pages)
-    assert flagged >= 14
+    assert flagged >= 17  # measured here: 19
 
 
 def test_training_digits_as_users_images_are_plausible_digits(mnist):

@@ -27,7 +27,6 @@ from digitrec.read.results import rounded
 from digitrec.serve.app import create_app
 from digitrec.synth.pages import page_sample
 
-pytestmark = pytest.mark.mnist
 SEEDS = range(3)
 DIGIT_LAYOUTS = ["photo", "touching", "comb", "gaps", "multiline", "user"]
 LINE_BYTES = (resources.files("digitrec") / "assets" / LINE_MODEL).read_bytes()
@@ -97,13 +96,17 @@ def test_digit_pages_read_as_lines_of_digits_with_boxes_in_the_image(recognizer,
     assert found >= 0.8 * sum(len(page_of(layout, s, mnist).lines) for s in SEEDS)
 
 
-# Validation pages read exactly by the default reader (see the README): photo 73%, touching 70%,
-# comb 80%, gaps 80%, multiline 77%, user 100%; a reader that is wrong here reads far fewer.
+# Test-style pages (seeds 10 to 39) read exactly by the default reader: this test measured photo
+# 22, touching 27, comb 19, gaps 26, multiline 20 and user 30 of 30 (the benchmarks' test pages:
+# 71-86% of each digit layout). Each floor is two pages (7 points) under what it measured.
+EXACT_FLOORS = {"photo": 20, "touching": 25, "comb": 17, "gaps": 24, "multiline": 18, "user": 28}
+
+
 @pytest.mark.parametrize("layout", DIGIT_LAYOUTS)
 def test_most_digit_pages_are_read_exactly(recognizer, mnist, layout):
-    pages = [page_of(layout, seed, mnist) for seed in range(10, 20)]
+    pages = [page_of(layout, seed, mnist) for seed in range(10, 40)]
     exact = sum(recognizer.read(page.image).text == page.text for page in pages)
-    assert exact >= 3, f"{exact} of 10 {layout} pages read exactly"
+    assert exact >= EXACT_FLOORS[layout], f"{exact} of 30 {layout} pages read exactly"
 
 
 @pytest.mark.parametrize("layout", ["blank", "noise"])
@@ -113,13 +116,13 @@ def test_blank_and_noise_pages_give_no_digits(recognizer, mnist, layout):
         assert reading.digits == [] and reading.lines == [] and reading.text == ""
 
 
-# Letters and scribbles are still read as digits on some pages (the README's test-style table
-# has the shares); 30 pages, as 10 left the majority to one page's chance.
-@pytest.mark.parametrize("layout", ["letters", "scribble"])
-def test_most_letter_and_scribble_pages_give_no_digits(recognizer, mnist, layout):
+# Letters and scribbles are still read as digits on some pages: of these 30, this test measured
+# 29 letter and 28 scribble pages giving no digit; each floor is two pages under that.
+@pytest.mark.parametrize(("layout", "floor"), [("letters", 27), ("scribble", 26)])
+def test_most_letter_and_scribble_pages_give_no_digits(recognizer, mnist, layout, floor):
     pages = [page_of(layout, seed, mnist) for seed in range(30)]
     empty = sum(recognizer.read(page.image).digits == [] for page in pages)
-    assert empty >= 15, f"{empty} of 30 {layout} pages gave no digit"
+    assert empty >= floor, f"{empty} of 30 {layout} pages gave no digit"
 
 
 def test_digits_are_boxed_where_they_are_written_on_a_photo(recognizer, mnist):
