@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,9 +30,11 @@ from digitrec.read.imaging import MAX_PIXELS, find_digits
 from digitrec.read.loader import LINE_MODEL
 from digitrec.read.options import DEFAULT_READER, ReadOptions
 from digitrec.read.options import READERS as READERS  # where the doors have always found it
-from digitrec.read.page_reader import PagePredictor
 from digitrec.read.policy import DIGITS, PAGES, RULES, Case, NeedsReading, Rule, first_rule
 from digitrec.read.results import Reading
+
+if TYPE_CHECKING:
+    from digitrec.read.page_reader import PagePredictor
 
 DEFAULT_LINES = "default"  # the page reader ``Recognizer.load`` attaches unless told
 DEFAULT_LINES_NAMES = (DEFAULT_LINES, "auto")  # "auto": its former name, still taken
@@ -234,6 +236,8 @@ def _page_reader(
     ``Recognizer.load``), or None."""
     if lines is None or str(lines) == NO_LINES:
         return None
+    from digitrec.read.page_reader import PagePredictor  # SciPy with it: 0.2 s, only if needed
+
     if str(lines) in DEFAULT_LINES_NAMES:
         own = Path(model) / LINE_MODEL
         lines = own if str(model) != "default" and own.is_file() else DEFAULT_LINES
