@@ -10,6 +10,8 @@ The public API mirrors the command line (``digitrec <command>``)::
     onnx = digitrec.export_model(run, "onnx")                  # digitrec export RUN
     digitrec.Recognizer.load("default").read("cheque.jpg")     # digitrec predict cheque.jpg
     digitrec.Recognizer.load("runs/mine", lines="none")        # digitrec predict --lines none
+    options = digitrec.ReadOptions(top_k=1, reader="pages")    # --top-k 1 --reader pages
+    digitrec.Recognizer.load().read("form.png", options=options)
     for result in digitrec.read_files(["scans/"], jobs=2):     # digitrec predict scans/ --jobs 2
         print(result["file"], result["text"])
 
