@@ -19,6 +19,7 @@ from pydantic import create_model
 from serve_support import PNG, RECOGNIZE, default_recognizer, drawn_ones, local_client, png_bytes
 
 from digitrec.cli import main
+from digitrec.read.classifier import Classifier
 from digitrec.read.options import ReadOptions
 from digitrec.read.recognizer import Recognizer
 from digitrec.read.results import Digit, Reading, rounded
@@ -225,9 +226,11 @@ def test_the_model_card_names_the_models_by_their_files_and_says_when_there_is_n
     """What read an image was not visible: the card named neither the classifier nor the page
     reader."""
     run = f"/home/{getpass.getuser()}/runs/mine"
-    named = Recognizer(recognizer.session, recognizer.metadata, f"{run}/model.onnx")
-    named.pages = recognizer.pages
-    alone = Recognizer(recognizer.session, recognizer.metadata, "C:\\models\\mine.onnx")
+    session = recognizer.classifier.session
+    named = Recognizer(
+        Classifier(session, recognizer.metadata, f"{run}/model.onnx"), recognizer.pages
+    )
+    alone = Recognizer(Classifier(session, recognizer.metadata, "C:\\models\\mine.onnx"))
     with local_client(create_app(named)) as client:
         card = client.get("/api/v1/model").json()
     assert (card["classifier"], card["page_reader"]) == (
@@ -265,7 +268,9 @@ def test_the_model_card_shows_no_path_command_user_or_host_of_the_machines(recog
         "training_command": f"digitrec train --model lenet5 --out {run_dir}",
         "data_checksums": {"train-images": "abc"},
     }
-    exported = Recognizer(recognizer.session, metadata, source=f"{run_dir}/model.onnx")
+    exported = Recognizer(
+        Classifier(recognizer.classifier.session, metadata, f"{run_dir}/model.onnx")
+    )
     with local_client(create_app(exported)) as client:
         response = client.get("/api/v1/model")
     assert response.status_code == 200
