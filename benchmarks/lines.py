@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, markdown_table, median
 
 from digitrec.data import load_dataset, split_validation
-from digitrec.read.line_finder import find_lines, iou
+from digitrec.read.boxes import iou
+from digitrec.read.line_finder import find_lines
 from digitrec.synth.pages import page_sample
 from digitrec.synth.style import PageStyle, page_style
 from digitrec.training.config import TrainConfig

@@ -7,7 +7,7 @@ import pytest
 
 from digitrec.read import boxes, line_finder
 from digitrec.read.boxes import area, box_around, iou, overlap
-from digitrec.synth import sheet, writing
+from digitrec.synth import layouts, sheet, writing
 
 
 def test_the_box_around_boxes_holds_them_all_and_no_more():
@@ -31,5 +31,4 @@ def test_area_overlap_and_iou():
 
 def test_one_box_alias_and_one_union_serve_reading_and_the_page_generator():
     assert line_finder.Box is writing.Box is sheet.Box is boxes.Box
-    assert sheet.union is box_around
-    assert (line_finder.iou, line_finder.overlap, line_finder.area) == (iou, overlap, area)
+    assert sheet.box_around is layouts.box_around is line_finder.box_around is box_around

@@ -25,9 +25,6 @@ from scipy.sparse.csgraph import connected_components
 
 from digitrec.errors import PageBudgetError
 from digitrec.read.boxes import Box, box_around
-from digitrec.read.boxes import area as area  # where training and the service import them from
-from digitrec.read.boxes import iou as iou
-from digitrec.read.boxes import overlap as overlap
 from digitrec.read.decoding import array_to_gray
 from digitrec.read.ink import shrink
 from digitrec.read.paper import PaperSettings, find_ink, outline, skew

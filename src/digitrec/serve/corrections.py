@@ -55,11 +55,11 @@ import numpy as np
 from starlette.exceptions import HTTPException
 
 from digitrec.files import atomic_path
-from digitrec.read.boxes import Box
+from digitrec.read.boxes import Box, area, overlap
 from digitrec.read.decoding import GrayImage, decode_image
 from digitrec.read.image_folders import CLASS_NAMES, LINE_LABELS, LINES_FOLDER, files_under
 from digitrec.read.imaging import MAX_PIXELS, find_digits
-from digitrec.read.line_finder import REGION_MARGIN, area, overlap
+from digitrec.read.line_finder import REGION_MARGIN
 from digitrec.read.options import ReadOptions
 from digitrec.read.page_reader import PAGE_SIDE
 from digitrec.read.recognizer import Recognizer

@@ -17,8 +17,9 @@ import numpy as np
 from scipy import ndimage
 
 from digitrec.errors import DigitrecError
+from digitrec.read.boxes import box_around
 from digitrec.synth import printing
-from digitrec.synth.sheet import LineTruth, Sheet, union
+from digitrec.synth.sheet import LineTruth, Sheet
 from digitrec.synth.style import PageStyle, Print
 from digitrec.synth.user_digits import digit_string_image, user_digit_render
 from digitrec.synth.writing import Written, write_number
@@ -215,7 +216,7 @@ def user(digits: Digits, style: PageStyle, rng: np.random.Generator) -> Picture:
     else:
         images, text = digits.draw(int(rng.integers(3, 11)), rng)
         image, boxes = digit_string_image(images, rng)
-    return np.asarray(image), [LineTruth(text, union(boxes), boxes)]
+    return np.asarray(image), [LineTruth(text, box_around(boxes), boxes)]
 
 
 def letters(digits: Digits, style: PageStyle, rng: np.random.Generator) -> Picture:

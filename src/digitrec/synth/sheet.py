@@ -17,7 +17,6 @@ from digitrec.synth.style import PageStyle
 from digitrec.synth.writing import Piece, Written
 
 TEXT_COLOUR = (0.08, 0.08, 0.08)
-union = box_around  # the name synth.layouts imports it by
 
 
 @dataclass

@@ -16,10 +16,10 @@ import numpy as np
 from tqdm import tqdm
 
 from digitrec.quiet import bar_shown
-from digitrec.read.boxes import box_around
+from digitrec.read.boxes import Box, area, box_around, overlap
 from digitrec.read.decoding import array_to_gray
 from digitrec.read.imaging import find_digits
-from digitrec.read.line_finder import Box, area, find_lines, overlap, region_crop
+from digitrec.read.line_finder import find_lines, region_crop
 from digitrec.read.line_reader import prepare_line
 from digitrec.synth.pages import LAYOUTS, PageSample, page_sample
 from digitrec.synth.sheet import LineTruth

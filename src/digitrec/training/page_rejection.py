@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from digitrec.data import load_dataset, split_validation
-from digitrec.read.boxes import box_around
+from digitrec.read.boxes import box_around, overlap
 from digitrec.read.calibration import REJECTION_RATE, fit_temperature
-from digitrec.read.line_finder import find_lines, overlap
+from digitrec.read.line_finder import find_lines
 from digitrec.read.line_reader import LineReading
 from digitrec.read.page_reader import PagePredictor, Rejection
 from digitrec.read.recognizer import Recognizer
