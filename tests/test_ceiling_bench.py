@@ -3,27 +3,15 @@ clean MNIST digits would read of each digit layout's pages, and what its target 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+from benchmark_module import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
     """benchmarks/ceiling.py as a module (benchmarks/ is not a package)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("ceiling_bench", BENCHMARKS / "ceiling.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
-    sys.path.remove(str(BENCHMARKS))
+    yield from benchmark_module("ceiling.py", "ceiling_bench")
 
 
 def test_a_page_is_read_exactly_only_if_all_its_digits_are(bench):

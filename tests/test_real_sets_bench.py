@@ -3,27 +3,17 @@ is compared (digits only). Skipped where the real sets (``../shared/realdigits``
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+from benchmark_module import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
     """benchmarks/real_sets.py as a module (benchmarks/ is not a package)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("real_sets_bench", BENCHMARKS / "real_sets.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
-    sys.path.remove(str(BENCHMARKS))
+    yield from benchmark_module("real_sets.py", "real_sets_bench")
 
 
 @pytest.fixture(scope="module")
