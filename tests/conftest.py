@@ -95,3 +95,19 @@ def tiny_registered(tiny, monkeypatch: pytest.MonkeyPatch) -> Path:
     info, directory, _ = tiny
     monkeypatch.setitem(DATASETS, info.name, info)
     return directory
+
+
+REAL_SETS = Path(__file__).resolve().parents[2] / "shared" / "realdigits"
+
+
+@pytest.fixture(scope="session")
+def real_sets() -> Path:
+    """The real handwriting sets (CVL, ORAND-CAR-A) beside the project, or skip."""
+    from digitrec.realdigits import REAL_DIR_ENV
+
+    folder = Path(os.environ.get(REAL_DIR_ENV) or REAL_SETS)
+    if not (folder / "cvl").is_dir():
+        pytest.skip(
+            f"needs the real handwriting sets: set {REAL_DIR_ENV} (or ../shared/realdigits)"
+        )
+    return folder
