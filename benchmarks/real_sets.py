@@ -1,10 +1,12 @@
 """How the shipped models read real handwriting that no one here made: courtesy amounts cut from
 real bank cheques (ORAND-CAR-A's training part, which the shipped models never trained on) and
 single digits of 60 writers (CVL's validation part) as a user's crop, with Tesseract 5 beside
-them in the same run.
+them in the same run, and the models shipped at an earlier revision (``--previous REV``: the
+classifier and line model files of that git revision, read with today's code) for comparison.
 
     python benchmarks/real_sets.py [--data ../shared/realdigits] [--cvl 7000]
-        [--readers auto,pages,digits,tesseract] [--write-readme]
+        [--sets orand,cvl] [--readers auto,pages,digits,tesseract] [--previous REV]
+        [--write-readme]
 
 A number is read exactly when the digits read, in order, are its digits: the cheques' labels
 hold digits only (their separators and end marks are in the images but not in the labels), so
@@ -17,6 +19,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +30,14 @@ from common import machine, write_into_readme
 from PIL import Image
 from reading import READERS, Case, Task, reader_names, table
 
+from digitrec.read.recognizer import Recognizer
+from digitrec.realdigits import REAL_DIR_ENV
 from digitrec.training.evaluate import digits_of
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "realdigits"
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get(REAL_DIR_ENV) or ROOT.parent / "shared" / "realdigits")
+ASSETS = "src/digitrec/assets"
+SETS = ("orand", "cvl")  # the rows: the cheques, CVL's single digits
 SCALE, MARGIN = 3, 24  # a CVL digit enlarged this many times, on this much paper (pixels)
 
 
@@ -58,30 +69,81 @@ def digits_only(reader):
     return lambda image: digits_of(reader(image))
 
 
+def shipped_at(revision: str, folder: Path) -> tuple[Path, Path]:
+    """The classifier and line model shipped at a git ``revision``, written into ``folder``."""
+    files = []
+    for name in ("default.onnx", "lines.onnx"):
+        content = subprocess.run(
+            ["git", "show", f"{revision}:{ASSETS}/{name}"], cwd=ROOT, capture_output=True
+        )
+        if content.returncode:
+            raise SystemExit(f"no {ASSETS}/{name} at {revision}: {content.stderr.decode().strip()}")
+        (folder / name).write_bytes(content.stdout)
+        files.append(folder / name)
+    return files[0], files[1]
+
+
+def previous_readers(revision: str, names: list[str], folder: Path) -> dict[str, Callable]:
+    """The recognizer readers among ``names`` with the models shipped at ``revision``."""
+    classifier, lines = shipped_at(revision, folder)
+    recognizer = Recognizer.load(classifier, threads=1, lines=lines)
+    return {
+        f"{name} @{revision}": (lambda r: lambda image: recognizer.read(image, reader=r).text)(name)
+        for name in names
+        if name != "tesseract"
+    }
+
+
+def real_tasks(data: Path, sets: list[str], cvl: int) -> list[Task]:
+    """The rows asked for: ``orand`` (the cheques) and ``cvl`` (CVL valid's single digits)."""
+    makers = {
+        "orand": lambda: Task(
+            "ORAND-CAR-A cheque amounts (train part)", "read exactly", orand_cheques(data)
+        ),
+        "cvl": lambda: Task(
+            "CVL single digits, 60 writers (valid part)",
+            "read exactly",
+            cvl_digits(data, "valid", cvl),
+        ),
+    }
+    return [makers[name]() for name in sets]
+
+
+def set_names(value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names or set(names) - set(SETS):
+        raise argparse.ArgumentTypeError(f"expected some of {', '.join(SETS)}, not {value!r}")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="the realdigits folder")
     parser.add_argument("--cvl", type=int, default=7000, help="CVL validation digits read")
+    parser.add_argument("--sets", type=set_names, default=",".join(SETS), help="rows to read")
     parser.add_argument("--readers", type=reader_names, default="auto,pages,digits,tesseract")
+    parser.add_argument("--previous", help="also read with the models shipped at this revision")
     parser.add_argument("--write-readme", action="store_true", help="fill the docs page's block")
     args = parser.parse_args()
     if not (args.data / "orand_car_a" / "labels.csv").is_file():
         raise SystemExit(f"{args.data}: no realdigits folder (orand_car_a/, cvl/) there")
-    made = [
-        Task("ORAND-CAR-A cheque amounts (train part)", "read exactly", orand_cheques(args.data)),
-        Task(
-            "CVL single digits, 60 writers (valid part)",
-            "read exactly",
-            cvl_digits(args.data, "valid", args.cvl),
-        ),
-    ]
-    readers = {name: digits_only(READERS[name]()) for name in args.readers}
-    text = "\n\n".join(
-        [
-            f"{machine()}; the shipped models, one thread; digits compared, nothing else.",
-            table(readers, made),
-        ]
-    )
+    made = real_tasks(args.data, args.sets, args.cvl)
+    with tempfile.TemporaryDirectory() as folder:
+        readers = {name: READERS[name]() for name in args.readers}
+        if args.previous:
+            readers |= previous_readers(args.previous, args.readers, Path(folder))
+        readers = {name: digits_only(reader) for name, reader in readers.items()}
+        shipped = "the shipped models" + (
+            f" and those shipped at {args.previous} (named @{args.previous})"
+            if args.previous
+            else ""
+        )
+        text = "\n\n".join(
+            [
+                f"{machine()}; {shipped}, one thread; digits compared, nothing else.",
+                table(readers, made),
+            ]
+        )
     print(text)
     if args.write_readme:
         write_into_readme("real_sets", text)

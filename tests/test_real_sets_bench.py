@@ -43,3 +43,17 @@ def test_a_cvl_digit_is_given_enlarged_on_paper_with_its_label(bench, data):
 def test_only_the_digits_of_a_reading_are_compared(bench):
     reader = bench.digits_only(lambda image: "12.500\n3?")
     assert reader(np.zeros((2, 2), np.uint8)) == "125003"
+
+
+def test_the_rows_are_chosen_by_name(bench):
+    assert bench.set_names("cvl") == ["cvl"]
+    with pytest.raises(Exception, match="expected some of"):
+        bench.set_names("orand,mnist")
+
+
+def test_the_models_of_an_earlier_revision_are_read_from_git(bench, tmp_path):
+    classifier, lines = bench.shipped_at("HEAD", tmp_path)
+    described = bench.Recognizer.load(classifier, lines=lines).describe()
+    assert str(tmp_path) in str(described)  # both models read from the files written
+    with pytest.raises(SystemExit, match="no src/digitrec/assets"):
+        bench.shipped_at("0000000", tmp_path)
