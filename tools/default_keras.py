@@ -61,14 +61,24 @@ class OnnxWeights:
     bias: np.ndarray  # the last dense layer's bias
 
 
+def initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """The graph's weights by name."""
+    return {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+
+
+def hwio(kernel: np.ndarray) -> np.ndarray:
+    """An ONNX convolution kernel (OIHW) in Keras's layout (HWIO)."""
+    return kernel.transpose(2, 3, 1, 0)
+
+
 def onnx_weights(model: onnx.ModelProto) -> OnnxWeights:
     """Walk the graph in order, reading each layer's initializers."""
-    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    values = initializers(model)
     kernels, norms, dense, bias = [], [], [], None
     for node in model.graph.node:
         if node.op_type == "Conv":
             weight, folded_shift = values[node.input[1]], values[node.input[2]]
-            kernels.append(weight.transpose(2, 3, 1, 0))  # OIHW → HWIO
+            kernels.append(hwio(weight))
             norms.append(Affine(np.ones_like(folded_shift), folded_shift))
         elif node.op_type == "MatMul":
             dense.append(values[node.input[1]])

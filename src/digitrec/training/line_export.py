@@ -125,7 +125,11 @@ def with_filter(model: keras.Model, run_dir: Path) -> keras.Model:
     path = run_dir / FILTER_MODEL
     if not path.is_file():
         return model
-    line_filter = keras.saving.load_model(path)
+    return joined(model, keras.saving.load_model(path))
+
+
+def joined(model: keras.Model, line_filter: keras.Model) -> keras.Model:
+    """The line model with ``line_filter`` as a second output on the same input."""
     line = model.inputs[0]  # one input, not a list of one: calls pass the lines alone
     return keras.Model(line, [model.outputs[0], line_filter(line)], name=model.name)
 

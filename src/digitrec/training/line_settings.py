@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from digitrec.assets import default_keras_path
 from digitrec.data import DATASETS
-from digitrec.errors import DigitrecError
+from digitrec.errors import DigitrecError, ModelError
 from digitrec.files import read_json
 from digitrec.read.line_reader import STRIDE
 from digitrec.read.loader import LINE_MODEL
@@ -24,6 +25,10 @@ from digitrec.training.config import MAX_SEED, PRECISIONS, SCHEDULES
 
 RECIPE_FILE = "recipe.json"  # a train-lines run's recipe, written when it starts
 CARD_FILE = "lines.card.md"  # its model card, written last: the run is complete
+# The shipped line reader as Keras weights and its line filter (made by tools/lines_keras.py, each
+# batch normalization folded into the identity: fine-tuning from them keeps it frozen).
+SHIPPED_LINES = "lines.keras"
+SHIPPED_FILTER = "lines-filter.keras"
 HEADS = ("lstm", "conv")
 STRIDES = (2, STRIDE)  # model pixels per time step: a 2x2 and a 2x1 pooling, or two 2x2 ones
 
@@ -241,3 +246,15 @@ def recorded_recipe(run_dir: Path) -> LineRecipe:
         return LineRecipe.from_dict(read_json(run_dir / RECIPE_FILE))
     except (ValueError, KeyError, TypeError) as exc:
         raise DigitrecError(f"cannot read the recipe in {run_dir / RECIPE_FILE}: {exc}") from None
+
+
+def shipped_keras_path(name: str = SHIPPED_LINES) -> Path:
+    """The shipped line reader's Keras file (``SHIPPED_LINES``), or its filter's
+    (``SHIPPED_FILTER``): where ``train-lines --init default`` starts. Reading it needs Keras;
+    finding it does not."""
+    path = default_keras_path().with_name(name)  # beside the default classifier's
+    if not path.is_file():
+        raise ModelError(
+            f"the line reader's Keras file ({name}) is not installed: reinstall digitrec"
+        )
+    return path
