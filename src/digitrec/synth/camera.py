@@ -74,6 +74,19 @@ def on_desk(
     return cover * warped + (1 - cover) * desk, homography
 
 
+def askew(page: np.ndarray, tilt: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The page (H, W, C) seen in mild perspective, its corners moved up to ``tilt`` of its
+    sides, the paper extended at the borders; and the homography from page to picture."""
+    rows, cols = page.shape[:2]
+    corners = np.float32([[0, 0], [cols, 0], [cols, rows], [0, rows]])
+    moved = corners + rng.uniform(-tilt, tilt, (4, 2)).astype(np.float32) * (cols, rows)
+    homography = cv2.getPerspectiveTransform(corners, moved.astype(np.float32))
+    warped = cv2.warpPerspective(
+        page, homography, (cols, rows), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return warped.reshape(page.shape), homography
+
+
 def _desk(
     shape: tuple[int, int], camera: Camera, rng: np.random.Generator, colour: bool
 ) -> np.ndarray:

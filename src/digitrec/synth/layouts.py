@@ -49,8 +49,48 @@ class Digits:
 
     def draw(self, count: int, rng: np.random.Generator) -> tuple[list[np.ndarray], str]:
         """``count`` random digits and the text they spell."""
-        chosen = rng.integers(0, len(self.images), count)
+        chosen = self.pick(count, rng)
         return [self.images[i] for i in chosen], "".join(str(self.labels[i]) for i in chosen)
+
+    def pick(self, count: int, rng: np.random.Generator) -> list[int]:
+        """The indices of ``count`` random digits."""
+        return [int(i) for i in rng.integers(0, len(self.images), count)]
+
+    def fellows(self, index: int) -> np.ndarray:
+        """The indices of the digits a number holding digit ``index`` may be written with."""
+        return np.arange(len(self.images))
+
+
+class WriterDigits(Digits):
+    """Digits with their writers' ids (an array aligned with the images; negative: unknown, as
+    MNIST's): each number is written with the digits of one writer, chosen with a chance in
+    proportion to their digits; the digits of unknown writers are drawn from all of them."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, writers: np.ndarray):
+        super().__init__(images, labels)
+        writers = np.asarray(writers)
+        if writers.shape != (len(self.images),) or not np.issubdtype(writers.dtype, np.integer):
+            raise DigitrecError(
+                f"writers must be {len(self.images)} integer ids (one per image, negative for "
+                f"none known), not an array of {writers.dtype} {writers.shape}"
+            )
+        self.writers = writers
+        order = np.argsort(writers, kind="stable")
+        ids, starts = np.unique(writers[order], return_index=True)
+        groups = np.split(order, starts[1:])
+        self.groups = {int(w): g for w, g in zip(ids, groups, strict=True) if w >= 0}
+        self.unknown = np.flatnonzero(writers < 0)
+
+    def pick(self, count: int, rng: np.random.Generator) -> list[int]:
+        """The indices of ``count`` digits of one writer (any digits if the writer is unknown)."""
+        writer = int(self.writers[rng.integers(len(self.writers))])
+        pool = self.groups[writer] if writer >= 0 else self.unknown
+        return [int(i) for i in pool[rng.integers(0, len(pool), count)]]
+
+    def fellows(self, index: int) -> np.ndarray:
+        """The indices of the digits of the writer of digit ``index`` (or of no writer known)."""
+        writer = int(self.writers[index])
+        return self.groups[writer] if writer >= 0 else self.unknown
 
 
 @dataclass

@@ -14,13 +14,13 @@ parameters) with ``numpy.random.default_rng(seed)``: the same arguments give the
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from digitrec.errors import DigitrecError
 from digitrec.synth import layouts, printing
-from digitrec.synth.layouts import Digits
+from digitrec.synth.layouts import Digits, WriterDigits
 from digitrec.synth.printing import FIELDS
 from digitrec.synth.sheet import LineTruth, Sheet
 from digitrec.synth.style import PageStyle, page_style
@@ -33,11 +33,15 @@ EMPTY_KINDS = ("words", "stamp", "scribble", "specks", "rules", "edge")
 @dataclass
 class LineSample:
     """One line of handwritten digits: the grey image (uint8, dark ink on light paper), its
-    text, and each digit's ink box (x0, y0, x1, y1; exclusive ends) in the image."""
+    text, and each digit's ink box (x0, y0, x1, y1; exclusive ends) in the image; the index
+    of each digit's image in the images it was written with, and the real-document elements
+    it holds (``digitrec.synth.documents.ELEMENTS``)."""
 
     image: np.ndarray
     text: str
     boxes: list[Box]
+    sources: list[int] = field(default_factory=list)
+    elements: tuple[str, ...] = ()
 
 
 @dataclass
@@ -51,32 +55,53 @@ class PageSample:
 
 
 def line_samples(
-    digits: np.ndarray, labels: np.ndarray, count: int, seed: int, style: str | PageStyle = "train"
+    digits: np.ndarray,
+    labels: np.ndarray,
+    count: int,
+    seed: int,
+    style: str | PageStyle = "train",
+    writers: np.ndarray | None = None,
 ) -> Iterator[LineSample]:
     """``count`` lines of 1 to 12 digits drawn from ``digits`` (uint8 (N, 28, 28)) and their
     ``labels``: varied gaps (wide to overlapping), sizes, slant, slope and pens, in form fields
     or on ruled paper, maybe after a printed word, under uneven light, blurred, noisy, maybe
     JPEG-compressed. The style's ``empty_line_fraction`` of them hold no digit (text "", see
     ``EMPTY_KINDS``): what else a line finder crops from a page. ``style`` names the ranges
-    ("train", "validation", "test") or gives them. Bad arguments raise at once, not at the
-    first sample."""
-    if count < 0:
-        raise DigitrecError(f"count must be 0 or more, not {count}")
-    source, ranges = Digits(digits, labels), page_style(style)
+    ("train", "validation", "test") or gives them. With ``writers`` (each image's writer id,
+    negative for none known) each number is written with one writer's digits. Bad arguments
+    raise at once, not at the first sample."""
+    source, ranges = digit_source(digits, labels, count, writers), page_style(style)
     rng = np.random.default_rng(seed)
     return (
-        _empty_line(ranges, rng)
+        empty_line(ranges, rng)
         if rng.random() < ranges.print.empty_line_fraction
-        else _line_sample(source, ranges, rng)
+        else plain_line(source, ranges, rng)
         for _ in range(count)
     )
 
 
-def _line_sample(source: Digits, style: PageStyle, rng: np.random.Generator) -> LineSample:
-    """One line sample: a number in its field, on a sheet just larger than it."""
+def digit_source(
+    digits: np.ndarray, labels: np.ndarray, count: int, writers: np.ndarray | None
+) -> Digits:
+    """The digits to write lines with (by writer if ``writers`` are given); a clear error for
+    bad arguments."""
+    if count < 0:
+        raise DigitrecError(f"count must be 0 or more, not {count}")
+    return Digits(digits, labels) if writers is None else WriterDigits(digits, labels, writers)
+
+
+def plain_line(
+    source: Digits, style: PageStyle, rng: np.random.Generator, count: int | None = None
+) -> LineSample:
+    """One line sample of ``count`` digits (the hand's range if None): a number in its
+    field, on a sheet just larger than it."""
     hand = style.hand
     height = rng.uniform(*hand.line_height)
-    images, text = source.draw(int(rng.integers(hand.digits[0], hand.digits[1] + 1)), rng)
+    if count is None:
+        count = int(rng.integers(hand.digits[0], hand.digits[1] + 1))
+    chosen = source.pick(count, rng)
+    images = [source.images[i] for i in chosen]
+    text = "".join(str(source.labels[i]) for i in chosen)
     weights = np.asarray(style.print.contexts) / sum(style.print.contexts)
     kind = FIELDS[rng.choice(len(FIELDS), p=weights)]
     pitch = rng.uniform(1.05, 1.5) * height if kind == "comb" else None
@@ -96,10 +121,10 @@ def _line_sample(source: Digits, style: PageStyle, rng: np.random.Generator) -> 
         bottom = min(rows, top + written.ink.shape[0]) - label.shape[0]
         sheet.paste(sheet.text, label, round(margins[0]), max(0, bottom))
     image, (truth,) = sheet.picture()
-    return LineSample(image, truth.text, truth.digit_boxes)
+    return LineSample(image, truth.text, truth.digit_boxes, chosen)
 
 
-def _empty_line(style: PageStyle, rng: np.random.Generator) -> LineSample:
+def empty_line(style: PageStyle, rng: np.random.Generator) -> LineSample:
     """A line crop without a digit, of one of ``EMPTY_KINDS``: printed words or a stamp (no
     digit in either), a pen's scribble, specks of dust, fragments of printed rules, or the dark
     sliver of a desk beyond the page's edge."""

@@ -45,6 +45,7 @@ class Sheet:
         self.ink_colour = _pick(style.hand.ink_colours, rng)
         self.rule_colour = _pick(style.print.rule_colours, rng)
         self.lines: list[tuple[str, list[Piece]]] = []
+        self.tints: list[camera.Layer] = []  # printed under everything: security backgrounds
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -90,11 +91,15 @@ class Sheet:
                 return left, top
         return None
 
-    def picture(self, photo: bool = False, colour: bool = False) -> tuple[np.ndarray, list]:
+    def picture(
+        self, photo: bool = False, colour: bool = False, tilt: float = 0.0
+    ) -> tuple[np.ndarray, list]:
         """The page as a camera or scanner gives it, and the truth of its lines in the picture:
-        uint8 grey (H, W) or RGB (H, W, 3), and ``LineTruth`` top to bottom."""
+        uint8 grey (H, W) or RGB (H, W, 3), and ``LineTruth`` top to bottom. ``tilt`` (of the
+        sides) moves its corners in perspective, as a phone held askew over a cell does."""
         cam, rng = self.style.camera, self.rng
         layers = [
+            *self.tints,
             (self.rules, camera.faded(self.rule_colour, cam, rng)),
             (self.text, camera.faded(TEXT_COLOUR, cam, rng)),
             (self.stamps, _pick(self.style.print.stamp_colours, rng)),
@@ -104,6 +109,8 @@ class Sheet:
         homography = None
         if photo:
             image, homography = camera.on_desk(image, cam, rng)
+        elif tilt > 0:
+            image, homography = camera.askew(image, tilt, rng)
         image = camera.light(image, cam, rng)
         picture = camera.capture(image, cam, rng, self.height / 40)
         truths = [

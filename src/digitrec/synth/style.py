@@ -10,7 +10,10 @@ measured on test pages is never measured on the very style the models were train
   green and brown "drop-out" colours of forms) and a thicker sub-range of widths in test;
 - pens: test reaches thicker markers than train and not its finest pens;
 - shadows: straight-edged in train (an object's edge), round soft blobs in test;
-- blur: Gaussian in train, a defocus disk in test.
+- blur: Gaussian in train, a defocus disk in test;
+- the marks and print of real documents (``Document``): other end marks, separators, joins,
+  flags on 1s and bars on 7s of other sizes and places, other security backgrounds (waves
+  and hatching in train; rosettes and a mesh in test), other printed prefixes and fonts.
 
 "validation" is the train style: validation pages differ from training ones by their digits
 (the caller passes the validation split, the last 5,000 training images) and seeds.
@@ -105,12 +108,53 @@ class Camera:
 
 
 @dataclass(frozen=True)
+class Document:
+    """What real documents (cheques, forms, log books) add to a written number
+    (``digitrec.synth.documents``). Sizes are in digit heights; ``ELEMENTS`` there names the
+    elements, and ``elements`` holds the chance of each in a document line, in that order."""
+
+    share: float = 0.6  # of the digit lines of ``document_lines`` that hold such elements
+    # separators, end_mark, joins, strike, flag_ones, bar_sevens, tight_cell, rule_through,
+    # small_in_cell, scanner_margin, background, grey_paper, photo, printed:
+    elements: tuple[float, ...] = (
+        0.3, 0.3, 0.15, 0.05, 0.25, 0.25, 0.15, 0.08, 0.1, 0.1, 0.3, 0.2, 0.15, 0.25,
+    )  # fmt: skip
+    separators: tuple[str, ...] = (".", ",")  # thousands and decimal marks
+    separator_size: Range = (0.08, 0.14)  # a dot's diameter; a comma's tail is twice it
+    end_marks: tuple[str, ...] = ("-", "=", ".-", "stroke")
+    dash_length: Range = (0.3, 0.6)
+    dash_height: Range = (0.25, 0.45)  # above the baseline
+    stroke_length: Range = (0.8, 2.0)  # a trailing stroke after the number
+    join_height: Range = (0.1, 0.4)  # where a pen stroke joins neighbours, above the baseline
+    strike_height: Range = (0.35, 0.55)  # a pen stroke through the number
+    strike_bend: Range = (0.0, 0.03)  # its sag in the middle
+    flag_length: Range = (0.2, 0.35)  # a continental 1's up-stroke
+    flag_angle: Range = (25.0, 45.0)  # degrees below the horizontal, to the left
+    bar_length: Range = (0.35, 0.5)  # a crossed 7's bar
+    bar_tilt: Range = (-5.0, 5.0)  # degrees
+    cell_pad: Range = (-0.06, 0.02)  # a tight cell's border from the digits (< 0: cuts them)
+    small_cell: Range = (1.0, 2.5)  # the margins of a small number in a large cell
+    margin_width: Range = (0.15, 0.6)  # a scanner's black border beyond the paper
+    backgrounds: tuple[str, ...] = ("waves", "hatch")
+    background_period: Range = (3.0, 6.0)  # pixels between its fine lines at 40 px
+    background_colours: tuple[Colour, ...] = ((0.35, 0.5, 0.7), (0.4, 0.6, 0.45))
+    grey_paper: Range = (0.62, 0.8)  # paper brightness of grey paper, with faint ink
+    faint: Range = (0.25, 0.45)  # its ink this much lighter
+    photo_tilt: Range = (0.01, 0.03)  # a phone photo's corner displacement, of the sides
+    prefixes: tuple[str, ...] = ("$", "No.", "US$", "#")
+    numbering: str = "No. {:06d}"  # a printed serial number above the amount
+    micr_fonts: tuple[str, ...] = ("DejaVuSansMono-Bold.ttf",)  # an account line's font
+    micr_marks: str = ":|"  # its symbols between the digit groups
+
+
+@dataclass(frozen=True)
 class PageStyle:
     """Everything a generated line or page varies, as ranges drawn from uniformly."""
 
     hand: Hand = Hand()
     print: Print = Print()
     camera: Camera = Camera()
+    document: Document = Document()
 
 
 TRAIN = PageStyle()
@@ -127,6 +171,34 @@ TEST = PageStyle(
         stamp_colours=((0.55, 0.2, 0.6), (0.2, 0.55, 0.3)),
     ),
     camera=Camera(shadow="blob", blur="defocus"),
+    document=Document(
+        separators=("'", ".", ","),
+        separator_size=(0.15, 0.22),
+        end_marks=("/-", ",-", "=", "stroke"),
+        dash_length=(0.65, 0.9),
+        dash_height=(0.5, 0.65),
+        stroke_length=(2.2, 3.5),
+        join_height=(0.55, 0.85),
+        strike_height=(0.6, 0.75),
+        strike_bend=(0.04, 0.08),
+        flag_length=(0.38, 0.5),
+        flag_angle=(50.0, 70.0),
+        bar_length=(0.55, 0.7),
+        bar_tilt=(8.0, 15.0),
+        cell_pad=(-0.1, -0.07),
+        small_cell=(2.6, 4.0),
+        margin_width=(0.7, 1.2),
+        backgrounds=("rosette", "mesh"),
+        background_period=(6.5, 9.0),
+        background_colours=((0.7, 0.35, 0.45), (0.6, 0.5, 0.3)),
+        grey_paper=(0.55, 0.61),
+        faint=(0.46, 0.55),
+        photo_tilt=(0.035, 0.05),
+        prefixes=("€", "Nr.", "£", "N°"),
+        numbering="N° {:07d}",
+        micr_fonts=("STIXGeneralBol.ttf",),
+        micr_marks="#=",
+    ),
 )
 
 

@@ -63,10 +63,12 @@ def write_number(
     hand: Hand,
     gaps: tuple[float, float] | None = None,
     pitch: float | None = None,
+    spaces: dict[int, float] | None = None,
 ) -> Written:
     """The digits written in a row, about ``height`` pixels high, by one writer (one pen, one
     slant, one slope). Neighbours are ``gaps`` digit heights apart (a range; one of the hand's
-    if None), or, with ``pitch`` (pixels), centred every ``pitch`` pixels as in a comb field."""
+    if None), or, with ``pitch`` (pixels), centred every ``pitch`` pixels as in a comb field.
+    ``spaces`` adds room (pixels) before some digits (by index): for a separator's mark."""
     pen = rng.uniform(*hand.pen)
     style = replace(Style(), stroke=(pen, pen), max_rotation=hand.max_rotation)
     slant = rng.uniform(*hand.slant)
@@ -78,6 +80,8 @@ def write_number(
     if gaps is None:
         gaps = hand.gaps[rng.integers(len(hand.gaps))]
     lefts = _lefts(inks, height, rng, gaps, pitch)
+    if spaces:
+        lefts = [left + sum(v for k, v in spaces.items() if k <= i) for i, left in enumerate(lefts)]
     slope = np.tan(np.radians(rng.uniform(-hand.max_slope, hand.max_slope)))
     return _place(inks, lefts, slope, height, rng)
 
