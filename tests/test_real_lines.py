@@ -154,6 +154,8 @@ def test_document_lines_mix_document_plain_and_empty_lines():
     assert empty and documents and plain
     for sample in documents:
         assert sample.text.isdigit() and len(sample.boxes) == len(sample.text)
+        assert "1" in sample.text or "flag_ones" not in sample.elements
+        assert "7" in sample.text or "bar_sevens" not in sample.elements
     assert len({e for s in documents for e in s.elements}) >= 6
 
 

@@ -93,8 +93,12 @@ def document_line(
     rng: np.random.Generator,
     elements: Iterable[str] | None = None,
 ) -> LineSample:
-    """One line with real-document ``elements`` (drawn with the style's chances if None)."""
+    """One line with real-document ``elements`` (drawn with the style's chances if None).
+    Asked for by name, "flag_ones" and "bar_sevens" put a 1 and a 7 of the writer into the
+    number; drawn by chance, they shape the 1s and 7s it holds, so as not to change how often
+    each digit is written."""
     doc = style.document
+    asked = elements is not None
     if elements is None:
         draws = rng.random(len(ELEMENTS))
         elements = [e for e, p, r in zip(ELEMENTS, doc.elements, draws, strict=True) if r < p]
@@ -104,11 +108,13 @@ def document_line(
     hand = style.hand
     height = rng.uniform(*hand.line_height)
     count = int(rng.integers(hand.digits[0], hand.digits[1] + 1))
-    if "separators" in wanted:
+    if "separators" in wanted:  # thousands
         count = max(count, 4)
+    if "strike" in wanted:  # through one or two digits, a stroke would hide them
+        count = max(count, 3)
     chosen = source.pick(count, rng)
     for digit, element in ((1, "flag_ones"), (7, "bar_sevens")):
-        if element in wanted:
+        if element in wanted and asked:
             _include(source, chosen, digit, rng)
     images = [_shaped(source, i, wanted, doc, rng) for i in chosen]
     text = "".join(str(source.labels[i]) for i in chosen)
@@ -117,7 +123,9 @@ def document_line(
     gaps = (0.05, 0.18) if "joins" in wanted else None
     written = write_number(images, height, rng, hand, gaps, spaces=spaces)
     h = written.height
-    margins = rng.uniform(*(doc.small_cell if "small_in_cell" in wanted else (0.1, 0.35)), 4) * h
+    margins = rng.uniform(0.1, 0.35, 4) * h
+    if "small_in_cell" in wanted:  # left, top, right, bottom: wider on the sides
+        margins = rng.uniform(*doc.small_cell, 4) * h * (2, 1, 2, 1)
     end = _end_mark(doc, h, rng) if "end_mark" in wanted else None
     printed = _printed(style, h, rng) if "printed" in wanted else {}
     extra = np.zeros(4)  # left, top, right, bottom
@@ -156,7 +164,9 @@ def document_line(
     boxes = truth.digit_boxes
     if "scanner_margin" in wanted:
         image, boxes = _scanner_margins(image, boxes, rng.uniform(*doc.margin_width, 2) * h, rng)
-    shown = tuple(e for e in ELEMENTS if e in wanted)
+    absent = {"flag_ones"} if "1" not in text else set()
+    absent |= {"bar_sevens"} if "7" not in text else set()
+    shown = tuple(e for e in ELEMENTS if e in wanted - absent)
     return LineSample(image, truth.text, boxes, chosen, shown)
 
 
@@ -328,7 +338,7 @@ class _Writing:
         """Pen strokes joining neighbours at ``height`` (of the digit height) above the
         baseline: cursive 00s and ligatures; at least one pair is joined."""
         pieces = self.written.pieces
-        pairs = [i for i in range(len(pieces) - 1) if rng.random() < 0.7] or [0]
+        pairs = [i for i in range(len(pieces) - 1) if rng.random() < 0.5] or [0]
         for i in pairs[: len(pieces) - 1]:
             a = self._side(pieces[i], height, right=True)
             b = self._side(pieces[i + 1], height, right=False)

@@ -117,7 +117,7 @@ class Document:
     # separators, end_mark, joins, strike, flag_ones, bar_sevens, tight_cell, rule_through,
     # small_in_cell, scanner_margin, background, grey_paper, photo, printed:
     elements: tuple[float, ...] = (
-        0.3, 0.3, 0.15, 0.05, 0.25, 0.25, 0.15, 0.08, 0.1, 0.1, 0.3, 0.2, 0.15, 0.25,
+        0.3, 0.3, 0.15, 0.03, 0.25, 0.25, 0.15, 0.08, 0.1, 0.1, 0.3, 0.2, 0.15, 0.25,
     )  # fmt: skip
     separators: tuple[str, ...] = (".", ",")  # thousands and decimal marks
     separator_size: Range = (0.08, 0.14)  # a dot's diameter; a comma's tail is twice it
@@ -133,7 +133,7 @@ class Document:
     bar_length: Range = (0.35, 0.5)  # a crossed 7's bar
     bar_tilt: Range = (-5.0, 5.0)  # degrees
     cell_pad: Range = (-0.06, 0.02)  # a tight cell's border from the digits (< 0: cuts them)
-    small_cell: Range = (1.0, 2.5)  # the margins of a small number in a large cell
+    small_cell: Range = (0.6, 1.1)  # a large cell's room above and below a small number
     margin_width: Range = (0.15, 0.6)  # a scanner's black border beyond the paper
     backgrounds: tuple[str, ...] = ("waves", "hatch")
     background_period: Range = (3.0, 6.0)  # pixels between its fine lines at 40 px
@@ -186,7 +186,7 @@ TEST = PageStyle(
         bar_length=(0.55, 0.7),
         bar_tilt=(8.0, 15.0),
         cell_pad=(-0.1, -0.07),
-        small_cell=(2.6, 4.0),
+        small_cell=(1.2, 1.6),
         margin_width=(0.7, 1.2),
         backgrounds=("rosette", "mesh"),
         background_period=(6.5, 9.0),
