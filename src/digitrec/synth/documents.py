@@ -105,6 +105,8 @@ def document_line(
     wanted = set(elements)
     if wanted - set(ELEMENTS):
         raise DigitrecError(f"unknown elements {sorted(wanted - set(ELEMENTS))}")
+    if not asked and "strike" in wanted:  # one line through the digits at most
+        wanted -= {"rule_through", "tight_cell"}
     hand = style.hand
     height = rng.uniform(*hand.line_height)
     count = int(rng.integers(hand.digits[0], hand.digits[1] + 1))
@@ -112,6 +114,8 @@ def document_line(
         count = max(count, 4)
     if "strike" in wanted:  # through one or two digits, a stroke would hide them
         count = max(count, 3)
+    if "joins" in wanted:
+        count = max(count, 2)
     chosen = source.pick(count, rng)
     for digit, element in ((1, "flag_ones"), (7, "bar_sevens")):
         if element in wanted and asked:
@@ -280,11 +284,11 @@ class _Writing:
         start, slope = self.written.baseline
         return self.top + start + slope * (x - self.left)
 
-    def stroke(self, layer: np.ndarray, points) -> None:
-        """A pen stroke through ``points`` (x, y) on the layer."""
+    def stroke(self, layer: np.ndarray, points, width: int | None = None) -> None:
+        """A pen stroke through ``points`` (x, y) on the layer, the pen's width if None."""
         canvas = np.zeros(layer.shape, np.uint8)
         path = np.round(np.asarray(points, np.float64) * AA).astype(np.int32).reshape(-1, 1, 2)
-        cv2.polylines(canvas, [path], False, 255, self.width, cv2.LINE_AA, shift=4)
+        cv2.polylines(canvas, [path], False, 255, width or self.width, cv2.LINE_AA, shift=4)
         np.maximum(layer, canvas / np.float32(255), out=layer)
 
     def dot(self, layer: np.ndarray, x: float, y: float, size: float) -> None:
@@ -323,7 +327,7 @@ class _Writing:
             return
         lead = 0.3 * self.h if kind in ("/-", ".-", ",-") else 0.0
         if kind == "/-":
-            self.stroke(layer, [(x, base), (x + 0.25 * self.h, base - 0.7 * self.h)])
+            self.stroke(layer, [(x, base), (x + 0.4 * self.h, base - 0.55 * self.h)])  # not a 1
         elif kind in (".-", ",-"):
             size = 0.12 * self.h
             self.dot(layer, x + size, base - size / 2, size)
@@ -336,7 +340,8 @@ class _Writing:
 
     def joins(self, layer: np.ndarray, height: float, rng: np.random.Generator) -> None:
         """Pen strokes joining neighbours at ``height`` (of the digit height) above the
-        baseline: cursive 00s and ligatures; at least one pair is joined."""
+        baseline, lighter than the digits' strokes: cursive 00s and ligatures; at least one
+        pair is joined."""
         pieces = self.written.pieces
         pairs = [i for i in range(len(pieces) - 1) if rng.random() < 0.5] or [0]
         for i in pairs[: len(pieces) - 1]:
@@ -348,7 +353,7 @@ class _Writing:
             t = np.linspace(0, 1, 12)[:, None]
             control = ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2 + sag)
             curve = (1 - t) ** 2 * np.array(a) + 2 * t * (1 - t) * np.array(control)
-            self.stroke(layer, curve + t**2 * np.array(b))
+            self.stroke(layer, curve + t**2 * np.array(b), max(1, round(0.7 * self.width)))
 
     def _side(self, piece, height: float, right: bool) -> tuple[float, float] | None:
         """The outermost ink of a digit on its right (or left) side nearest ``height``."""
@@ -364,10 +369,10 @@ class _Writing:
 
     def strike(self, layer: np.ndarray, height: float, bend: float) -> None:
         """A pen stroke through the number at ``height`` above the baseline, sagging ``bend``
-        of its length in the middle."""
+        (both of the digit height) in the middle."""
         x0, x1 = self.boxes[0][0] - 0.15 * self.h, self.boxes[-1][2] + 0.15 * self.h
         xs = np.linspace(x0, x1, 16)
-        sag = bend * (x1 - x0) * 4 * (xs - x0) * (x1 - xs) / (x1 - x0) ** 2
+        sag = bend * self.h * 4 * (xs - x0) * (x1 - xs) / (x1 - x0) ** 2
         ys = [self.baseline(x) - height * self.h + s for x, s in zip(xs, sag, strict=True)]
         self.stroke(layer, np.stack([xs, ys], axis=1))
 

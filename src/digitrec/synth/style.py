@@ -127,7 +127,7 @@ class Document:
     stroke_length: Range = (0.8, 2.0)  # a trailing stroke after the number
     join_height: Range = (0.1, 0.4)  # where a pen stroke joins neighbours, above the baseline
     strike_height: Range = (0.35, 0.55)  # a pen stroke through the number
-    strike_bend: Range = (0.0, 0.03)  # its sag in the middle
+    strike_bend: Range = (0.0, 0.1)  # its sag in the middle
     flag_length: Range = (0.2, 0.35)  # a continental 1's up-stroke
     flag_angle: Range = (25.0, 45.0)  # degrees below the horizontal, to the left
     bar_length: Range = (0.35, 0.5)  # a crossed 7's bar
@@ -180,7 +180,7 @@ TEST = PageStyle(
         stroke_length=(2.2, 3.5),
         join_height=(0.55, 0.85),
         strike_height=(0.6, 0.75),
-        strike_bend=(0.04, 0.08),
+        strike_bend=(0.15, 0.3),
         flag_length=(0.38, 0.5),
         flag_angle=(50.0, 70.0),
         bar_length=(0.55, 0.7),
