@@ -328,3 +328,23 @@ def test_a_wide_image_whose_line_the_finder_misses_is_read_whole(
     assert read.text == "".join(map(str, mnist.test_labels[:5]))
     assert read.box == (0, 0, gray.shape[1], gray.shape[0])
     assert predictor.whole_line(gray[:, : gray.shape[0]]) == []  # not wide: no line
+
+
+def test_a_crop_of_one_line_is_read_whole(recognizer, mnist, monkeypatch):
+    """A crop of one written number (a cheque's amount, a form's cell) is read as one line, the
+    whole crop: more such crops are read exactly than when the found line is read."""
+    from digitrec.read import page_reader
+    from digitrec.synth.pages import line_samples
+
+    samples = line_samples(mnist.test_images, mnist.test_labels, 120, 7, style="test")
+    crops = [sample for sample in samples if len(sample.text) >= 2][:60]
+
+    def exact() -> int:
+        return sum(recognizer.read(s.image, reader="pages").text == s.text for s in crops)
+
+    whole = exact()
+    gray = crops[0].image / 255.0
+    box = recognizer.read(crops[0].image, reader="pages").lines[0].box
+    assert page_reader.line_crop(gray, find_lines(gray)) and box[:2] == (0, 0)
+    monkeypatch.setattr(page_reader, "CROP_BAND", float("inf"))  # the found line read instead
+    assert whole > exact()

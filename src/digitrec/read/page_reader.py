@@ -28,6 +28,7 @@ from digitrec.read.results import UNKNOWN, Digit, Line, digit_from, line_text
 
 PAGE_SIDE = 2400  # pages are decoded at most this long: line crops need no more
 WIDE = 1.5  # an image this many times as wide as high where no line is read: read whole
+CROP_BAND = 0.5  # one line this share of the image high: the image is a crop of it, read whole
 # The most a page's lines may come to, so that a read takes at most about a second and a few
 # hundred MB whatever the image shows (the README's "Limits"): a page of numbers needs a
 # fraction of either.
@@ -80,11 +81,14 @@ class PagePredictor:
     def read_lines(self, gray: np.ndarray, factor: float = 1.0, top_k: int = 3) -> list[Line]:
         """The lines of digits on a grey page, top to bottom; boxes in pixels ``factor`` times
         those of ``gray``. Lines read as nothing or rejected as no writing are left out; where
-        nothing is left, a wide image is read whole as one line (``whole_line``)."""
+        nothing is left, a wide image is read whole as one line (``whole_line``). An image that
+        is a crop of one line (``line_crop``) is read whole: the line finder cuts the crop's
+        writing tighter than the line model learned lines."""
         scale = _Scale(factor, (round(gray.shape[1] * factor), round(gray.shape[0] * factor)))
-        return self._read(find_lines(gray), scale, top_k) or self._read(
-            whole_line(gray), scale, top_k
-        )
+        found = find_lines(gray)
+        if line_crop(gray, found):
+            found = whole_line(gray, wide=0.0)
+        return self._read(found, scale, top_k) or self._read(whole_line(gray), scale, top_k)
 
     def _read(self, found: list[LineBox], scale: _Scale, top_k: int) -> list[Line]:
         """The found lines read, those read as nothing or rejected left out."""
@@ -157,12 +161,18 @@ class PagePredictor:
         return digit_from(self._probs(digit), self.rejection.digit_threshold, box, top_k)
 
 
-def whole_line(gray: np.ndarray) -> list[LineBox]:
-    """The whole grey image (in [0, 1]) as one line, if it is at least ``WIDE`` times as wide as
+def line_crop(gray: np.ndarray, found: Sequence[LineBox]) -> bool:
+    """Whether the image is a crop of one line: the line finder found one line, at least
+    ``CROP_BAND`` of the image high (a cheque's amount, a form's cell, a line cut from a page)."""
+    return len(found) == 1 and found[0].box[3] - found[0].box[1] >= CROP_BAND * gray.shape[0]
+
+
+def whole_line(gray: np.ndarray, wide: float = WIDE) -> list[LineBox]:
+    """The whole grey image (in [0, 1]) as one line, if it is at least ``wide`` times as wide as
     high: a tight crop of a line, whose writing the line finder may miss or cut into pieces
     (bold, blurry strokes filling the crop look like paper to it); else no line."""
     rows, cols = gray.shape
-    if cols < WIDE * rows:
+    if cols < wide * rows:
         return []
     crop = np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8)
     return [LineBox((0, 0, cols, rows), crop)]
