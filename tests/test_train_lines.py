@@ -115,15 +115,26 @@ def test_bad_arguments_are_refused_before_tensorflow_loads(tmp_path):
             "leave out --epochs, --quick",
         ),
     }
+    results = cli_results_without_tensorflow("train-lines", {k: v[0] for k, v in cases.items()})
+    for name, (_, message) in cases.items():
+        status, stderr = results[name]
+        assert status == 2 and message in stderr, (name, stderr)
+    assert not (tmp_path / "new").exists()
+    assert sorted(p.name for p in started.iterdir()) == [RECIPE_FILE]
+
+
+def cli_results_without_tensorflow(command: str, cases: dict[str, list[str]]) -> dict:
+    """Each case's arguments given to ``digitrec COMMAND`` in one fresh Python that must not
+    import TensorFlow: by case, [exit status, stderr]."""
     code = (
         "import contextlib, io, json\n"
         "from digitrec.cli import main\n"
         "results = {}\n"
-        f"for name, argv in {json.dumps({k: v[0] for k, v in cases.items()})}.items():\n"
+        f"for name, argv in {json.dumps(cases)}.items():\n"
         "    err = io.StringIO()\n"
         "    with contextlib.redirect_stderr(err):\n"
         "        try:\n"
-        "            status = main(['train-lines', *argv])\n"
+        f"            status = main([{command!r}, *argv])\n"
         "        except SystemExit as exit:\n"
         "            status = exit.code\n"
         "    results[name] = [status, err.getvalue()]\n"
@@ -131,12 +142,7 @@ def test_bad_arguments_are_refused_before_tensorflow_loads(tmp_path):
     )
     result = run_importing_none_of(("tensorflow", "keras"), code)
     assert result.returncode == 0, result.stderr.decode()
-    results = json.loads(result.stdout)
-    for name, (_, message) in cases.items():
-        status, stderr = results[name]
-        assert status == 2 and message in stderr, (name, stderr)
-    assert not (tmp_path / "new").exists()
-    assert sorted(p.name for p in started.iterdir()) == [RECIPE_FILE]
+    return json.loads(result.stdout)
 
 
 # --- the steps, resumed ------------------------------------------------------------------------

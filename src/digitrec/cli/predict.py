@@ -33,7 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model",
         default="default",
-        help="a .onnx model file, a run directory holding model.onnx, or 'default' (packaged)",
+        help="a .onnx model file, a run directory holding model.onnx, a train-lines run (its "
+        "lines.onnx as the page reader, the packaged classifier beside it), or 'default' "
+        "(packaged)",
     )
     parser.add_argument(
         "--lines",

@@ -6,17 +6,24 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from digitrec.cli.options import add_data_dir_option
 from digitrec.errors import DigitrecError
 from digitrec.quiet import progress_printer
+from digitrec.read.image_folders import string_labels
 from digitrec.training.line_settings import (
     CARD_FILE,
     RECIPE_FILE,
+    STRINGS_FLAGS,
     LineRecipe,
+    StringsRecipe,
+    init_model_file,
+    labels_digest,
     quick_recipe,
+    quick_strings_recipe,
     recipe_options,
     recorded_recipe,
     with_values,
@@ -35,7 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Keras, fit its rejection on validation pages and write its model card "
             "RUN/lines.card.md. The defaults are the shipped model's recipe; --quick runs it "
             "at a tiny scale. A stopped run continues with --resume RUN. "
-            "Read with the result: digitrec predict IMAGE --lines RUN.",
+            "Read with the result: digitrec predict IMAGE --lines RUN. "
+            "--init SOURCE --strings DIR fine-tunes a line model (the shipped one, 'default', "
+            "or a train-lines run) on your own written numbers instead: DIR holds their images "
+            "and a labels.csv (columns file,text); read with the result: "
+            "digitrec predict IMAGE --model RUN.",
             79,
         ),
     )
@@ -52,6 +63,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     add_data_dir_option(parser)
+    own = parser.add_argument_group(
+        "fine-tuning on your strings (--epochs, --batch-size, --learning-rate, --seed, "
+        "--val-lines, --rejection-pages and --card-pages apply to it too)"
+    )
+    own.add_argument(
+        "--strings",
+        type=Path,
+        metavar="DIR",
+        help="fine-tune on the images of written numbers in DIR, listed with their digits in "
+        "DIR/labels.csv (columns file,text; others ignored)",
+    )
+    own.add_argument(
+        "--init",
+        metavar="SOURCE",
+        help="with --strings: the line model to start from, 'default' (the shipped one; the "
+        "default) or a complete train-lines run",
+    )
+    own.add_argument(
+        "--val-share",
+        type=float,
+        metavar="X",
+        help="with --strings: the share of your strings held out to choose the epoch "
+        f"(default: {StringsRecipe().val_share})",
+    )
     add_recipe_options(parser)
     parser.set_defaults(run=run)
 
@@ -92,10 +127,43 @@ def recipe_from(args: argparse.Namespace) -> LineRecipe:
     return recipe
 
 
+def strings_recipe_from(args: argparse.Namespace) -> StringsRecipe:
+    """The recipe of a new fine-tuning run: the strings folder checked (its layout, before
+    anything trains) and the starting model found; the flags that apply to it, and no other."""
+    flags = {o.dest: o.flag for o in recipe_options()}
+    given = given_settings(args)
+    others = [flags[dest] for dest in given if dest not in STRINGS_FLAGS]
+    if others:
+        raise DigitrecError(
+            f"--strings fine-tunes a trained line model, whose architecture and filter it "
+            f"keeps: leave out {', '.join(others)}"
+        )
+    string_labels(args.strings)
+    init = args.init or "default"
+    init_model_file(init)
+    digest = labels_digest(args.strings)
+    base = (
+        quick_strings_recipe(str(args.strings), digest, init)
+        if args.quick
+        else StringsRecipe(str(args.strings), digest, init)
+    )
+    values = {STRINGS_FLAGS[dest]: value for dest, value in given.items()}
+    if args.val_share is not None:
+        values["val_share"] = args.val_share
+    recipe = replace(base, **values)
+    recipe.check()
+    return recipe
+
+
 def check_resume_alone(args: argparse.Namespace) -> None:
     """A resumed run keeps its recorded recipe: refuse flags that would be ignored."""
     flags = {o.dest: o.flag for o in recipe_options()}
     ignored = [flags[dest] for dest in given_settings(args)] + ["--quick"] * args.quick
+    ignored += [
+        flag
+        for flag, value in (("--strings", args.strings), ("--init", args.init))
+        if value is not None
+    ] + ["--val-share"] * (args.val_share is not None)
     if ignored:
         raise DigitrecError(
             f"--resume continues a run with the recipe in its {RECIPE_FILE}; "
@@ -107,7 +175,14 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         check_resume_alone(args)
         recipe, run_dir = recorded_recipe(args.resume), args.resume
+    elif args.strings:
+        recipe, run_dir = strings_recipe_from(args), args.out
+        check_new_run_dir(run_dir)
     else:
+        if args.init or args.val_share is not None:
+            raise DigitrecError(
+                "--init and --val-share fine-tune on your strings: add --strings DIR"
+            )
         recipe, run_dir = recipe_from(args), args.out
         check_new_run_dir(run_dir)
     from digitrec.training.line_recipe import train_lines  # TensorFlow: after the checks
@@ -126,5 +201,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     print(f"line model  {model}")
     print(f"model card  {run_dir / CARD_FILE}")
-    print(f"read with it: digitrec predict IMAGE --lines {run_dir}")
+    if isinstance(recipe, StringsRecipe):
+        print(f"read with it: digitrec predict IMAGE --model {run_dir}")
+    else:
+        print(f"read with it: digitrec predict IMAGE --lines {run_dir}")
     return 0

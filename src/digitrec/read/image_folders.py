@@ -9,11 +9,17 @@ cannot be read (not an image, corrupt, blank) is skipped and listed; a folder la
 (an unknown class name, an empty class, no images at all) is a ``DataError`` before anything is
 decoded. Importing this module needs no TensorFlow nor scikit-learn (fine-tuning splits the
 images: ``finetune.stratified_split``).
+
+A folder of written numbers (``string_labels``) holds images and a ``labels.csv`` listing each
+image with its digits: what ``digitrec evaluate --strings`` scores and ``digitrec train-lines
+--strings`` fine-tunes the line reader on.
 """
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +35,8 @@ CLASS_NAMES = DATASETS["mnist"].class_names  # the class folders' names: the dig
 # (what ``serve --collect`` stores for whole lines); training on single digits passes it over.
 LINES_FOLDER = "lines"
 LINE_LABELS = "labels.csv"
+STRING_LABELS = LINE_LABELS  # a folder of written numbers lists them in this file
+STRING_COLUMNS = ("file", "text")  # its columns read (others are ignored)
 SKIPPED_SHOWN = 5  # skipped files named in a summary; the rest are counted
 
 
@@ -182,3 +190,51 @@ def model_input(path: Path) -> np.ndarray:
     if not crops:
         raise ImageError("no ink found: the image is blank")
     return crops[0].image
+
+
+# --- written numbers ---------------------------------------------------------------------------
+
+
+def string_labels(folder: Path) -> dict[Path, str]:
+    """Each image listed in ``folder/labels.csv`` (columns ``file``, a path relative to
+    ``folder``, and ``text``, its digits; other columns ignored) with its digits, spaces
+    removed. A missing or malformed list, a listed file that is missing, or a text that is not
+    digits is a ``DataError`` before any image is read."""
+    labels = folder / STRING_LABELS
+    layout = (
+        f"--strings needs a folder holding the images and a {STRING_LABELS} with the columns "
+        f"{', '.join(STRING_COLUMNS)} (each image's file name and the digits written in it)"
+    )
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder: {layout}")
+    if not labels.is_file():
+        raise DataError(f"{labels}: no such file: {layout}")
+    try:
+        with labels.open(newline="", encoding="utf-8-sig") as stream:
+            table = csv.DictReader(stream)
+            rows, columns = list(table), table.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{labels}: cannot be read as CSV ({error}): {layout}") from None
+    missing_columns = [name for name in STRING_COLUMNS if name not in columns]
+    if not rows:
+        raise DataError(f"{labels}: lists no image: {layout}")
+    if missing_columns:
+        raise DataError(
+            f"{labels}: no column {' or '.join(missing_columns)} (its columns: "
+            f"{', '.join(map(str, columns))}): {layout}"
+        )
+    listed: dict[Path, str] = {}
+    for line, row in enumerate(rows, start=2):
+        path, text = folder / (row["file"] or ""), re.sub(r"\s+", "", row["text"] or "")
+        if not row["file"]:
+            raise DataError(f"{labels}, line {line}: no file name")
+        if not text.isdigit() and text != "":
+            raise DataError(f"{labels}, line {line}: text {row['text']!r} is not digits")
+        if path in listed:
+            raise DataError(f"{labels}, line {line}: {row['file']} is listed twice")
+        listed[path] = text
+    missing = [str(path) for path in listed if not path.is_file()]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if missing[3:] else "")
+        raise DataError(f"{labels} lists files that are not there: {shown}")
+    return listed

@@ -27,7 +27,7 @@ from digitrec.errors import DigitrecError, ModelError
 from digitrec.read.boxes import box_around
 from digitrec.read.classifier import Classifier
 from digitrec.read.imaging import MAX_PIXELS, find_digits
-from digitrec.read.loader import LINE_MODEL
+from digitrec.read.loader import LINE_MODEL, RUN_MODEL
 from digitrec.read.options import DEFAULT_READER, ReadOptions
 from digitrec.read.options import READERS as READERS  # where the doors have always found it
 from digitrec.read.policy import DIGITS, PAGES, RULES, Case, NeedsReading, Rule, first_rule
@@ -71,7 +71,12 @@ class Recognizer:
         line model (a file, or a folder holding ``lines.onnx`` or a line run's ``model.onnx``);
         None or ``"none"`` is no page reader. ``threads`` sets ONNX Runtime's intra-op thread
         count (default: its own choice).
+
+        A folder holding a line model but no classifier (a ``digitrec train-lines`` run, one
+        fine-tuned on your strings among them) is read by the shipped classifier with that
+        folder's line model as the page reader (unless ``lines`` names another).
         """
+        model, lines = _line_run(model, lines)
         return cls(Classifier.load(model, threads), _page_reader(model, lines, threads))
 
     def describe(self) -> dict[str, str | None]:
@@ -242,3 +247,15 @@ def _page_reader(
         own = Path(model) / LINE_MODEL
         lines = own if str(model) != "default" and own.is_file() else DEFAULT_LINES
     return PagePredictor.load(lines, threads)
+
+
+def _line_run(model: str | Path, lines: str | Path | None) -> tuple[str | Path, str | Path | None]:
+    """For a folder with a ``lines.onnx`` and no classifier's ``model.onnx`` (a train-lines
+    run): the shipped classifier, and that line model where ``lines`` is the default."""
+    folder = Path(model)
+    if str(model) == "default" or not (folder / LINE_MODEL).is_file():
+        return model, lines
+    if (folder / RUN_MODEL).is_file():
+        return model, lines
+    own = folder / LINE_MODEL if lines is not None and str(lines) in DEFAULT_LINES_NAMES else lines
+    return "default", own

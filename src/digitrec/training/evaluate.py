@@ -7,7 +7,6 @@ scikit-learn, matplotlib and TensorFlow are imported only once the arguments hav
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -18,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from digitrec.data import Dataset, DatasetInfo, load_dataset
-from digitrec.errors import DataError, ImageError
+from digitrec.errors import ImageError
 from digitrec.files import atomic_path, read_json
+from digitrec.read.image_folders import STRING_LABELS, string_labels
 from digitrec.training.saved_models import Classifier, check_model_source, load_classifier
 
 MISTAKES_SHOWN = 25
@@ -27,8 +27,6 @@ ROTATION_DEGREES = 15.0
 SHIFT_PIXELS = 3
 SIGNIFICANT_DIGITS = 6  # of the floats in evaluation JSON: more than 10,000 images resolve
 REPORT_NAME = "report"  # report.md; a report on your images is named for them
-STRING_LABELS = "labels.csv"
-STRING_COLUMNS = ("file", "text")
 
 
 def classification_metrics(
@@ -255,51 +253,6 @@ def evaluate_strings(
         if truth != read
     ]
     return {**result, "skipped": skipped, "reader": recognizer.describe()}
-
-
-def string_labels(folder: Path) -> dict[Path, str]:
-    """Each image listed in ``folder/labels.csv`` (columns ``file``, a path relative to
-    ``folder``, and ``text``, its digits; other columns ignored) with its digits, spaces
-    removed. A missing or malformed list, a listed file that is missing, or a text that is not
-    digits is a ``DataError`` before any image is read."""
-    labels = folder / STRING_LABELS
-    layout = (
-        f"--strings needs a folder holding the images and a {STRING_LABELS} with the columns "
-        f"{', '.join(STRING_COLUMNS)} (each image's file name and the digits written in it)"
-    )
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such folder: {layout}")
-    if not labels.is_file():
-        raise DataError(f"{labels}: no such file: {layout}")
-    try:
-        with labels.open(newline="", encoding="utf-8-sig") as stream:
-            table = csv.DictReader(stream)
-            rows, columns = list(table), table.fieldnames or []
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"{labels}: cannot be read as CSV ({error}): {layout}") from None
-    missing_columns = [name for name in STRING_COLUMNS if name not in columns]
-    if not rows:
-        raise DataError(f"{labels}: lists no image: {layout}")
-    if missing_columns:
-        raise DataError(
-            f"{labels}: no column {' or '.join(missing_columns)} (its columns: "
-            f"{', '.join(map(str, columns))}): {layout}"
-        )
-    listed: dict[Path, str] = {}
-    for line, row in enumerate(rows, start=2):
-        path, text = folder / (row["file"] or ""), re.sub(r"\s+", "", row["text"] or "")
-        if not row["file"]:
-            raise DataError(f"{labels}, line {line}: no file name")
-        if not text.isdigit() and text != "":
-            raise DataError(f"{labels}, line {line}: text {row['text']!r} is not digits")
-        if path in listed:
-            raise DataError(f"{labels}, line {line}: {row['file']} is listed twice")
-        listed[path] = text
-    missing = [str(path) for path in listed if not path.is_file()]
-    if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if missing[3:] else "")
-        raise DataError(f"{labels} lists files that are not there: {shown}")
-    return listed
 
 
 def digits_of(text: str) -> str:

@@ -10,6 +10,8 @@ run's validation lines is measured through ``LineReader`` and stored in the meta
 from __future__ import annotations
 
 import json
+import shlex
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -23,15 +25,23 @@ from digitrec.data import load_dataset, split_validation
 from digitrec.errors import ModelError
 from digitrec.files import atomic_path, read_json
 from digitrec.read.line_reader import ALPHABET, BLANK, HEIGHT, LineReader
+from digitrec.read.recognizer import Recognizer
 from digitrec.synth.style import page_style
 from digitrec.training.export import write_metadata
 from digitrec.training.line_batches import LineSource, batch_arrays, prepared
 from digitrec.training.line_filter import FILTER_MODEL, FILTER_RECORD
-from digitrec.training.line_settings import LineRecipe, LineTrainSettings, recipe_flags
+from digitrec.training.line_settings import (
+    LineRecipe,
+    LineTrainSettings,
+    StringsRecipe,
+    recipe_flags,
+)
 from digitrec.training.line_training import default_source
 from digitrec.training.models import as_float32
+from digitrec.training.page_rejection import page_accuracy, validation_pages
 
 PARITY_LINES = 64
+CARD_SEED = 40_000  # the card's validation pages (the rejection's start at 10,000)
 PARITY_TOLERANCE = 1e-4
 INPUT_DESCRIPTION = {
     "shape": [None, HEIGHT, None, 1],
@@ -49,10 +59,14 @@ def export_line_model(
     data_dir: str | Path | None = None,
     source: LineSource | None = None,
     recipe: LineRecipe | None = None,
+    fine_tuning: dict[str, Any] | None = None,
+    strings: Sequence[Any] = (),
 ) -> Path:
     """Export a line training run's model to ONNX (default ``RUN_DIR/model.onnx``), verified;
     return the output path. ``source`` must make the same lines as the run's (its default);
-    ``recipe``, the one the run follows (``line_recipe``), is stored for the model card."""
+    ``recipe``, the one the run follows (``line_recipe``), is stored for the model card; so is
+    ``fine_tuning``, a fine-tuning run's record (``line_strings``), with the share of its
+    held-out ``strings`` (each with ``image`` and ``text``) the exported model reads exactly."""
     run_dir = Path(run_dir)
     if not (run_dir / "model.keras").is_file() or not (run_dir / "run.json").is_file():
         raise ModelError(f"{run_dir}: not a complete line training run (no model.keras)")
@@ -89,6 +103,8 @@ def export_line_model(
         metadata["line_filter"] = filter_record(run_dir)
     if recipe is not None:
         metadata["recipe"] = asdict(recipe)
+    if fine_tuning is not None:
+        metadata["fine_tuning"] = fine_tuning
     with atomic_path(out, suffix=".onnx") as tmp:
         model.export(str(tmp), format="onnx", verbose=False)
         write_metadata(tmp, metadata)
@@ -108,6 +124,12 @@ def export_line_model(
             versions=run.get("versions", {}),
             exported=datetime.now().isoformat(timespec="seconds"),
         )
+        if strings:
+            metadata["fine_tuning"] = {
+                **metadata["fine_tuning"],
+                "strings_val_exact": exact_share(reader, strings),
+                "strings_val": len(strings),
+            }
         write_metadata(tmp, metadata)
         check_outputs(expected, LineReader.load(tmp).outputs(parity_inputs), out)
     return out
@@ -167,6 +189,25 @@ def check_parity(expected: np.ndarray, actual: np.ndarray, out: Path) -> float:
     return difference
 
 
+def card_figures(
+    model: Path, per_layout: int, data_dir: str | Path | None = None
+) -> dict[str, dict[str, float]]:
+    """The model card's tables: for each reader of the shipped classifier with this line model,
+    the share of ``per_layout`` validation pages of every layout read exactly (pages other than
+    those the rejection was fitted on); none for ``per_layout`` 0."""
+    if not per_layout:
+        return {}
+    recognizer = Recognizer.load("default", lines=model)
+    pages = validation_pages(per_layout, data_dir, seed=CARD_SEED)
+    where = f"{per_layout} per layout, validation digits, train style, not the rejection's"
+    titles = {
+        "auto": f"Validation pages ({where}): auto",
+        "pages": "Validation pages: the page reader alone",
+        "digits": "Validation pages: the single-digit classifier alone",
+    }
+    return {title: page_accuracy(recognizer, pages, reader) for reader, title in titles.items()}
+
+
 def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any]) -> Path:
     """A model card (Markdown) for an exported line model: its data, settings, the rejection
     fitted on validation pages and the page figures measured (``figures``: name → per-layout
@@ -206,15 +247,70 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
     for title, table in figures.items():
         lines += ["", f"## {title}", "", "| layout | pages read exactly |", "| --- | --- |"]
         lines += [f"| {layout} | {value:.1%} |" for layout, value in table.items()]
+    if "fine_tuning" in meta:
+        lines += fine_tuning_section(meta["fine_tuning"])
     lines += ["", "## Training settings", "", "```json", json.dumps(settings, indent=2), "```"]
     tail = CARD_TAIL.format(
         empty=f"{page_style('train').print.empty_line_fraction:.0%}",
         val_lines=settings.get("val_lines", 0),
         reproduce=reproduce(meta.get("recipe")),
     )
+    if "fine_tuning" in meta:
+        tail = FINE_TUNING_TAIL.format(reproduce=reproduce_fine_tuning(meta["fine_tuning"]))
     with atomic_path(Path(out), suffix=".md") as tmp:
         tmp.write_text("\n".join(lines) + "\n" + tail)
     return Path(out)
+
+
+def fine_tuning_section(record: dict[str, Any]) -> list[str]:
+    """The card's account of a fine-tuning on your strings (``line_strings``)."""
+    recipe, strings = record["recipe"], record["strings"]
+    rows = [
+        (
+            "started from",
+            "the shipped line reader" if recipe["init"] == "default" else recipe["init"],
+        ),
+        (
+            "your strings",
+            f"{recipe['strings']} (labels.csv SHA-256 {recipe['labels_digest'][:12]}…)",
+        ),
+        (
+            "learned from / held out / skipped",
+            f"{strings['train']} / {strings['val']} / {strings['skipped']}",
+        ),
+        ("held-out strings read exactly before fine-tuning", f"{record['start_val_exact']:.2%}"),
+        ("epoch kept (0: the starting model)", str(record["best_epoch"])),
+    ]
+    if "strings_val_exact" in record:
+        rows.append(
+            (
+                "held-out strings read exactly by this file (they chose the epoch)",
+                f"{record['strings_val_exact']:.2%} of {record['strings_val']}",
+            )
+        )
+    lines = ["", "## Fine-tuning on your strings", "", "| | |", "| --- | --- |"]
+    return lines + [f"| {name} | {value} |" for name, value in rows]
+
+
+def reproduce_fine_tuning(record: dict[str, Any]) -> str:
+    """The command that makes a fine-tuned model again (your strings in the same folder)."""
+    recipe = record["recipe"]
+    defaults = asdict(StringsRecipe())
+    given = [
+        f"--{name.replace('_', '-')} {shlex.quote(str(value))}"
+        for name, value in recipe.items()
+        if name not in ("strings", "labels_digest", "init") and value != defaults[name]
+    ]
+    command = " ".join(
+        [
+            "digitrec train-lines",
+            f"--init {shlex.quote(recipe['init'])}",
+            f"--strings {shlex.quote(recipe['strings'])}",
+            "--out runs/strings",
+            *given,
+        ]
+    )
+    return f"```sh\n{command}\n```"
 
 
 def _lines_read(meta: dict[str, Any]) -> list[tuple[str, str]]:
@@ -274,4 +370,27 @@ validation split.
 ## Reproduce
 
 {reproduce}
+"""
+
+
+FINE_TUNING_TAIL = """
+## Data
+
+Fine-tuned from the starting model above on your strings (their ``labels.csv`` and images),
+each read as the line reader reads a crop; a seeded share of them, the same share of every number
+length, was held out and chose the epoch (so its figure above is biased up: measure on strings
+that played no part, ``digitrec evaluate RUN --strings DIR``). Every batch held as many of your
+training strings as lines generated from MNIST's training split (``synth.pages.line_samples``,
+style "train", fresh every epoch), so that the model keeps reading generated lines; the
+"validation lines" figures above are those lines made from MNIST's validation split. Batch
+normalization was frozen (inference mode). The line filter is the starting model's, unchanged.
+The temperature and thresholds were fitted anew on generated validation pages of every layout
+(``digitrec.training.page_rejection``), none of your strings among them.
+
+## Reproduce
+
+{reproduce}
+
+``digitrec train-lines --resume runs/strings`` continues it after a stop;
+``digitrec predict --model runs/strings IMAGE`` reads with it (the shipped classifier alongside).
 """

@@ -5,21 +5,20 @@ line filter (``line_filter``), export ``lines.onnx`` checked against Keras (``li
 fit its rejection on validation pages (``page_rejection``), and write its model card. Each step
 leaves its result there and is skipped when it is found, so a stopped run resumes at the first
 step without one; the line training resumes from its last epoch, the filter from the crops it
-made. ``Recognizer.load(lines=RUN)`` and ``digitrec predict --lines RUN`` read the result.
+made. ``Recognizer.load(lines=RUN)`` and ``digitrec predict --lines RUN`` read the result. A
+fine-tuning run (``StringsRecipe``, ``line_strings``) takes the same path with its own steps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 from digitrec.errors import DigitrecError
 from digitrec.files import remove_stale_temporaries, write_json
 from digitrec.read.line_reader import LineReader
 from digitrec.read.loader import LINE_MODEL
-from digitrec.read.recognizer import Recognizer
-from digitrec.training.line_export import export_line_model, write_line_card
+from digitrec.training.line_export import card_figures, export_line_model, write_line_card
 from digitrec.training.line_filter import (
     CROPS_FILE,
     FILTER_MODEL,
@@ -30,29 +29,32 @@ from digitrec.training.line_settings import (
     CARD_FILE,
     RECIPE_FILE,
     LineRecipe,
+    StringsRecipe,
+    recipe_record,
     recorded_recipe,
 )
+from digitrec.training.line_strings import fine_tune_steps
 from digitrec.training.line_training import train_line_model
-from digitrec.training.page_rejection import page_accuracy, store_rejection, validation_pages
+from digitrec.training.page_rejection import store_rejection
 from digitrec.training.rundir import STATE_FILE, check_new_run_dir, new_run_dir
 
 # The files of a run directory that are written whole (files.atomic_path) at its top.
 RUN_FILES = (RECIPE_FILE, "run.json", STATE_FILE, "model.keras", "metrics.json", CROPS_FILE)
 RUN_FILES += (FILTER_MODEL, FILTER_RECORD, LINE_MODEL, CARD_FILE)
-CARD_SEED = 40_000  # the card's validation pages (the rejection's start at 10,000)
 
 StepPrinter = Callable[[str], None]  # told each step, as a line (quiet.progress_printer)
 
 
 def train_lines(
-    recipe: LineRecipe,
+    recipe: LineRecipe | StringsRecipe,
     run_dir: str | Path,
     data_dir: str | Path | None = None,
     progress: StepPrinter | None = None,
     background: bool = True,
 ) -> Path:
     """Make a line model by ``recipe`` in ``run_dir``, a new folder or one this recipe started
-    (then resumed); return its ``lines.onnx``. ``progress`` is told each step, and the training
+    (then resumed); return its ``lines.onnx``. A ``StringsRecipe`` fine-tunes a line model on
+    your strings (``line_strings``). ``progress`` is told each step, and the training
     steps show their epochs when it is given. ``background`` makes the training lines in a
     worker process (a calling script needs an ``if __name__ == "__main__"`` guard)."""
     recipe.check()
@@ -63,11 +65,23 @@ def train_lines(
                 f"{run_dir} holds a run of another recipe ({RECIPE_FILE}); continue it with "
                 "its own (resume) or choose another directory"
             )
-        return _run_steps(recipe, run_dir, data_dir, progress, background)
+        return _steps(recipe, run_dir, data_dir, progress, background)
     check_new_run_dir(run_dir)
     with new_run_dir(run_dir):
-        write_json(run_dir / RECIPE_FILE, asdict(recipe))
-        return _run_steps(recipe, run_dir, data_dir, progress, background)
+        write_json(run_dir / RECIPE_FILE, recipe_record(recipe))
+        return _steps(recipe, run_dir, data_dir, progress, background)
+
+
+def _steps(
+    recipe: LineRecipe | StringsRecipe,
+    run_dir: Path,
+    data_dir: str | Path | None,
+    progress: StepPrinter | None,
+    background: bool,
+) -> Path:
+    if isinstance(recipe, StringsRecipe):
+        return fine_tune_steps(recipe, run_dir, data_dir, progress, background, RUN_FILES)
+    return _run_steps(recipe, run_dir, data_dir, progress, background)
 
 
 def resume_lines(
@@ -76,7 +90,8 @@ def resume_lines(
     progress: StepPrinter | None = None,
     background: bool = True,
 ) -> Path:
-    """Continue a stopped ``train_lines`` run with its recorded recipe; its ``lines.onnx``."""
+    """Continue a stopped ``train_lines`` run with its recorded recipe (a fine-tuning one's
+    too); its ``lines.onnx``."""
     return train_lines(recorded_recipe(Path(run_dir)), run_dir, data_dir, progress, background)
 
 
@@ -113,22 +128,3 @@ def _run_steps(
         say(f"model card: {pages} validation pages of every layout read" if pages else "model card")
         write_line_card(model, card, card_figures(model, recipe.card_pages, data_dir))
     return model
-
-
-def card_figures(
-    model: Path, per_layout: int, data_dir: str | Path | None = None
-) -> dict[str, dict[str, float]]:
-    """The model card's tables: for each reader of the shipped classifier with this line model,
-    the share of ``per_layout`` validation pages of every layout read exactly (pages other than
-    those the rejection was fitted on); none for ``per_layout`` 0."""
-    if not per_layout:
-        return {}
-    recognizer = Recognizer.load("default", lines=model)
-    pages = validation_pages(per_layout, data_dir, seed=CARD_SEED)
-    where = f"{per_layout} per layout, validation digits, train style, not the rejection's"
-    titles = {
-        "auto": f"Validation pages ({where}): auto",
-        "pages": "Validation pages: the page reader alone",
-        "digits": "Validation pages: the single-digit classifier alone",
-    }
-    return {title: page_accuracy(recognizer, pages, reader) for reader, title in titles.items()}

@@ -8,8 +8,9 @@ checks and ``digitrec train-lines``' flags are made from, before TensorFlow load
 
 from __future__ import annotations
 
+import hashlib
 import shlex
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from digitrec.assets import default_keras_path
 from digitrec.data import DATASETS
 from digitrec.errors import DigitrecError, ModelError
 from digitrec.files import read_json
+from digitrec.read.image_folders import STRING_LABELS
 from digitrec.read.line_reader import STRIDE
 from digitrec.read.loader import LINE_MODEL
 from digitrec.settings import Setting, described, range_wanted, setting
@@ -25,6 +27,7 @@ from digitrec.training.config import MAX_SEED, PRECISIONS, SCHEDULES
 
 RECIPE_FILE = "recipe.json"  # a train-lines run's recipe, written when it starts
 CARD_FILE = "lines.card.md"  # its model card, written last: the run is complete
+FINE_TUNING = "fine_tuning"  # a fine-tuning run's recipe.json holds its StringsRecipe under it
 # The shipped line reader as Keras weights and its line filter (made by tools/lines_keras.py, each
 # batch normalization folded into the identity: fine-tuning from them keeps it frozen).
 SHIPPED_LINES = "lines.keras"
@@ -140,6 +143,67 @@ class LineRecipe:
         return cls(**{**data, **parts})
 
 
+@dataclass
+class StringsRecipe:
+    """Fine-tuning a line model on your own written numbers (``train-lines --strings``): the
+    folder (``labels.csv`` and images), the digest of its ``labels.csv`` (a resume with other
+    data is refused), the model it starts from (``"default"``, the shipped one, or a complete
+    train-lines run), and how it trains: every batch half your training strings, half generated
+    lines from MNIST's training split, batch normalization frozen, the epoch chosen by your
+    held-out strings read exactly."""
+
+    strings: str = ""
+    labels_digest: str = ""
+    init: str = "default"
+    val_share: float = setting(
+        0.2, "share of your strings held out to choose the epoch", above=0, below=1
+    )
+    epochs: int = count(8, "epochs: passes over your training strings")
+    batch_size: int = count(32, "lines per batch: half yours, half generated", at_least=2)
+    learning_rate: float = setting(3e-4, "Adam's peak learning rate (one-cycle)", above=0)
+    seed: int = seed("seed of the split, the order of your strings and the generated lines")
+    val_lines: int = count(1000, "generated validation lines the export reads (what is kept)")
+    rejection_pages: int = count(100, "validation pages of every layout to fit the rejection on")
+    card_pages: int = count(
+        30, "validation pages of every layout the model card's figures are read on", at_least=0
+    )
+
+    def check(self) -> None:
+        """Raise ``DigitrecError`` for a recipe no run can follow."""
+        check_described(self)
+
+    @property
+    def own_per_batch(self) -> int:
+        """How many of your strings each batch holds (the rest are generated lines)."""
+        return self.batch_size // 2
+
+
+# The flags of ``train-lines`` that also set a ``StringsRecipe`` (by ``RecipeOption.dest``).
+STRINGS_FLAGS = {
+    "lines.epochs": "epochs",
+    "lines.batch_size": "batch_size",
+    "lines.learning_rate": "learning_rate",
+    "lines.seed": "seed",
+    "lines.val_lines": "val_lines",
+    "rejection_pages": "rejection_pages",
+    "card_pages": "card_pages",
+}
+
+
+def quick_strings_recipe(strings: str, labels_digest: str, init: str = "default") -> StringsRecipe:
+    """Fine-tuning at a tiny scale (``train-lines --strings --quick``): a smoke test."""
+    return StringsRecipe(
+        strings,
+        labels_digest,
+        init,
+        epochs=1,
+        batch_size=8,
+        val_lines=16,
+        rejection_pages=1,
+        card_pages=1,
+    )
+
+
 def quick_recipe() -> LineRecipe:
     """The recipe at a tiny scale, run end to end in about a minute on two cores: a smoke test
     of the steps (``train-lines --quick``), not a model worth reading with."""
@@ -231,9 +295,9 @@ def _flags_from(recipe: LineRecipe, base: LineRecipe, flags: list[str]) -> list[
     ]
 
 
-def recorded_recipe(run_dir: Path) -> LineRecipe:
-    """The recipe of a stopped ``train-lines`` run, to continue; a ``DigitrecError`` for a
-    folder that holds no such run, or a complete one."""
+def recorded_recipe(run_dir: Path) -> LineRecipe | StringsRecipe:
+    """The recipe of a stopped ``train-lines`` run (a fine-tuning one's is a ``StringsRecipe``),
+    to continue; a ``DigitrecError`` for a folder that holds no such run, or a complete one."""
     if not (run_dir / RECIPE_FILE).is_file():
         raise DigitrecError(
             f"{run_dir} is not a train-lines run (no {RECIPE_FILE}); start one with --out"
@@ -243,7 +307,10 @@ def recorded_recipe(run_dir: Path) -> LineRecipe:
             f"{run_dir} is already complete: its line model is {run_dir / LINE_MODEL}"
         )
     try:
-        return LineRecipe.from_dict(read_json(run_dir / RECIPE_FILE))
+        recorded = read_json(run_dir / RECIPE_FILE)
+        if FINE_TUNING in recorded:
+            return StringsRecipe(**recorded[FINE_TUNING])
+        return LineRecipe.from_dict(recorded)
     except (ValueError, KeyError, TypeError) as exc:
         raise DigitrecError(f"cannot read the recipe in {run_dir / RECIPE_FILE}: {exc}") from None
 
@@ -258,3 +325,29 @@ def shipped_keras_path(name: str = SHIPPED_LINES) -> Path:
             f"the line reader's Keras file ({name}) is not installed: reinstall digitrec"
         )
     return path
+
+
+def recipe_record(recipe: LineRecipe | StringsRecipe) -> dict[str, Any]:
+    """What ``recipe.json`` holds of a recipe (``recorded_recipe`` reads it back)."""
+    if isinstance(recipe, StringsRecipe):
+        return {FINE_TUNING: asdict(recipe)}
+    return asdict(recipe)
+
+
+def init_model_file(init: str) -> Path:
+    """The Keras file fine-tuning starts from: the shipped line reader's for ``"default"``,
+    else a complete train-lines run's ``model.keras``; a ``DigitrecError`` for anything else."""
+    if init == "default":
+        return shipped_keras_path()
+    run = Path(init)
+    if not (run / "model.keras").is_file() or not (run / "run.json").is_file():
+        raise DigitrecError(
+            f"--init {init}: not a train-lines run (no model.keras and run.json in it); give "
+            "'default' (the shipped line reader) or a complete train-lines run directory"
+        )
+    return run / "model.keras"
+
+
+def labels_digest(folder: str | Path) -> str:
+    """The SHA-256 of a strings folder's ``labels.csv``, which the recipe records."""
+    return hashlib.sha256((Path(folder) / STRING_LABELS).read_bytes()).hexdigest()

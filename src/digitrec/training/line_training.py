@@ -11,7 +11,7 @@ epoch) and ``metrics.json``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import numpy as np
 from digitrec.data import Dataset, load_dataset, split_validation
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, read_json, write_json
-from digitrec.read.line_reader import HEIGHT, decode_text
+from digitrec.read.line_reader import HEIGHT, PreparedLine, decode_text
 from digitrec.training.background import in_background
 from digitrec.training.callbacks import EpochCheckpoint, progress_shown
 from digitrec.training.config import TrainConfig
@@ -86,7 +86,7 @@ def train_line_model(
             shuffle=False,  # every epoch's lines are new already
             verbose=0,  # Progress shows it
         )
-    _finish(run_dir, state)
+    finish_run(run_dir, state)
     return run_dir
 
 
@@ -146,14 +146,23 @@ def training_dataset(
 ) -> Any:
     """The batches of training lines from ``first_epoch`` to the last (``training_batches``),
     made in a worker process (``background``; the source must then pickle) or in this one."""
-    import tensorflow as tf
-
     args = (source, images, labels, settings.seed, range(first_epoch, settings.epochs))
     args += (settings.steps_per_epoch, settings.batch_size, settings.training_style())
     args += (settings.stride,)
+    return batch_dataset(training_batches, args, background)
+
+
+def batch_dataset(
+    produce: Callable[..., Iterator[tuple[np.ndarray, np.ndarray]]],
+    args: tuple[Any, ...],
+    background: bool = True,
+) -> Any:
+    """The (inputs, targets) batches of ``produce(*args)`` as a ``tf.data.Dataset``, made in a
+    worker process (``background``: ``produce`` and its arguments must pickle) or in this one."""
+    import tensorflow as tf
 
     def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        yield from in_background(training_batches, *args) if background else training_batches(*args)
+        yield from in_background(produce, *args) if background else produce(*args)
 
     signature = (
         tf.TensorSpec((None, HEIGHT, None, 1), tf.float32),
@@ -167,11 +176,19 @@ def validation_batches(
 ) -> list[tuple[np.ndarray, list[int], list[str]]]:
     """The validation lines, the same every epoch: batches of (inputs, frame counts, texts)."""
     samples = source(images, labels, settings.val_lines, settings.seed, style="train")
-    lines = sorted(prepared(samples, settings.stride), key=lambda item: item[0].image.shape[1])
+    return fixed_batches(list(prepared(samples, settings.stride)), settings.stride)
+
+
+def fixed_batches(
+    lines: list[tuple[PreparedLine, str]], stride: int
+) -> list[tuple[np.ndarray, list[int], list[str]]]:
+    """Prepared lines and their texts in batches of similar width, to read every epoch:
+    (inputs, frame counts, texts)."""
+    lines = sorted(lines, key=lambda item: item[0].image.shape[1])
     groups = [lines[i : i + VAL_BATCH] for i in range(0, len(lines), VAL_BATCH)]
     result = []
     for group in groups:
-        inputs, targets = batch_arrays(group, settings.stride)
+        inputs, targets = batch_arrays(group, stride)
         result.append((inputs, targets[:, 1].astype(int).tolist(), [t for _, t in group]))
     return result
 
@@ -221,7 +238,7 @@ class LineCheckpoint(EpochCheckpoint):
             (self.run_dir / previous).unlink(missing_ok=True)
 
 
-def _finish(run_dir: Path, state: dict[str, Any]) -> None:
+def finish_run(run_dir: Path, state: dict[str, Any]) -> None:
     """The best epoch's model as ``model.keras``, the metrics, and no checkpoints left."""
     best = run_dir / state["best_checkpoint"]
     with atomic_path(run_dir / "model.keras", suffix=".keras") as tmp:
