@@ -31,13 +31,15 @@ from PIL import Image
 from reading import READERS, Case, Task, reader_names, table
 
 from digitrec.read.recognizer import Recognizer
-from digitrec.realdigits import REAL_DIR_ENV
+from digitrec.realdigits import REAL_DIR_ENV, load_cvl
+from digitrec.synth.documents import writer_lines
 from digitrec.training.evaluate import digits_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get(REAL_DIR_ENV) or ROOT.parent / "shared" / "realdigits")
 ASSETS = "src/digitrec/assets"
-SETS = ("orand", "cvl")  # the rows: the cheques, CVL's single digits
+SETS = ("orand", "cvl", "cvl-lines")  # the cheques, CVL's single digits, lines of them
+LINES_SEED = 121  # the seed of the CVL lines (seeds up to 120 chose settings)
 SCALE, MARGIN = 3, 24  # a CVL digit enlarged this many times, on this much paper (pixels)
 
 
@@ -62,6 +64,14 @@ def cvl_digits(root: Path, split: str, count: int) -> list[Case]:
         crop[MARGIN:-MARGIN, MARGIN:-MARGIN] = np.asarray(big)
         cases.append(Case(crop, str(label)))
     return cases
+
+
+def cvl_lines(root: Path, count: int) -> list[Case]:
+    """``count`` lines of 3-10 digits of one CVL valid writer each, written by the page
+    generator in its test style (``synth.documents.writer_lines``)."""
+    part = load_cvl("valid", root)
+    lines = writer_lines(part.images, part.labels, part.writers, count, LINES_SEED, style="test")
+    return [Case(line.image, line.text) for line in lines]
 
 
 def digits_only(reader):
@@ -95,7 +105,8 @@ def previous_readers(revision: str, names: list[str], folder: Path) -> dict[str,
 
 
 def real_tasks(data: Path, sets: list[str], cvl: int) -> list[Task]:
-    """The rows asked for: ``orand`` (the cheques) and ``cvl`` (CVL valid's single digits)."""
+    """The rows asked for: ``orand`` (the cheques), ``cvl`` (CVL valid's single digits) and
+    ``cvl-lines`` (lines of them, as many lines as ``cvl`` / 7)."""
     makers = {
         "orand": lambda: Task(
             "ORAND-CAR-A cheque amounts (train part)", "read exactly", orand_cheques(data)
@@ -104,6 +115,11 @@ def real_tasks(data: Path, sets: list[str], cvl: int) -> list[Task]:
             "CVL single digits, 60 writers (valid part)",
             "read exactly",
             cvl_digits(data, "valid", cvl),
+        ),
+        "cvl-lines": lambda: Task(
+            "CVL lines of 3-10 digits, one writer each (valid part, test style)",
+            "read exactly",
+            cvl_lines(data, max(1, cvl // 7)),
         ),
     }
     return [makers[name]() for name in sets]

@@ -57,3 +57,10 @@ def test_the_models_of_an_earlier_revision_are_read_from_git(bench, tmp_path):
     assert str(tmp_path) in str(described)  # both models read from the files written
     with pytest.raises(SystemExit, match="no src/digitrec/assets"):
         bench.shipped_at("0000000", tmp_path)
+
+
+def test_cvl_lines_are_digits_of_one_valid_writer_in_the_test_style(bench, data):
+    cases = bench.cvl_lines(data, 12)
+    assert len(cases) == 12
+    assert all(3 <= len(case.truth) <= 10 and case.truth.isdigit() for case in cases)
+    assert all(case.image.ndim == 2 and case.image.min() < 128 for case in cases)
