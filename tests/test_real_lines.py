@@ -174,3 +174,22 @@ def test_bad_writers_and_unknown_elements_are_refused():
         document_lines(DIGITS, LABELS, 3, seed=0, writers=np.zeros(3, int))
     with pytest.raises(DigitrecError):
         document_line(Digits(DIGITS, LABELS), PLAIN, np.random.default_rng(0), ["glitter"])
+
+
+def test_ink_pasted_beyond_the_sheet_adds_nothing():
+    from digitrec.synth.sheet import Sheet
+
+    sheet = Sheet((40, 60), 20.0, TRAIN, np.random.default_rng(0))
+    ink = np.ones((10, 30), np.float32)
+    sheet.paste(sheet.text, ink, 70, 5)  # right of the sheet: once a broadcast error
+    sheet.paste(sheet.text, ink, 5, 45)  # below it
+    assert sheet.text.max() == 0
+    sheet.paste(sheet.text, ink, 50, 35)  # partly on it: the part that falls on the sheet
+    assert sheet.text.sum() == 5 * 10
+
+
+@pytest.mark.parametrize("style", ["train", "test"])
+def test_many_document_lines_are_made_whatever_the_draw(style):
+    """Every element's placement drawn at random on 400 lines: none fails."""
+    lines = list(document_lines(IMAGES, IMAGE_LABELS, 400, 3, style=style, writers=WRITERS))
+    assert len(lines) == 400 and all(line.image.ndim == 2 for line in lines)

@@ -64,9 +64,12 @@ class Sheet:
         printing.draw_field(kind, self.rules, written, left, top, self.rule_width, self.rng, pitch)
 
     def paste(self, layer: np.ndarray, ink: np.ndarray, left: int, top: int) -> None:
-        """Add ink (cropped to the sheet) to one of the layers at (left, top)."""
+        """Add ink (cropped to the sheet) to one of the layers at (left, top); ink that falls
+        wholly outside the sheet adds nothing."""
         rows = min(ink.shape[0], self.shape[0] - top)
         cols = min(ink.shape[1], self.shape[1] - left)
+        if rows <= 0 or cols <= 0:
+            return
         region = layer[top : top + rows, left : left + cols]
         np.maximum(region, ink[:rows, :cols], out=region)
 
