@@ -189,6 +189,7 @@ def test_a_bad_strings_folder_is_refused_before_tensorflow_loads(tmp_path):
         (["--width", "8"], "leave out --width"),
         (["--init", "nowhere"], "not a train-lines run"),
         (["--val-share", "1.5"], "val_share must be"),
+        (["--augment", "3"], "augment must be"),
     ],
 )
 def test_flags_that_do_not_apply_to_fine_tuning_are_refused(tmp_path, mnist_dir, argv, message):
@@ -207,9 +208,10 @@ def test_the_split_holds_out_the_same_share_of_every_length(tmp_path):
     from digitrec.training.line_strings import StringImage, split_strings
 
     strings = [StringImage(Path(f"{k}.png"), "1" * (2 + k % 3), None) for k in range(30)]
+    strings.append(StringImage(Path("lone.png"), "1" * 9, None))  # counted with length 4
     train, val = split_strings(strings, 0.2, seed=1)
-    assert len(val) == 6 and len(train) == 24
-    assert sorted(len(s.text) for s in val) == [2, 2, 3, 3, 4, 4]
+    assert len(val) == 6 and len(train) == 25
+    assert sorted(min(len(s.text), 4) for s in val) == [2, 2, 3, 3, 4, 4]
     again, _ = split_strings(strings, 0.2, seed=1)
     assert again == train
     assert split_strings(strings, 0.2, seed=2)[1] != val
@@ -227,3 +229,19 @@ def test_a_resume_with_other_labels_is_refused(tmp_path):
     (folder / "labels.csv").write_text("file,text\na.png,13\n")
     with pytest.raises(DigitrecError, match="changed since this run started"):
         load_strings(recipe, stride=4)
+
+
+def test_a_distorted_string_keeps_its_height_and_whole_frames_and_strength_0_changes_nothing():
+    from digitrec.training.line_batches import distorted
+
+    image = np.zeros((32, 96), np.float32)
+    image[8:24, 10:80] = 1
+    rng = np.random.default_rng(0)
+    widths = set()
+    for _ in range(20):
+        out = distorted(image, rng, 1.0, stride=4)
+        assert out.shape[0] == 32 and out.shape[1] % 4 == 0 and out.max() <= 1
+        assert abs(out.sum() / image.sum() - 1) < 0.5  # the ink moved, not lost
+        widths.add(out.shape[1])
+    assert len(widths) > 1
+    np.testing.assert_allclose(distorted(image, rng, 0.0, stride=4), image)

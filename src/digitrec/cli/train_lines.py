@@ -87,6 +87,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="with --strings: the share of your strings held out to choose the epoch "
         f"(default: {StringsRecipe().val_share})",
     )
+    own.add_argument(
+        "--augment",
+        type=float,
+        metavar="X",
+        help="with --strings: how strongly your strings are distorted in training, 0 to 2 "
+        f"(default: {StringsRecipe().augment})",
+    )
     add_recipe_options(parser)
     parser.set_defaults(run=run)
 
@@ -148,8 +155,9 @@ def strings_recipe_from(args: argparse.Namespace) -> StringsRecipe:
         else StringsRecipe(str(args.strings), digest, init)
     )
     values = {STRINGS_FLAGS[dest]: value for dest, value in given.items()}
-    if args.val_share is not None:
-        values["val_share"] = args.val_share
+    for name in ("val_share", "augment"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
     recipe = replace(base, **values)
     recipe.check()
     return recipe
@@ -159,11 +167,9 @@ def check_resume_alone(args: argparse.Namespace) -> None:
     """A resumed run keeps its recorded recipe: refuse flags that would be ignored."""
     flags = {o.dest: o.flag for o in recipe_options()}
     ignored = [flags[dest] for dest in given_settings(args)] + ["--quick"] * args.quick
-    ignored += [
-        flag
-        for flag, value in (("--strings", args.strings), ("--init", args.init))
-        if value is not None
-    ] + ["--val-share"] * (args.val_share is not None)
+    strings_flags = {"--strings": args.strings, "--init": args.init}
+    strings_flags |= {"--val-share": args.val_share, "--augment": args.augment}
+    ignored += [flag for flag, value in strings_flags.items() if value is not None]
     if ignored:
         raise DigitrecError(
             f"--resume continues a run with the recipe in its {RECIPE_FILE}; "

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice, pairwise
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 
 from digitrec.errors import DigitrecError
@@ -85,6 +86,28 @@ def batch_arrays(
     images = [line.image for line, _ in group]
     frames = [image.shape[1] // stride for image in images]
     return pad_batch(images), encode_targets([text for _, text in group], frames)
+
+
+def distorted(
+    image: np.ndarray, rng: np.random.Generator, strength: float, stride: int
+) -> np.ndarray:
+    """A prepared line (height, width) written a little differently: stretched or squeezed
+    along the line (up to 15% at ``strength`` 1), slanted (a shear of up to 0.2), scaled in
+    height (10%) and shifted up or down (2 pixels); its width kept a multiple of ``stride``."""
+    height, width = image.shape
+    along = rng.uniform(1 - 0.15 * strength, 1 + 0.15 * strength)
+    across = rng.uniform(1 - 0.1 * strength, 1 + 0.1 * strength)
+    shear = rng.uniform(-0.2 * strength, 0.2 * strength)
+    shift = rng.uniform(-2 * strength, 2 * strength)
+    middle = height / 2
+    matrix = np.float32(
+        [
+            [along, shear, (abs(shear) - shear) * middle],
+            [0, across, middle * (1 - across) + shift],
+        ]
+    )
+    columns = -(-round(width * along + abs(shear) * height) // stride) * stride
+    return cv2.warpAffine(image, matrix, (columns, height), flags=cv2.INTER_LINEAR, borderValue=0)
 
 
 # --- an epoch's batches --------------------------------------------------------------------------

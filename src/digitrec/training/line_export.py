@@ -380,7 +380,7 @@ Fine-tuned from the starting model above on your strings (their ``labels.csv`` a
 each read as the line reader reads a crop; a seeded share of them, the same share of every number
 length, was held out and chose the epoch (so its figure above is biased up: measure on strings
 that played no part, ``digitrec evaluate RUN --strings DIR``). Every batch held as many of your
-training strings as lines generated from MNIST's training split (``synth.pages.line_samples``,
+training strings (mildly distorted, ``--augment``) as lines generated from MNIST's training split (``synth.pages.line_samples``,
 style "train", fresh every epoch), so that the model keeps reading generated lines; the
 "validation lines" figures above are those lines made from MNIST's validation split. Batch
 normalization was frozen (inference mode). The line filter is the starting model's, unchanged.

@@ -9,8 +9,9 @@ are half of every batch, the other half lines generated from MNIST's training sp
 (``synth.pages.line_samples``, fresh every epoch) so that the model keeps what it knew. The
 model starts from the shipped line reader (``SHIPPED_LINES``, whose batch normalizations are
 folded into their convolutions) or a complete train-lines run, with every batch normalization
-frozen (inference mode), at a tenth of training's learning rate; the epoch kept is the one whose
-model reads the most held-out strings exactly, the starting model itself if none does better.
+frozen (inference mode), at a third of training's learning rate, your strings mildly
+distorted (``line_batches.distorted``); the epoch kept is the one whose model reads the most
+held-out strings exactly, the starting model itself if none does better.
 The starting model's line filter is kept as it is. The rejection is fitted anew on generated
 validation pages, as for the shipped model: your strings hold no page to fit it on.
 
@@ -43,6 +44,7 @@ from digitrec.training.config import TrainConfig
 from digitrec.training.line_batches import (
     LineSource,
     batch_arrays,
+    distorted,
     epoch_seed,
     min_frames,
     prepared,
@@ -84,7 +86,7 @@ class StringImage:
 
     path: Path
     text: str
-    line: PreparedLine
+    line: PreparedLine | None  # None: not read (only split)
 
     @property
     def image(self) -> Path:
@@ -133,27 +135,37 @@ def read_strings(folder: str | Path, stride: int) -> tuple[list[StringImage], li
 def split_strings(
     strings: list[StringImage], val_share: float, seed: int
 ) -> tuple[list[StringImage], list[StringImage]]:
-    """Hold out ``val_share`` of the strings (at least one), the same share of every number
-    length where each length has enough strings for it (else a plain seeded draw)."""
+    """Hold out ``val_share`` of the strings (at least one), seeded, the same share of every
+    number length (a length with a single string counted with the nearest other length); a
+    plain seeded draw where there are too few strings for that."""
     held_out = min(max(1, round(val_share * len(strings))), len(strings) - 1)
-    lengths = np.array([len(s.text) for s in strings])
-    rng = np.random.default_rng(seed)
-    counts = {n: int((lengths == n).sum()) for n in np.unique(lengths)}
-    if all(c >= 2 for c in counts.values()) and len(counts) <= min(
-        held_out, len(strings) - held_out
+    strata = length_strata([len(s.text) for s in strings])
+    if (
+        len(set(strata)) <= min(held_out, len(strings) - held_out)
+        and min(strata.count(n) for n in strata) >= 2
     ):
         from sklearn.model_selection import train_test_split
 
         _, val = train_test_split(
-            np.arange(len(strings)), test_size=held_out, stratify=lengths, random_state=seed
+            np.arange(len(strings)), test_size=held_out, stratify=strata, random_state=seed
         )
     else:
-        val = rng.permutation(len(strings))[:held_out]
-    chosen = set(int(k) for k in val)
+        val = np.random.default_rng(seed).permutation(len(strings))[:held_out]
+    chosen = {int(k) for k in val}
     return (
         [s for k, s in enumerate(strings) if k not in chosen],
         [s for k, s in enumerate(strings) if k in chosen],
     )
+
+
+def length_strata(lengths: list[int]) -> list[int]:
+    """Each string's stratum: its length, or for a length that only one string has, the
+    nearest length that more have (itself where none has)."""
+    counts = {n: lengths.count(n) for n in set(lengths)}
+    common = [n for n, count in counts.items() if count >= 2]
+    if not common:
+        return lengths
+    return [n if counts[n] >= 2 else min(common, key=lambda c: (abs(c - n), c)) for n in lengths]
 
 
 def load_strings(recipe: StringsRecipe, stride: int) -> OwnStrings:
@@ -226,19 +238,29 @@ def mixed_batches(
     own_per_batch: int,
     batch_size: int,
     stride: int,
+    augment: float = 0.0,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Every epoch: your training strings in a new order, ``own_per_batch`` a batch, each batch
-    completed with new generated lines (style "train"); the same batches on a rerun."""
+    """Every epoch: your training strings in a new order, ``own_per_batch`` a batch, distorted
+    as strong as ``augment`` (``line_batches.distorted``; 0: as they are), each batch completed
+    with new generated lines (style "train"); the same batches on a rerun."""
     generated = batch_size - own_per_batch
     steps = steps_per_epoch(len(own), own_per_batch)
     for epoch in epochs:
         lines_seed = epoch_seed(seed, epoch)
-        order = np.random.default_rng(lines_seed).permutation(len(own))
+        rng = np.random.default_rng(lines_seed)
+        order = rng.permutation(len(own))
         samples = source(images, labels, (steps + 1) * generated, lines_seed, style="train")
         lines = prepared(samples, stride)
         for step in range(steps):
             group = [own[k] for k in order[step * own_per_batch : (step + 1) * own_per_batch]]
+            if augment:
+                group = [(distorted_line(line, rng, augment, stride), t) for line, t in group]
             yield batch_arrays(group + list(islice(lines, generated)), stride)
+
+
+def distorted_line(line: PreparedLine, rng: np.random.Generator, strength: float, stride: int):
+    """``line`` written a little differently (``line_batches.distorted``)."""
+    return replace(line, image=distorted(line.image, rng, strength, stride))
 
 
 def steps_per_epoch(own: int, own_per_batch: int) -> int:
@@ -301,8 +323,7 @@ def fine_tuning_record(recipe: StringsRecipe, own: OwnStrings, run_dir: Path) ->
         "recipe": asdict(recipe),
         "strings": own.record(),
         "best_epoch": metrics["best_epoch"],
-        "strings_val_exact_keras": metrics["val_exact"],
-        "start_val_exact": metrics["start_val_exact"],
+        "start_val_exact": read_json(run_dir / STATE_FILE)["start_exact"],
     }
 
 
@@ -346,7 +367,7 @@ def fine_tune(
     if state["epoch"] < recipe.epochs:
         args = (as_lines(own.train), default_source(), x_train, y_train, recipe.seed)
         args += (range(state["epoch"], recipe.epochs), recipe.own_per_batch, recipe.batch_size)
-        args += (settings.stride,)
+        args += (settings.stride, recipe.augment)
         callbacks = [*progress_shown(verbose), LineCheckpoint(run_dir, state, validation, verbose)]
         model.fit(
             batch_dataset(mixed_batches, args, background),
@@ -358,8 +379,6 @@ def fine_tune(
             verbose=0,
         )
     finish_run(run_dir, state)
-    metrics = read_json(run_dir / "metrics.json")
-    write_json(run_dir / "metrics.json", {**metrics, "start_val_exact": state["start_exact"]})
 
 
 def start_state(
