@@ -46,6 +46,7 @@ class DatasetInfo:
     class_names: tuple[str, ...]
     files: dict[str, DataFile]
     mirrors: tuple[str, ...]
+    source: str = ""  # who made it and on what terms, for run records and model cards
     system_dirs: tuple[str, ...] = ()
     image_shape: tuple[int, int] = (28, 28)
 
@@ -80,6 +81,10 @@ DATASETS: dict[str, DatasetInfo] = {
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
             "https://yann.lecun.com/exdb/mnist/",
+        ),
+        source=(
+            "MNIST database of handwritten digits (Y. LeCun, C. Cortes, C. J. C. Burges), made "
+            "from NIST Special Databases 1 and 3; Creative Commons Attribution-Share Alike 3.0"
         ),
     ),
     "fashion-mnist": DatasetInfo(
@@ -122,6 +127,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
             "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
         ),
+        source="Fashion-MNIST (Zalando Research; Xiao, Rasul and Vollgraf, 2017); MIT License",
         system_dirs=("/usr/share/datasets/fashion-mnist",),
     ),
 }

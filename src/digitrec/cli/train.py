@@ -32,7 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=textwrap.fill(
             "Train a registered model with its recipe; a --params file and flags override it. "
             "--init SOURCE --images DIR fine-tunes a trained model on your own images with the "
-            "finetune recipe instead. --resume continues a stopped run with its recorded "
+            "finetune recipe instead; --real cvl adds CVL's handwriting to the training split. "
+            "--resume continues a stopped run with its recorded "
             "settings.",
             79,
         ),
@@ -83,8 +84,10 @@ def check_resume_alone(args: argparse.Namespace) -> None:
 
 def check_paths(config: TrainConfig, out: Path | None) -> None:
     """The folders and files a new run names, checked before TensorFlow is loaded: the run
-    directory, the model to start from, the layout of the folders of your images."""
+    directory, the model to start from, the layout of the folders of your images, the folder of
+    the real handwriting sets."""
     from digitrec.read.image_folders import class_files
+    from digitrec.realdigits import real_dir
     from digitrec.training.rundir import check_new_run_dir
     from digitrec.training.saved_models import initial_model_file
 
@@ -94,6 +97,11 @@ def check_paths(config: TrainConfig, out: Path | None) -> None:
         initial_model_file(config.init)
     for folder in config.images:
         class_files(Path(folder))
+    if config.real:
+        try:
+            real_dir()
+        except DigitrecError as exc:
+            raise DigitrecError(f"--real {' '.join(config.real)}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,6 +34,9 @@ MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's global seeds are 32-bit
 # --augment s shifts and zooms by up to 10% × s (digitrec.training.augment); Keras's layers allow 100%.
 MAX_AUGMENT = 10.0
 PARAMS_SUFFIXES = (".json", ".yaml", ".yml")
+# Real handwriting a run may add to MNIST (digitrec.realdigits): CVL's train part to learn from,
+# its valid part to validate on every epoch.
+REAL_SETS = ("cvl",)
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,22 @@ class TrainConfig:
         below=1,
         metavar="FRACTION",
     )
+    real: list[str] = field(
+        default_factory=list,
+        metadata=about(
+            "real handwriting added to the training split: cvl (CVL's train part; its valid part "
+            "is measured every epoch beside the validation split); found through "
+            "DIGITREC_REAL_DIR (repeatable)",
+            choices=REAL_SETS,
+            metavar="SET",
+        ),
+    )
+    real_repeat: int = setting(
+        1,
+        "with --real: times each real training image is in an epoch (oversampling)",
+        at_least=1,
+        metavar="N",
+    )
     train_layers: str = setting(
         "all",
         "with --init: the layers that train (frozen-norm = all but batch normalization, "
@@ -211,8 +230,9 @@ def resolve_config(model: str | None = None, **overrides: Any) -> TrainConfig:
 
 
 def check_finetuning(config: TrainConfig) -> None:
-    """The combination rules of ``init`` and ``images``: an initial model brings its own
-    architecture (no builder arguments, no ensemble); only a Keras model has weights to train."""
+    """The combination rules of ``init``, ``images`` and ``real``: an initial model brings its own
+    architecture (no builder arguments, no ensemble); only a Keras model has weights to train;
+    ``real_repeat`` repeats the ``real`` sets."""
     if config.init:
         if Path(config.init).suffix == ".onnx":
             raise DigitrecError(
@@ -242,6 +262,11 @@ def check_finetuning(config: TrainConfig) -> None:
         raise DigitrecError(
             f"keep_init ({flag('keep_init')}) {config.keep_init} needs {flag('init')}: "
             "there is no starting model to keep"
+        )
+    if config.real_repeat != 1 and not config.real:
+        raise DigitrecError(
+            f"real_repeat ({flag('real_repeat')}) {config.real_repeat} needs {flag('real')}: "
+            "there are no real images to repeat"
         )
     if config.images and config.ensemble > 1:
         raise DigitrecError(f"{flag('images')} trains a single model: leave out {flag('ensemble')}")
@@ -283,6 +308,12 @@ def checked(name: str, value: Any) -> Any:
     elif kind == list[str]:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             raise DigitrecError(f"{wrong} a list of paths, got {value!r}")
+        if rules.choices:
+            unknown = [v for v in value if v not in rules.choices]
+            if unknown or len(set(value)) < len(value):
+                raise DigitrecError(
+                    f"{wrong} a list of distinct names of {', '.join(rules.choices)}, got {value!r}"
+                )
         if not all(isinstance(v, str | os.PathLike) and str(v) for v in value):
             raise DigitrecError(f"{wrong} a list of non-empty paths, got {value!r}")
         value = [str(v) for v in value]

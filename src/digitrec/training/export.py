@@ -260,6 +260,7 @@ def describe(
         split += f", plus {len(own_val[1])} held-out images of the user's own"
     if config.get("val_size") == 0:
         split += ", which this model was trained on (val_size 0): expect it overconfident"
+    real_val = real_validation(model, run.get("real", []))
     labels = data.test_labels.astype(np.int64)
     test = rejection_metrics(
         apply_temperature(test_probs, calibration.temperature), labels, calibration.threshold
@@ -271,8 +272,10 @@ def describe(
         "training_config": config,
         "training_command": training_command(config) if config else None,
         "trained": run.get("created"),
-        "dataset": data.info.name,
+        "dataset": " + ".join([data.info.name, *[r["name"] for r in run.get("real", [])]]),
+        "data_sources": data_sources(run, data, val_size),
         "data_checksums": run.get("dataset", {}).get("checksums", data.checksums),
+        "real_val_accuracy": real_val,
         "test_accuracy": test["accuracy"],
         "test_accepted_accuracy": test["accepted_accuracy"],
         "test_rejection_rate": test["rejection_rate"],
@@ -283,6 +286,42 @@ def describe(
         "parameters": int(model.count_params()),
         "versions": run.get("versions", {}),
     }
+
+
+def data_sources(run: dict[str, Any], data: Dataset, val_size: int) -> list[dict[str, str]]:
+    """Every dataset a model learned from or was chosen on: its source and terms, and its use."""
+    held_out = f"the last {val_size} training images" if val_size else "none"
+    sources = [
+        {
+            "name": data.info.name,
+            "source": run.get("dataset", {}).get("source") or data.info.source or "unknown",
+            "use": f"training; validation (epochs, calibration): {held_out}; test: the figures",
+        }
+    ]
+    for real in run.get("real", []):
+        use = (
+            f"training: its train part ({real['train']} digits, each {real['repeat']}x an "
+            f"epoch); validation (epochs): its valid part ({real['valid']} digits)"
+        )
+        sources.append({"name": real["name"], "source": real["source"], "use": use})
+    return sources
+
+
+def real_validation(model: Any, real: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The model's accuracy on the validation part of each real set it was trained with, read
+    as users' crops are normalized (``digitrec.realdigits``); None where the set is not found."""
+    from digitrec.realdigits import load_cvl
+
+    accuracy: dict[str, float | None] = {}
+    for name in (r["name"] for r in real):  # "cvl", the only real set so far
+        try:
+            part = load_cvl("valid")
+        except DigitrecError:
+            accuracy[name] = None
+            continue
+        predicted = predict_keras(model, part.images).argmax(axis=1)
+        accuracy[name] = float((predicted == part.labels).mean())
+    return accuracy
 
 
 def training_command(config: dict[str, Any]) -> str:
@@ -329,6 +368,23 @@ def _percent(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}%}"
 
 
+def reproduce_notes(config: dict[str, Any]) -> list[str]:
+    """What the training command needs beyond itself: the model it starts from, the real sets."""
+    notes = []
+    if config.get("init") == "default":
+        notes.append(
+            "`--init default` started from the default model of the digitrec that trained this "
+            "one (for the packaged model: the one before it, whose card with its own commands is "
+            "in the history of `src/digitrec/assets/default.card.md`)."
+        )
+    if config.get("real"):
+        notes.append(
+            f"`--real {' '.join(config['real'])}` reads the real handwriting sets from the folder "
+            "that `DIGITREC_REAL_DIR` names (they are not downloadable)."
+        )
+    return [line for note in notes for line in (note, "")]
+
+
 def write_model_card(out: Path, metadata: dict[str, Any]) -> Path:
     """Write ``<name>.card.md`` beside an exported model, from its metadata."""
     calibration = metadata["calibration"]
@@ -348,6 +404,10 @@ def write_model_card(out: Path, metadata: dict[str, Any]) -> Path:
         ("test rejection rate", f"{metadata['test_rejection_rate']:.2%}"),
         ("validation accuracy", f"{calibration['val_accuracy']:.4%}"),
         ("validation rejection rate", f"{calibration['val_rejection_rate']:.2%}"),
+        *[
+            (f"validation accuracy, {name} valid", _percent(accuracy, 4))
+            for name, accuracy in metadata.get("real_val_accuracy", {}).items()
+        ],
         ("validation accuracy, users' images", _percent(calibration["user_val_accuracy"], 4)),
         (
             "validation rejection rate, users' images",
@@ -374,12 +434,20 @@ def write_model_card(out: Path, metadata: dict[str, Any]) -> Path:
         f"digitrec evaluate --model {out} --json   # reproduces the test accuracy",
         "```",
         "",
+        *reproduce_notes(metadata["training_config"]),
         f"Calibration: {calibration['rule']}. Fitted on {calibration['split']}; the test set "
         "was used for the figures above only.",
         "",
         "## Input",
         "",
         *[f"- {key}: {value}" for key, value in metadata["input"].items()],
+        "",
+        "## Data",
+        "",
+        *[
+            f"- {d['name']}: {d['source']}. Used for {d['use']}."
+            for d in metadata.get("data_sources", [])
+        ],
         "",
         "## Data checksums (SHA256 of the uncompressed IDX files)",
         "",

@@ -1,8 +1,10 @@
-"""Fine-tuning on your own images: the images read and split, the initial model, batches mixing
-your images with MNIST's, and a run finished ready to use (ONNX exported and calibrated).
+"""Training on more than MNIST: your own images (read and split, batches mixing them with
+MNIST's, a run finished ready to use: ONNX exported and calibrated), real handwriting sets added
+to the training split (``real``) and measured every epoch, and the initial model of fine-tuning.
 
-``digitrec train --images DIR [--init SOURCE]`` lands here from ``digitrec.training.train``: the run
-directory, checkpoints and resuming are a training run's as any other.
+``digitrec train --images DIR [--init SOURCE]`` and ``--real cvl`` land here from
+``digitrec.training.train``: the run directory, checkpoints and resuming are a training run's as
+any other.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import keras
 import numpy as np
 
 from digitrec.data import Dataset, as_model_input, split_validation
-from digitrec.errors import DataError, ModelError
+from digitrec.errors import DataError, DigitrecError, ModelError
 from digitrec.read.image_folders import (
     CLASS_NAMES,
     ImageFolderData,
@@ -65,6 +67,100 @@ def load_own_images(config: TrainConfig, verbose: bool = True) -> OwnImages | No
         print(f"  {line}", file=sys.stderr)
     train, val = stratified_split(data, config.images_val, config.seed)
     return OwnImages(train, val, list(config.images), len(data.skipped))
+
+
+@dataclass(frozen=True)
+class RealSet:
+    """One real handwriting set of a run: its part to learn from and its part to validate on
+    (uint8 images normalized like users' crops, MNIST polarity)."""
+
+    name: str
+    source: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+
+    def record(self, repeat: int) -> dict[str, Any]:
+        """What ``run.json`` and the model card say about it."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "train": len(self.train_labels),
+            "valid": len(self.val_labels),
+            "repeat": repeat,
+        }
+
+
+def load_real_sets(config: TrainConfig, verbose: bool = True) -> list[RealSet]:
+    """The ``real`` sets (``digitrec.realdigits``), verified; a ``DataError`` naming the flag and
+    ``DIGITREC_REAL_DIR`` where one is missing. Done before any run directory is made."""
+    from digitrec.realdigits import CVL_SOURCE, load_cvl
+
+    sets = []
+    for name in config.real:  # "cvl", the only one of REAL_SETS so far
+        try:
+            train, valid = load_cvl("train"), load_cvl("valid")
+        except DigitrecError as exc:
+            raise DataError(f"--real {name}: {exc}") from None
+        sets.append(
+            RealSet(name, CVL_SOURCE, train.images, train.labels, valid.images, valid.labels)
+        )
+        if verbose:
+            print(
+                f"{name}: {len(train.labels)} training images (each {config.real_repeat}x an "
+                f"epoch), {len(valid.labels)} validation images",
+                file=sys.stderr,
+            )
+    return sets
+
+
+def with_real_training(data: Dataset, real: list[RealSet], config: TrainConfig) -> Dataset:
+    """``data`` with the real sets' training images (each ``real_repeat`` times) added to its
+    training split, before the held-out validation split (the last ``val_size`` images), so that
+    the validation split stays MNIST's and out of training."""
+    if not real:
+        return data
+    cut = len(data.train_images) - config.val_size
+    parts = [
+        (data.train_images[:cut], data.train_labels[:cut]),
+        *[(s.train_images, s.train_labels) for s in real for _ in range(config.real_repeat)],
+        (data.train_images[cut:], data.train_labels[cut:]),
+    ]
+    return Dataset(
+        data.info,
+        np.concatenate([images for images, _ in parts]),
+        np.concatenate([labels for _, labels in parts]),
+        data.test_images,
+        data.test_labels,
+        data.files,
+    )
+
+
+class RealValidation(keras.callbacks.Callback):
+    """After every epoch, the accuracy on each real set's validation part, logged as
+    ``<name>_val_accuracy`` beside Keras's ``val_accuracy`` (MNIST's validation split), so
+    that the run's history holds both; shown on stderr if ``verbose``."""
+
+    def __init__(self, real: list[RealSet], verbose: bool = False):
+        super().__init__()
+        self.real = real
+        self.verbose = verbose
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for real in self.real:
+            accuracy = _accuracy(self.model, real.val_images, real.val_labels)
+            if logs is not None:
+                logs[f"{real.name}_val_accuracy"] = accuracy
+            if self.verbose:
+                print(
+                    f"epoch {epoch + 1}: {real.name} valid accuracy {accuracy:.4f}", file=sys.stderr
+                )
+
+
+def real_validation_accuracy(model: keras.Model, real: list[RealSet]) -> dict[str, float]:
+    """The final model's accuracy on each real set's validation part."""
+    return {f"{s.name}_val_accuracy": _accuracy(model, s.val_images, s.val_labels) for s in real}
 
 
 def starting_model(config: TrainConfig, num_classes: int = len(CLASS_NAMES)) -> keras.Model:

@@ -34,12 +34,17 @@ from digitrec.training.config import (
 )
 from digitrec.training.finetune import (
     OwnImages,
+    RealSet,
+    RealValidation,
     fit_own,
     keep_starting_weights,
     load_own_images,
+    load_real_sets,
+    real_validation_accuracy,
     starting_model,
     validation_accuracy,
     with_architecture,
+    with_real_training,
 )
 from digitrec.training.model_setup import compile_model, fit_epochs, new_model
 from digitrec.training.models import as_float32, ensemble, with_tta
@@ -132,14 +137,25 @@ def user_style_mix(
     return inputs
 
 
-def run_record(config: TrainConfig, data: Dataset, own: OwnImages | None = None) -> dict[str, Any]:
-    """What ``run.json`` says about a run: settings, data, software and machine."""
+def run_record(
+    config: TrainConfig,
+    data: Dataset,
+    own: OwnImages | None = None,
+    real: list[RealSet] | None = None,
+) -> dict[str, Any]:
+    """What ``run.json`` says about a run: settings, data (each set with its source and terms),
+    software and machine."""
     import tensorflow as tf
 
     return {
         "config": config.to_dict(),
-        "dataset": {"name": data.info.name, "checksums": data.checksums},
+        "dataset": {
+            "name": data.info.name,
+            "source": data.info.source,
+            "checksums": data.checksums,
+        },
         **({"images": own.record()} if own else {}),
+        **({"real": [s.record(config.real_repeat) for s in real]} if real else {}),
         "versions": {
             "digitrec": __version__,
             "python": sys.version.split()[0],
@@ -180,10 +196,11 @@ def train(
     run_dir = Path(out) if out else default_run_dir(config)
     check_new_run_dir(run_dir)
     own = load_own_images(config, verbose)
+    real = load_real_sets(config, verbose)
     data = load_dataset(config.dataset, data_dir, progress=verbose)
     check_split(config, len(data.train_images))
     with new_run_dir(run_dir):
-        return _start(run_dir, config, data, verbose, tensorboard, own)
+        return _start(run_dir, config, data, verbose, tensorboard, own, real)
 
 
 def _start(
@@ -193,17 +210,18 @@ def _start(
     verbose: bool,
     tensorboard: bool,
     own: OwnImages | None = None,
+    real: list[RealSet] | None = None,
 ) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     if config.ensemble > 1:
-        write_json(run_dir / "run.json", run_record(config, data))
-        return _train_ensemble(run_dir, config, data, verbose, tensorboard)
+        write_json(run_dir / "run.json", run_record(config, data, real=real))
+        return _train_ensemble(run_dir, config, data, verbose, tensorboard, real)
     seed_everything(config.seed)
     model = first_model(config, len(data.class_names))
     config = with_architecture(config, model)
-    write_json(run_dir / "run.json", run_record(config, data, own))
+    write_json(run_dir / "run.json", run_record(config, data, own, real))
     state = {"epoch": 0, "checkpoint": None, "history": {}}
-    return _fit_and_finish(run_dir, config, data, model, state, verbose, tensorboard, own)
+    return _fit_and_finish(run_dir, config, data, model, state, verbose, tensorboard, own, real)
 
 
 def resume(
@@ -215,9 +233,10 @@ def resume(
     """Continue an interrupted run from its last completed epoch."""
     run_dir = Path(run_dir)
     config = resumable_config(run_dir)
+    own, real = load_own_images(config, verbose), load_real_sets(config, verbose)
     data = load_dataset(config.dataset, data_dir, progress=verbose)
     check_split(config, len(data.train_images))
-    return _continue(run_dir, config, data, verbose, tensorboard, load_own_images(config, verbose))
+    return _continue(run_dir, config, data, verbose, tensorboard, own, real)
 
 
 def _continue(
@@ -227,16 +246,17 @@ def _continue(
     verbose: bool,
     tensorboard: bool,
     own: OwnImages | None = None,
+    real: list[RealSet] | None = None,
 ) -> Path:
     if config.ensemble > 1:
-        return _train_ensemble(run_dir, config, data, verbose, tensorboard)
+        return _train_ensemble(run_dir, config, data, verbose, tensorboard, real)
     seed_everything(config.seed)
     if (run_dir / STATE_FILE).exists():
         state, model = last_checkpoint(run_dir)
     else:  # killed before the first epoch ended
         state = {"epoch": 0, "checkpoint": None, "history": {}}
         model = first_model(config, len(data.class_names))
-    return _fit_and_finish(run_dir, config, data, model, state, verbose, tensorboard, own)
+    return _fit_and_finish(run_dir, config, data, model, state, verbose, tensorboard, own, real)
 
 
 def last_checkpoint(run_dir: Path) -> tuple[dict[str, Any], keras.Model]:
@@ -285,12 +305,13 @@ def fit(
     initial_epoch: int = 0,
     verbose: bool = True,
 ) -> keras.callbacks.History:
-    """Fit a model on the training split, validating on the held-out split; compiles if needed."""
+    """Fit a model on the training split, validating on the held-out split; compiles from the
+    first epoch (a model to fine-tune may bring an optimizer of its own) or if needed."""
     x_train, y_train, x_val, y_val = split_validation(
         data.train_images, data.train_labels, config.val_size
     )
     num_classes = len(data.class_names)
-    if not model.compiled:
+    if initial_epoch == 0 or not model.compiled:
         compile_model(model, config, steps_per_epoch=-(-len(x_train) // config.batch_size))
     validation = (
         (as_model_input(x_val), keras.utils.to_categorical(y_val, num_classes))
@@ -312,23 +333,35 @@ def _fit_and_finish(
     verbose: bool,
     tensorboard: bool,
     own: OwnImages | None = None,
+    real: list[RealSet] | None = None,
 ) -> Path:
-    callbacks: list[keras.callbacks.Callback] = [EpochCheckpoint(run_dir, state)]
+    real = real or []
+    # RealValidation first: it adds to the logs that EpochCheckpoint keeps in the history.
+    callbacks: list[keras.callbacks.Callback] = [
+        *([RealValidation(real, verbose)] if real else []),
+        EpochCheckpoint(run_dir, state),
+    ]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")))
+    training_data = with_real_training(data, real, config)
     if state["epoch"] < config.epochs and own:
-        fit_own(model, config, data, own, callbacks, state["epoch"], verbose)
+        fit_own(model, config, training_data, own, callbacks, state["epoch"], verbose)
     elif state["epoch"] < config.epochs:
-        fit(model, config, data, callbacks, state["epoch"], verbose)
+        fit(model, config, training_data, callbacks, state["epoch"], verbose)
     history = state["history"]
     seconds = float(sum(history.get("epoch_seconds", [])))
     model = keep_starting_weights(model, config)
-    _finish(run_dir, config, model, data, state["epoch"], history, seconds, own, verbose)
+    _finish(run_dir, config, model, data, state["epoch"], history, seconds, own, verbose, real)
     return run_dir
 
 
 def _train_ensemble(
-    run_dir: Path, config: TrainConfig, data: Dataset, verbose: bool, tensorboard: bool
+    run_dir: Path,
+    config: TrainConfig,
+    data: Dataset,
+    verbose: bool,
+    tensorboard: bool,
+    real: list[RealSet] | None = None,
 ) -> Path:
     """Train (or finish) each member as a run of its own under ``members/``, with seeds
     ``seed .. seed + ensemble - 1`` and ``member_args`` in turn, then save one model averaging
@@ -339,14 +372,14 @@ def _train_ensemble(
         if (member_dir / "run.json").exists():
             _check_member(member_dir, member_config)
             if not (member_dir / "metrics.json").exists():
-                _continue(member_dir, member_config, data, verbose, tensorboard)
+                _continue(member_dir, member_config, data, verbose, tensorboard, real=real)
         else:
-            _start(member_dir, member_config, data, verbose, tensorboard)
+            _start(member_dir, member_config, data, verbose, tensorboard, real=real)
         member_dirs.append(member_dir)
     members = [keras.saving.load_model(d / "model.keras") for d in member_dirs]
     seconds = sum(read_json(d / "metrics.json")["train_seconds"] for d in member_dirs)
     model = ensemble(members, name=f"{config.model}_ensemble")
-    _finish(run_dir, config, model, data, config.epochs, {}, seconds)
+    _finish(run_dir, config, model, data, config.epochs, {}, seconds, real=real)
     return run_dir
 
 
@@ -389,10 +422,11 @@ def _finish(
     train_seconds: float,
     own: OwnImages | None = None,
     verbose: bool = False,
+    real: list[RealSet] | None = None,
 ) -> None:
     """Save the final model in float32 (wrapped for test-time augmentation if configured),
-    evaluate the test set once, write metrics (floats to ``SIGNIFICANT_DIGITS``) and the report,
-    drop the checkpoints. A run on the user's own images is also exported to ``model.onnx`` and
+    evaluate the test set once (and the ``real`` sets' validation parts), write metrics (floats
+    to ``SIGNIFICANT_DIGITS``) and the report, drop the checkpoints. A run on the user's own images is also exported to ``model.onnx`` and
     calibrated (its steps shown if ``verbose``), before ``metrics.json`` marks it done."""
     from digitrec.training.evaluate import evaluate_probabilities, rounded
     from digitrec.training.saved_models import predict_keras
@@ -407,6 +441,8 @@ def _finish(
     metrics["train_seconds"] = train_seconds
     metrics["epochs"] = epochs
     metrics["history"] = history
+    if real:
+        metrics.update(real_validation_accuracy(model, real))
     if own:
         metrics.update(validation_accuracy(model, config, data, own))
         data_dir = data.files["train_images"].path.parent
