@@ -408,7 +408,8 @@ def test_single_user_style_digits_are_read_correctly(recognizer, mnist):
         == str(mnist.test_labels[i])
         for i in chosen
     )
-    assert correct / len(chosen) >= 0.985  # measured here: 986 (the benchmarks: 99.3%)
+    # Measured here: 983 with the default trained on MNIST + CVL (986 with the MNIST-only one).
+    assert correct / len(chosen) >= 0.98
 
 
 @pytest.mark.mnist

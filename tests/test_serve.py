@@ -209,7 +209,7 @@ def test_model_card_describes_the_served_model(client, recognizer):
     metadata = recognizer.metadata
     assert card["name"] == metadata["model_name"]
     assert card["version"] == metadata["digitrec_version"]
-    assert card["dataset"] == "mnist"
+    assert card["dataset"] == "mnist + cvl"  # the default learned from MNIST and CVL train
     assert card["classes"] == [str(d) for d in range(10)]
     assert card["test_accuracy"] == metadata["test_accuracy"]
     assert card["threshold"] == recognizer.threshold
