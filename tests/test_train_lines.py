@@ -289,3 +289,58 @@ def test_a_quick_run_stopped_after_its_line_model_resumes_and_reads_lines(
     assert "digitrec train-lines --out runs/lines --quick\n" in card
     assert "| user |" in card  # the figures of the validation pages read
     assert np.isfinite(meta["temperature"])
+
+
+def test_a_run_from_a_trained_model_keeps_its_architecture_and_says_so_in_its_flags(capsys):
+    from digitrec.training.line_settings import ARCHITECTURE, from_init, init_settings
+
+    args = build_parser().parse_args(
+        ["train-lines", "--out", "x", "--init", "default", "--source", "documents"]
+    )
+    recipe = recipe_from(args)
+    shipped = init_settings("default")
+    assert recipe.lines.init == "default" and recipe.lines.source == "documents"
+    assert all(getattr(recipe.lines, n) == getattr(shipped, n) for n in ARCHITECTURE)
+    flags = recipe_flags(
+        replace(recipe, lines=from_init(replace(recipe.lines, width=4), "default"))
+    )
+    assert flags[:2] == ["--init", "default"] and "--source documents" in flags
+    assert not any(flag.startswith("--width") for flag in flags)
+    assert main(["train-lines", "--out", "x", "--init", "default", "--width", "8"]) == 2
+    assert "whose architecture it keeps: leave out --width" in capsys.readouterr().err
+
+
+def test_lines_of_known_writers_are_written_one_writer_a_line(real_sets, monkeypatch):
+    from functools import partial
+
+    from digitrec.data import DATASETS, Dataset
+    from digitrec.realdigits import REAL_DIR_ENV
+    from digitrec.synth.documents import document_lines
+    from digitrec.training.line_training import LineDigits, line_digits
+
+    monkeypatch.setenv(REAL_DIR_ENV, str(real_sets))
+    images = np.zeros((100, 28, 28), np.uint8)
+    labels = (np.arange(100) % 10).astype(np.uint8)
+    data = Dataset(DATASETS["mnist"], images, labels, images[:1], labels[:1])
+    settings = LineTrainSettings(source="documents", real="cvl", real_repeat=2, val_size=20)
+    train, val = line_digits(settings, data)
+    assert len(train.images) == 80 + 2 * 7000 and len(val.images) == 20 + 7000
+    assert (train.writers[:80] == -1).all() and (train.writers[80:] >= 0).all()
+    source = train.source(settings)
+    assert isinstance(source, partial) and source.func is document_lines
+    plain = LineDigits.unknown_writers(images, labels)
+    assert plain.source(LineTrainSettings()).__name__ == "line_samples"
+
+
+def test_a_quick_run_from_the_shipped_model_keeps_its_filter(tmp_path, mnist_dir):
+    from digitrec.read.line_reader import LineReader
+
+    run = tmp_path / "run"
+    argv = ["train-lines", "--data-dir", str(mnist_dir), "--quick", "--quiet", "--out", str(run)]
+    assert main([*argv, "--init", "default", "--source", "documents"]) == 0
+    meta, shipped = LineReader.load(run).metadata, LineReader.load("default").metadata
+    assert meta["line_filter"] == shipped["line_filter"]  # the starting model's, kept
+    assert meta["training_settings"]["width"] == shipped["training_settings"]["width"]
+    assert meta["training_settings"]["source"] == "documents"
+    card = (run / CARD_FILE).read_text()
+    assert "digitrec train-lines --out runs/lines --init default --quick --source documents" in card

@@ -15,11 +15,13 @@ from digitrec.errors import DigitrecError
 from digitrec.quiet import progress_printer
 from digitrec.read.image_folders import string_labels
 from digitrec.training.line_settings import (
+    ARCHITECTURE,
     CARD_FILE,
     RECIPE_FILE,
     STRINGS_FLAGS,
     LineRecipe,
     StringsRecipe,
+    from_init,
     init_model_file,
     labels_digest,
     quick_recipe,
@@ -77,8 +79,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     own.add_argument(
         "--init",
         metavar="SOURCE",
-        help="with --strings: the line model to start from, 'default' (the shipped one; the "
-        "default) or a complete train-lines run",
+        help="the line model to start from, 'default' (the shipped one; with --strings, the "
+        "default) or a complete train-lines run; its architecture and line filter are kept",
     )
     own.add_argument(
         "--val-share",
@@ -128,8 +130,19 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def recipe_from(args: argparse.Namespace) -> LineRecipe:
-    """The recipe of a new run: the shipped one (or ``--quick``'s), with the flags given."""
-    recipe = with_values(quick_recipe() if args.quick else LineRecipe(), given_settings(args))
+    """The recipe of a new run: the shipped one (or ``--quick``'s), with the flags given; with
+    ``--init``, the line model starts from that model and keeps its architecture and filter."""
+    given = given_settings(args)
+    recipe = with_values(quick_recipe() if args.quick else LineRecipe(), given)
+    if args.init:
+        fixed = [f"--{name}" for name in ARCHITECTURE if f"lines.{name}" in given]
+        if fixed:
+            raise DigitrecError(
+                f"--init starts from a trained line model, whose architecture it keeps: leave "
+                f"out {', '.join(fixed)}"
+            )
+        init_model_file(args.init)
+        recipe = replace(recipe, lines=from_init(recipe.lines, args.init))
     recipe.check()
     return recipe
 
@@ -185,9 +198,9 @@ def run(args: argparse.Namespace) -> int:
         recipe, run_dir = strings_recipe_from(args), args.out
         check_new_run_dir(run_dir)
     else:
-        if args.init or args.val_share is not None:
+        if args.val_share is not None or args.augment is not None:
             raise DigitrecError(
-                "--init and --val-share fine-tune on your strings: add --strings DIR"
+                "--val-share and --augment fine-tune on your strings: add --strings DIR"
             )
         recipe, run_dir = recipe_from(args), args.out
         check_new_run_dir(run_dir)

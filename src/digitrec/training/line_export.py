@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from digitrec import __version__
-from digitrec.data import load_dataset, split_validation
+from digitrec.data import load_dataset
 from digitrec.errors import ModelError
 from digitrec.files import atomic_path, read_json
 from digitrec.read.line_reader import ALPHABET, BLANK, HEIGHT, LineReader
@@ -36,7 +36,7 @@ from digitrec.training.line_settings import (
     StringsRecipe,
     recipe_flags,
 )
-from digitrec.training.line_training import default_source
+from digitrec.training.line_training import line_digits
 from digitrec.training.models import as_float32
 from digitrec.training.page_rejection import page_accuracy, validation_pages
 
@@ -78,9 +78,9 @@ def export_line_model(
             f"{run_dir}/run.json: not a line training run's settings ({exc})"
         ) from None
     model = with_filter(as_float32(keras.saving.load_model(run_dir / "model.keras")), run_dir)
-    data = load_dataset(settings.dataset, data_dir, progress=False)
-    _, _, x_val, y_val = split_validation(data.train_images, data.train_labels, settings.val_size)
-    source = source or default_source()
+    _, val = line_digits(settings, load_dataset(settings.dataset, data_dir, progress=False))
+    source = source or val.source(settings)
+    x_val, y_val = val.images, val.labels
     samples = list(source(x_val, y_val, settings.val_lines, settings.seed, style="train"))
     # Lines that did not choose the epoch: the best epoch's figure on its own lines is biased up.
     fresh = list(source(x_val, y_val, settings.val_lines, settings.seed + 1, style="train"))

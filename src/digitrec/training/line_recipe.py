@@ -33,7 +33,7 @@ from digitrec.training.line_settings import (
     recipe_record,
     recorded_recipe,
 )
-from digitrec.training.line_strings import fine_tune_steps
+from digitrec.training.line_strings import copy_filter, fine_tune_steps, init_files
 from digitrec.training.line_training import train_line_model
 from digitrec.training.page_rejection import store_rejection
 from digitrec.training.rundir import STATE_FILE, check_new_run_dir, new_run_dir
@@ -111,6 +111,9 @@ def _run_steps(
     if not (run_dir / "metrics.json").is_file():
         say(f"line model: {lines.epochs} epochs of {lines.steps_per_epoch} batches of new lines")
         train_line_model(lines, run_dir, data_dir, verbose=verbose, background=background)
+    if lines.init and not (run_dir / FILTER_RECORD).is_file():
+        say(f"line filter: the starting model's ({lines.init}), kept as it is")
+        copy_filter(run_dir, *init_files(lines.init)[1:])
     if not (run_dir / FILTER_RECORD).is_file():
         pages = line_filter.pages_per_layout
         say(f"line filter: crops of {pages} pages of every layout, {line_filter.epochs} epochs")

@@ -19,7 +19,7 @@ from digitrec.data import DATASETS
 from digitrec.errors import DigitrecError, ModelError
 from digitrec.files import read_json
 from digitrec.read.image_folders import STRING_LABELS
-from digitrec.read.line_reader import STRIDE
+from digitrec.read.line_reader import STRIDE, LineReader
 from digitrec.read.loader import LINE_MODEL
 from digitrec.settings import Setting, described, range_wanted, setting
 from digitrec.synth.style import WriterShapes
@@ -33,6 +33,10 @@ FINE_TUNING = "fine_tuning"  # a fine-tuning run's recipe.json holds its Strings
 SHIPPED_LINES = "lines.keras"
 SHIPPED_FILTER = "lines-filter.keras"
 HEADS = ("lstm", "conv")
+SOURCES = ("pages", "documents")  # synth.pages.line_samples, synth.documents.document_lines
+REAL_SETS = ("none", "cvl")  # real handwriting the lines may also be written with
+# What a line model is made of: a model started from another (--init) keeps the other's.
+ARCHITECTURE = ("head", "width", "units", "stride", "dropout", "precision")
 STRIDES = (2, STRIDE)  # model pixels per time step: a 2x2 and a 2x1 pooling, or two 2x2 ones
 
 
@@ -72,6 +76,20 @@ class LineTrainSettings(WriterShapes):
     )
     seed: int = seed("seed of the training lines and the model's weights")
     dataset: str = setting("mnist", "whose training images the lines are made of")
+    source: str = setting(
+        "pages",
+        "the lines: as on the generated pages, or 'documents': 60 percent of them with what real "
+        "documents have (separators and end marks, joins, tight cells and rules, security "
+        "backgrounds, grey paper, photos, printed text; synth.documents)",
+        choices=SOURCES,
+    )
+    real: str = setting(
+        "none",
+        "real handwriting the lines are also written with, one writer a line: 'cvl' (CVL's "
+        "train part; its valid part joins the validation lines; DIGITREC_REAL_DIR)",
+        choices=REAL_SETS,
+    )
+    real_repeat: int = count(6, "times each real image is among the training digits")
     val_lines: int = count(1000, "lines made of validation digits, to choose the best epoch")
     val_size: int = count(5000, "the last training images: the validation split")
     # The exported model computes in float32 throughout.
@@ -80,10 +98,15 @@ class LineTrainSettings(WriterShapes):
         "bfloat16: the convolutions compute in bfloat16 (float32 weights), the head in float32",
         choices=PRECISIONS,
     )
+    # The line model the training starts from (``init_model_file``): "" for new weights. Its
+    # architecture is the starting model's (``from_init``), its batch normalization frozen.
+    init: str = ""
 
     def check(self) -> None:
         """Raise ``DigitrecError`` for settings no run can use."""
         check_described(self)
+        if self.init:
+            init_model_file(self.init)
         if self.stride not in STRIDES:
             raise DigitrecError(
                 f"stride must be one of {', '.join(map(str, STRIDES))}, not {self.stride}"
@@ -287,20 +310,24 @@ def with_values(recipe: LineRecipe, values: dict[str, Any]) -> LineRecipe:
 
 def recipe_flags(recipe: LineRecipe) -> list[str]:
     """The fewest ``digitrec train-lines`` flags that make ``recipe``: those that differ from
-    the defaults, or ``--quick`` and those that differ from its recipe."""
-    return min(
-        _flags_from(recipe, LineRecipe(), []),
-        _flags_from(recipe, quick_recipe(), ["--quick"]),
+    the defaults, or ``--quick`` and those that differ from its recipe (``--init`` first, and
+    then not the architecture, which is the starting model's)."""
+    init = recipe.lines.init
+    start = ["--init", shlex.quote(init)] if init else []
+    return start + min(
+        _flags_from(recipe, LineRecipe(), [], init),
+        _flags_from(recipe, quick_recipe(), ["--quick"], init),
         key=len,
     )
 
 
-def _flags_from(recipe: LineRecipe, base: LineRecipe, flags: list[str]) -> list[str]:
+def _flags_from(recipe: LineRecipe, base: LineRecipe, flags: list[str], init: str) -> list[str]:
     """``flags``, then the flags of the settings of ``recipe`` that differ from ``base``'s."""
+    fixed = {f"lines.{name}" for name in ARCHITECTURE} if init else set()
     return flags + [
         f"{option.flag} {shlex.quote(str(option.value(recipe)))}"
         for option in recipe_options()
-        if option.value(recipe) != option.value(base)
+        if option.value(recipe) != option.value(base) and option.dest not in fixed
     ]
 
 
@@ -355,6 +382,19 @@ def init_model_file(init: str) -> Path:
             "'default' (the shipped line reader) or a complete train-lines run directory"
         )
     return run / "model.keras"
+
+
+def init_settings(init: str) -> LineTrainSettings:
+    """The training settings of the line model ``init`` names (its architecture among them)."""
+    if init == "default":
+        return LineTrainSettings(**LineReader.load("default").metadata["training_settings"])
+    return LineTrainSettings(**read_json(Path(init) / "run.json")["settings"])
+
+
+def from_init(settings: LineTrainSettings, init: str) -> LineTrainSettings:
+    """``settings`` for a training that starts from the line model ``init``: its architecture."""
+    start = init_settings(init)
+    return replace(settings, init=init, **{name: getattr(start, name) for name in ARCHITECTURE})
 
 
 def labels_digest(folder: str | Path) -> str:

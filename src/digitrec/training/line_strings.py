@@ -58,6 +58,7 @@ from digitrec.training.line_settings import (
     LineTrainSettings,
     StringsRecipe,
     init_model_file,
+    init_settings,
     labels_digest,
     shipped_keras_path,
 )
@@ -68,6 +69,7 @@ from digitrec.training.line_training import (
     exact_accuracy,
     finish_run,
     fixed_batches,
+    starting_model,
 )
 from digitrec.training.model_setup import learning_rate
 from digitrec.training.page_rejection import store_rejection
@@ -194,22 +196,6 @@ def init_files(init: str) -> tuple[Path, Path | None, Path | None]:
     if (run / FILTER_MODEL).is_file() and (run / FILTER_RECORD).is_file():
         return lines, run / FILTER_MODEL, run / FILTER_RECORD
     return lines, None, None
-
-
-def init_settings(init: str) -> LineTrainSettings:
-    """The starting model's training settings (its architecture among them)."""
-    if init == "default":
-        return LineTrainSettings(**LineReader.load("default").metadata["training_settings"])
-    return LineTrainSettings(**read_json(Path(init) / "run.json")["settings"])
-
-
-def starting_model(path: Path) -> keras.Model:
-    """The line model to fine-tune, every batch normalization frozen (inference mode)."""
-    model = keras.saving.load_model(path, compile=False)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
-    return model
 
 
 def compile_for_strings(model: keras.Model, recipe: StringsRecipe, steps: int) -> None:

@@ -12,7 +12,8 @@ epoch) and ``metrics.json``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,13 @@ from digitrec.data import Dataset, load_dataset, split_validation
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, read_json, write_json
 from digitrec.read.line_reader import HEIGHT, PreparedLine, decode_text
+from digitrec.realdigits import CvlPart, load_cvl
 from digitrec.training.background import in_background
 from digitrec.training.callbacks import EpochCheckpoint, progress_shown
 from digitrec.training.config import TrainConfig
 from digitrec.training.line_batches import LineSource, batch_arrays, prepared, training_batches
 from digitrec.training.line_model import LineCTCLoss, build_line_model
-from digitrec.training.line_settings import LineTrainSettings
+from digitrec.training.line_settings import LineTrainSettings, init_model_file
 from digitrec.training.model_setup import learning_rate
 from digitrec.training.rundir import CHECKPOINT_DIR, STATE_FILE
 from digitrec.training.train import run_record
@@ -40,6 +42,59 @@ def default_source() -> LineSource:
     from digitrec.synth.pages import line_samples
 
     return line_samples
+
+
+@dataclass(frozen=True)
+class LineDigits:
+    """The digits lines are written with: images (MNIST's layout), labels, and each image's
+    writer (-1 where none is known: a line of such digits mixes writers)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    writers: np.ndarray
+
+    @classmethod
+    def unknown_writers(cls, images: np.ndarray, labels: np.ndarray) -> LineDigits:
+        return cls(images, labels, np.full(len(images), -1))
+
+    def plus(self, part: CvlPart, times: int = 1) -> LineDigits:
+        """These digits and ``times`` copies of a real part's, with its writers."""
+        return LineDigits(
+            np.concatenate([self.images, *[part.images] * times]),
+            np.concatenate([self.labels, *[part.labels] * times]),
+            np.concatenate([self.writers, *[part.writers] * times]),
+        )
+
+    def source(self, settings: LineTrainSettings) -> LineSource:
+        """The settings' line source, writing a line of known writers' digits with one
+        writer's (a module-level function or a partial of one: it pickles)."""
+        from digitrec.synth.documents import document_lines
+
+        base = document_lines if settings.source == "documents" else default_source()
+        return partial(base, writers=self.writers) if (self.writers >= 0).any() else base
+
+
+def line_digits(settings: LineTrainSettings, data: Dataset) -> tuple[LineDigits, LineDigits]:
+    """The training and validation digits: the dataset's training and validation splits, and
+    with ``real="cvl"`` CVL's train part (``real_repeat`` times) and valid part."""
+    x_train, y_train, x_val, y_val = split_validation(
+        data.train_images, data.train_labels, settings.val_size
+    )
+    train = LineDigits.unknown_writers(x_train, y_train)
+    val = LineDigits.unknown_writers(x_val, y_val)
+    if settings.real == "cvl":
+        train = train.plus(load_cvl("train"), settings.real_repeat)
+        val = val.plus(load_cvl("valid"))
+    return train, val
+
+
+def starting_model(path: Path) -> keras.Model:
+    """A trained line model to start from, every batch normalization frozen (inference mode)."""
+    model = keras.saving.load_model(path, compile=False)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return model
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -55,30 +110,38 @@ def train_line_model(
 ) -> Path:
     """Train a line recognizer into ``out_dir``, or resume the run there; return the directory.
 
-    ``source`` makes the lines (default ``digitrec.synth.pages.line_samples``), in a worker
+    The lines are written with ``line_digits`` by the settings' source (``LineDigits.source``),
+    starting from new weights or the model ``settings.init`` names. ``source`` replaces the
+    settings' (a test's lines; writers not passed). The lines are made in a worker
     process while the model trains (``background``: the source must be a module-level function,
     and a calling script needs an ``if __name__ == "__main__"`` guard) or in this one.
     """
     settings.check()
     run_dir = Path(out_dir)
     _check_run_dir(run_dir, settings)
-    source = source or default_source()
     data = load_dataset(settings.dataset, data_dir, progress=verbose)
+    train, val = line_digits(settings, data)
     state = _start_or_resume(run_dir, settings, data)
     keras.utils.set_random_seed(settings.seed)
-    x_train, y_train, x_val, y_val = split_validation(
-        data.train_images, data.train_labels, settings.val_size
+    validation = validation_batches(
+        source or val.source(settings), val.images, val.labels, settings
     )
-    validation = validation_batches(source, x_val, y_val, settings)
     if state["checkpoint"]:
         model = keras.saving.load_model(run_dir / state["checkpoint"])
     else:
-        model = build_line_model(settings)
+        model = (
+            starting_model(init_model_file(settings.init))
+            if settings.init
+            else build_line_model(settings)
+        )
         compile_line_model(model, settings)
     callbacks = [*progress_shown(verbose), LineCheckpoint(run_dir, state, validation, verbose)]
     if state["epoch"] < settings.epochs:
+        lines = source or train.source(settings)
         model.fit(
-            training_dataset(source, x_train, y_train, settings, state["epoch"], background),
+            training_dataset(
+                lines, train.images, train.labels, settings, state["epoch"], background
+            ),
             epochs=settings.epochs,
             initial_epoch=state["epoch"],
             steps_per_epoch=settings.steps_per_epoch,
