@@ -71,6 +71,16 @@ def test_the_first_rule_that_applies_decides(expected, example):
     assert first_rule(example).name == expected
 
 
+@pytest.mark.parametrize(
+    ("cols", "expected"), [(140, "small lone digit"), (150, "one sure digit each")]
+)
+def test_a_wide_small_image_is_a_line_crop_not_a_lone_digit(cols, expected):
+    """A crop WIDE times as wide as high holds a number (joined digits the classifier takes for
+    one, a line of which it reads one piece): the page reader reads it."""
+    example = case(page=reading(line(90)), digits=reading(line(90)), size=(100, cols))
+    assert first_rule(example).name == expected
+
+
 def test_a_small_lone_digit_needs_ink_the_line_filter_takes_for_writing():
     scribble = case(page=NOTHING, digits=reading(line(90)), written=False, size=(100, 100))
     assert first_rule(scribble).name == "otherwise"

@@ -348,3 +348,34 @@ def test_a_crop_of_one_line_is_read_whole(recognizer, mnist, monkeypatch):
     assert page_reader.line_crop(gray, find_lines(gray)) and box[:2] == (0, 0)
     monkeypatch.setattr(page_reader, "CROP_BAND", float("inf"))  # the found line read instead
     assert whole > exact()
+
+
+def test_the_line_filter_leaves_a_crop_of_one_line_read_whole(recognizer, mnist, monkeypatch):
+    """A crop of one number read whole, its line wide, keeps the line model's reading whatever
+    the line filter says: on such crops the filter left out many more numbers than the line
+    model read on crops without a digit."""
+    from digitrec.read import page_reader
+    from digitrec.synth.pages import line_samples
+
+    samples = line_samples(mnist.test_images, mnist.test_labels, 40, 7, style="test")
+    crop = next(s.image for s in samples if len(s.text) >= 2)
+    gray = crop / 255.0
+    assert page_reader.line_crop(gray, find_lines(gray))
+    doubting = with_rejection(recognizer, writing_threshold=1.01)  # the filter doubts every line
+    assert doubting.read(crop, reader="pages").text
+    monkeypatch.setattr(page_reader, "UNFILTERED_WIDE", float("inf"))
+    assert doubting.read(crop, reader="pages").lines == []
+
+
+def test_a_small_image_whose_line_the_finder_misses_is_read_whole(recognizer, mnist, monkeypatch):
+    """A small crop (not wide) where the line finder finds no line is read whole as one line,
+    as a wide one is: a form's cell of one or two digits in bold, blurry ink."""
+    from digitrec.read import page_reader
+
+    image = 255 - cv2.resize(np.pad(mnist.test_images[0], 4), None, fx=2, fy=2)
+    gray = np.float32(image / 255)
+    monkeypatch.setattr(page_reader, "find_lines", lambda _: [])
+    (read,) = recognizer.pages.read_lines(gray)
+    assert read.text == str(mnist.test_labels[0])
+    monkeypatch.setattr(page_reader, "CROP_SIDE", gray.shape[0] - 1)  # larger: not read whole
+    assert recognizer.pages.read_lines(gray) == []

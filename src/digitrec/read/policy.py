@@ -20,6 +20,7 @@ from digitrec.read.results import UNKNOWN, Reading
 DIGITS, PAGES = "digits", "pages"  # what a rule gives: the classifier's reading, or the pages'
 BIG_DIGIT = 0.3  # digits this fraction of the image high are not on a page
 SMALL_SIDE = 320  # pixels: an image no longer than this is a crop or an icon, not a page
+WIDE = 1.5  # an image this many times as wide as high is a line's crop, not a digit's
 
 
 class NeedsReading(Exception):
@@ -87,10 +88,11 @@ def lone_digit(digits: Reading, height: int) -> bool:
 
 
 def _small_lone_digit(case: Case) -> bool:
-    """An image at most SMALL_SIDE long where the classifier reads one sure digit at least
-    BIG_DIGIT of it high, in ink the line filter takes for writing (a crop, an icon)."""
+    """An image at most SMALL_SIDE long, under WIDE times as wide as high, where the classifier
+    reads one sure digit at least BIG_DIGIT of it high in ink the line filter takes for writing."""
     return (
         max(case.height, case.width) <= SMALL_SIDE
+        and case.width < WIDE * case.height
         and lone_digit(case.digits, case.height)
         and case.written()
     )
@@ -147,8 +149,10 @@ RULES: tuple[Rule, ...] = (
         "small lone digit",
         DIGITS,
         _small_lone_digit,
-        "decides 43 pages (41 user); spares them the page reader (16 ms a page), 2 readings "
-        "change without it, as many exact",
+        "decides 39 pages (38 user); spares them the page reader (16 ms a page); images 1.5 "
+        "times as wide as high are left to the page reader: of 20 such numbers among 1,200 "
+        "validation document crops the classifier read 2 exactly, the page reader 16, and of 14 "
+        "such crops without a digit the page reader read 13 as none, the classifier none",
     ),
     Rule(
         "several lines",
@@ -216,4 +220,8 @@ def markdown_table(rules: tuple[Rule, ...] = RULES) -> str:
 
 def _values(text: str) -> str:
     """A rule's description with the constants it names given as their values."""
-    return text.replace("SMALL_SIDE", f"{SMALL_SIDE} pixels").replace("BIG_DIGIT", f"{BIG_DIGIT:g}")
+    return (
+        text.replace("SMALL_SIDE", f"{SMALL_SIDE} pixels")
+        .replace("BIG_DIGIT", f"{BIG_DIGIT:g}")
+        .replace("WIDE", f"{WIDE:g}")
+    )
