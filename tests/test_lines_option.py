@@ -133,3 +133,18 @@ def test_ray_actors_get_the_line_model_at_an_absolute_path(tmp_path, monkeypatch
         "none",
         None,
     ]
+
+
+def test_the_shipped_line_model_for_documents_is_chosen_by_its_name(tmp_path, capsys):
+    from digitrec.read.loader import SHIPPED_LINE_MODELS
+    from digitrec.serve.settings import model_file
+
+    recognizer = Recognizer.load(lines="documents")
+    documents = f"documents line model ({SHIPPED_LINE_MODELS['documents']})"
+    assert recognizer.describe()["page_reader"] == documents
+    assert recognizer.pages.reader.metadata["training_settings"]["source"] == "documents"
+    assert model_file("documents") == "documents"  # a name for workers, not a path
+    assert main(["predict", str(PAGE), "--lines", "documents", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["page_reader"] == documents
+    card = (ASSETS / "documents.card.md").read_text()
+    assert "CVL" in card and "--init default" in card and "--source documents" in card

@@ -344,3 +344,5 @@ def test_a_quick_run_from_the_shipped_model_keeps_its_filter(tmp_path, mnist_dir
     assert meta["training_settings"]["source"] == "documents"
     card = (run / CARD_FILE).read_text()
     assert "digitrec train-lines --out runs/lines --init default --quick --source documents" in card
+    assert "It started from the shipped line model" in card  # the data section says so
+    assert "synth.documents.document_lines" in card

@@ -74,7 +74,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--lines",
         metavar="MODEL",
         help="with --strings: the page reader's line model: 'default' (the run's own, else the "
-        "shipped one), an exported line model, or 'none' (read with the digit finder)",
+        "shipped one), 'documents' (the shipped one for cheques and forms), an exported line "
+        "model, or 'none' (read with the digit finder)",
     )
     add_data_options(parser, dataset_default=None)
     parser.set_defaults(run=run)

@@ -43,8 +43,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="MODEL",
         help=f"the page reader's line model, for any --model: '{DEFAULT_LINES}' (the default: "
         "the run directory's own lines.onnx, if --model is a run that has one, else the packaged "
-        "one), an exported line model (.onnx, or a folder holding lines.onnx or a line run's "
-        f"model.onnx), or '{NO_LINES}' (no page reader: the classifier reads everything)",
+        "one), 'documents' (the packaged one fine-tuned on lines like real documents': cheques' "
+        "amounts, forms' cells), an exported line model (.onnx, or a folder holding lines.onnx "
+        f"or a line run's model.onnx), or '{NO_LINES}' (no page reader: the classifier reads "
+        "everything)",
     )
     parser.add_argument("--top-k", type=int, default=3, help="classes listed per digit (default 3)")
     parser.add_argument(

@@ -17,6 +17,9 @@ from digitrec.errors import ModelError
 DEFAULT_MODEL = "default.onnx"
 RUN_MODEL = "model.onnx"  # where ``digitrec export RUN --format onnx`` puts a run's model
 LINE_MODEL = "lines.onnx"  # the shipped line model's name, and a run directory's own
+# The line models shipped in the package, by the name that loads them: the page reader's, and
+# one fine-tuned on lines like real documents' (cheques' amounts, forms' cells), with CVL.
+SHIPPED_LINE_MODELS = {"default": LINE_MODEL, "documents": "documents.onnx"}
 
 
 @dataclass(frozen=True)
@@ -30,15 +33,20 @@ class OnnxModel:
 
 
 def load_model(model: str | Path, threads: int | None = None, lines: bool = False) -> OnnxModel:
-    """Open an exported ONNX model: ``"default"`` for the one shipped in the package, else a
+    """Open an exported ONNX model: ``"default"`` for the one shipped in the package (for a line
+    model, ``"default"`` or another name of ``SHIPPED_LINE_MODELS``), else a
     file or a folder holding one: a classifier run's ``model.onnx`` (``_model_file``), or for a
     line model (``lines``) a folder's ``lines.onnx`` or a line run's ``model.onnx``
     (``line_model_file``). ``threads`` sets ONNX Runtime's intra-op thread count (default: its
     own choice). A file that cannot be read, a Keras model or a run not yet exported is a
     ``ModelError`` that says what to do."""
-    if str(model) == "default":
-        name = LINE_MODEL if lines else DEFAULT_MODEL
-        source = f"default {'line model' if lines else 'model'} ({name})"
+    if lines and str(model) in SHIPPED_LINE_MODELS:
+        name = SHIPPED_LINE_MODELS[str(model)]
+        source = f"{model} line model ({name})"
+        content = _read(resources.files("digitrec") / "assets" / name, source)
+    elif str(model) == "default":
+        name = DEFAULT_MODEL
+        source = f"default model ({name})"
         content = _read(resources.files("digitrec") / "assets" / name, source)
     else:
         path = line_model_file(Path(model)) if lines else _model_file(Path(model))

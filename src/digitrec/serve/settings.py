@@ -16,6 +16,7 @@ from typing import Any
 
 from digitrec.errors import DigitrecError
 from digitrec.read.image_folders import CLASS_NAMES, LINES_FOLDER
+from digitrec.read.loader import SHIPPED_LINE_MODELS
 from digitrec.read.recognizer import NO_LINES
 from digitrec.settings import Unit, check_settings, setting
 
@@ -27,9 +28,10 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def model_file(name: str) -> str:
-    """A model named on the command line: 'default' or 'none' as they are, a file as its absolute
+    """A model named on the command line: 'default', 'documents' (a shipped line model) or 'none'
+    as they are, a file as its absolute
     path (worker processes may start elsewhere)."""
-    return name if name in ("default", NO_LINES) else str(Path(name).resolve())
+    return name if name in (*SHIPPED_LINE_MODELS, NO_LINES) else str(Path(name).resolve())
 
 
 def host_patterns(text: str) -> tuple[str, ...]:

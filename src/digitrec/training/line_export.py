@@ -26,6 +26,7 @@ from digitrec.errors import ModelError
 from digitrec.files import atomic_path, read_json
 from digitrec.read.line_reader import ALPHABET, BLANK, HEIGHT, LineReader
 from digitrec.read.recognizer import Recognizer
+from digitrec.realdigits import CVL_SOURCE
 from digitrec.synth.style import page_style
 from digitrec.training.export import write_metadata
 from digitrec.training.line_batches import LineSource, batch_arrays, prepared
@@ -251,8 +252,10 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
         lines += fine_tuning_section(meta["fine_tuning"])
     lines += ["", "## Training settings", "", "```json", json.dumps(settings, indent=2), "```"]
     tail = CARD_TAIL.format(
+        lines=training_lines(settings),
         empty=f"{page_style('train').print.empty_line_fraction:.0%}",
         val_lines=settings.get("val_lines", 0),
+        val_digits=validation_digits(settings),
         reproduce=reproduce(meta.get("recipe")),
     )
     if "fine_tuning" in meta:
@@ -313,6 +316,46 @@ def reproduce_fine_tuning(record: dict[str, Any]) -> str:
     return f"```sh\n{command}\n```"
 
 
+def training_lines(settings: dict[str, Any]) -> str:
+    """The card's words for the lines a model trained on, and where it started."""
+    if settings.get("source") == "documents":
+        source = (
+            '``digitrec.synth.documents.document_lines`` (style "train"; 60% of the lines with '
+            "digits carry what real documents have: separators and end marks, pen joins and "
+            "strikes, continental 1s and crossed 7s, tight cells and rules, scanner borders, "
+            "security backgrounds, grey paper, phone photos, printed text)"
+        )
+    else:
+        source = '``digitrec.synth.pages.line_samples`` (style "train")'
+    digits = "MNIST's first 55,000 training images"
+    if settings.get("real") == "cvl":
+        digits += (
+            f" and CVL's train part, each image {settings.get('real_repeat')} times, a line of "
+            f"CVL digits written by one writer ({CVL_SOURCE})"
+        )
+    init, start = settings.get("init"), ""
+    if init:
+        model = (
+            "the shipped line model ``lines.onnx`` (``--init default``, as "
+            "``tools/lines_keras.py`` rebuilds it)"
+            if init == "default"
+            else f"the line model of ``{init}``"
+        )
+        start = (
+            f"It started from {model} with batch normalization frozen, and keeps that model's "
+            "line filter. "
+        )
+    return f"{start}Training lines: {source} made from {digits}"
+
+
+def validation_digits(settings: dict[str, Any]) -> str:
+    """The card's words for the digits of the validation lines that chose the epoch."""
+    split = "the validation split (the last 5,000 training images)"
+    if settings.get("real") == "cvl":
+        return f"{split} and CVL's valid part (60 writers not in its train part)"
+    return split
+
+
 def _lines_read(meta: dict[str, Any]) -> list[tuple[str, str]]:
     """The card's rows of validation lines read exactly: on the lines that chose the epoch, and
     on fresh ones where the export measured them."""
@@ -351,10 +394,9 @@ files copied to ``src/digitrec/assets/``."""
 CARD_TAIL = """
 ## Data
 
-Training lines: ``digitrec.synth.pages.line_samples`` (style "train") made from MNIST's first
-55,000 training images, fresh every epoch; {empty} of them hold no digit (printed words,
+{lines}, fresh every epoch; {empty} of them hold no digit (printed words,
 stamps, scribbles, specks, rule fragments, page edges). The best epoch was chosen on
-{val_lines:,} lines made from the validation split (the last 5,000 training images). The temperature and
+{val_lines:,} lines made from {val_digits}. The temperature and
 thresholds were chosen on generated validation pages of every layout
 (``digitrec.training.page_rejection``), from the validation split only. Test figures, if listed, come
 from test-style pages (other fonts, rule colours, pens, shadows, blur) made from MNIST's test
