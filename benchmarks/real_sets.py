@@ -5,7 +5,8 @@ them in the same run, and the models shipped at an earlier revision (``--previou
 classifier and line model files of that git revision, read with today's code) for comparison.
 
     python benchmarks/real_sets.py [--data ../shared/realdigits] [--cvl 7000]
-        [--sets orand,cvl] [--readers auto,pages,digits,tesseract] [--previous REV]
+        [--sets orand,cvl,cvl-lines] [--readers auto,pages,digits,tesseract]
+        [--lines documents] [--previous REV]
         [--write-readme]
 
 A number is read exactly when the digits read, in order, are its digits: the cheques' labels
@@ -93,15 +94,22 @@ def shipped_at(revision: str, folder: Path) -> tuple[Path, Path]:
     return files[0], files[1]
 
 
+def recognizer_readers(
+    recognizer: Recognizer, names: list[str], suffix: str
+) -> dict[str, Callable]:
+    """The recognizer's readers among ``names``, each named with ``suffix``."""
+    return {
+        f"{name} {suffix}": (lambda r: lambda image: recognizer.read(image, reader=r).text)(name)
+        for name in names
+        if name != "tesseract"
+    }
+
+
 def previous_readers(revision: str, names: list[str], folder: Path) -> dict[str, Callable]:
     """The recognizer readers among ``names`` with the models shipped at ``revision``."""
     classifier, lines = shipped_at(revision, folder)
     recognizer = Recognizer.load(classifier, threads=1, lines=lines)
-    return {
-        f"{name} @{revision}": (lambda r: lambda image: recognizer.read(image, reader=r).text)(name)
-        for name in names
-        if name != "tesseract"
-    }
+    return recognizer_readers(recognizer, names, f"@{revision}")
 
 
 def real_tasks(data: Path, sets: list[str], cvl: int) -> list[Task]:
@@ -139,6 +147,7 @@ def main() -> None:
     parser.add_argument("--sets", type=set_names, default=",".join(SETS), help="rows to read")
     parser.add_argument("--readers", type=reader_names, default="auto,pages,digits,tesseract")
     parser.add_argument("--previous", help="also read with the models shipped at this revision")
+    parser.add_argument("--lines", help="also read with this line model (e.g. documents)")
     parser.add_argument("--write-readme", action="store_true", help="fill the docs page's block")
     args = parser.parse_args()
     if not (args.data / "orand_car_a" / "labels.csv").is_file():
@@ -146,6 +155,9 @@ def main() -> None:
     made = real_tasks(args.data, args.sets, args.cvl)
     with tempfile.TemporaryDirectory() as folder:
         readers = {name: READERS[name]() for name in args.readers}
+        if args.lines:
+            recognizer = Recognizer.load(threads=1, lines=args.lines)
+            readers |= recognizer_readers(recognizer, args.readers, f"--lines {args.lines}")
         if args.previous:
             readers |= previous_readers(args.previous, args.readers, Path(folder))
         readers = {name: digits_only(reader) for name, reader in readers.items()}
