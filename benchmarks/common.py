@@ -11,8 +11,12 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
+from digitrec.realdigits import REAL_DIR_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+# The real handwriting sets (CVL, ORAND-CAR-A): DIGITREC_REAL_DIR, else beside the project.
+REAL_SETS = Path(os.environ.get(REAL_DIR_ENV) or ROOT.parent / "shared" / "realdigits")
 DOCS = ROOT / "docs"
 
 

@@ -20,28 +20,22 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from common import machine, markdown_table, write_into_readme
+from common import REAL_SETS, machine, markdown_table, write_into_readme
 
 from digitrec.read.image_folders import string_labels
 from digitrec.read.line_reader import LineReader
 from digitrec.read.recognizer import Recognizer
-from digitrec.realdigits import REAL_DIR_ENV, orand_folder
+from digitrec.realdigits import orand_folder
 from digitrec.training.evaluate import digits_of, string_scores
 from digitrec.training.line_recipe import train_lines
 from digitrec.training.line_settings import StringsRecipe, labels_digest
 from digitrec.training.line_strings import StringImage, split_strings
 from digitrec.training.page_rejection import page_accuracy, validation_pages
-
-# The real sets: DIGITREC_REAL_DIR, else ../shared/realdigits beside the project.
-REAL_SETS = (
-    os.environ.get(REAL_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "realdigits"
-)
 
 TEST_SHARE = 0.2
 PAGES_SEED = 50_000  # the pages read here: none of the rejection's (10,000) nor the card's (40,000)

@@ -20,24 +20,23 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from common import machine, write_into_readme
+from common import REAL_SETS, machine, write_into_readme
 from PIL import Image
 from reading import READERS, Case, Task, reader_names, table
 
 from digitrec.read.recognizer import Recognizer
-from digitrec.realdigits import REAL_DIR_ENV, load_cvl
+from digitrec.realdigits import load_cvl
 from digitrec.synth.documents import writer_lines
 from digitrec.training.evaluate import digits_of
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get(REAL_DIR_ENV) or ROOT.parent / "shared" / "realdigits")
+DATA = REAL_SETS
 ASSETS = "src/digitrec/assets"
 SETS = ("orand", "cvl", "cvl-lines")  # the cheques, CVL's single digits, lines of them
 LINES_SEED = 121  # the seed of the CVL lines (seeds up to 120 chose settings)

@@ -37,7 +37,7 @@ from digitrec.training.line_settings import (
     StringsRecipe,
     recipe_flags,
 )
-from digitrec.training.line_training import line_digits
+from digitrec.training.line_training import validation_digits
 from digitrec.training.models import as_float32
 from digitrec.training.page_rejection import page_accuracy, validation_pages
 
@@ -79,7 +79,7 @@ def export_line_model(
             f"{run_dir}/run.json: not a line training run's settings ({exc})"
         ) from None
     model = with_filter(as_float32(keras.saving.load_model(run_dir / "model.keras")), run_dir)
-    _, val = line_digits(settings, load_dataset(settings.dataset, data_dir, progress=False))
+    val = validation_digits(settings, load_dataset(settings.dataset, data_dir, progress=False))
     source = source or val.source(settings)
     x_val, y_val = val.images, val.labels
     samples = list(source(x_val, y_val, settings.val_lines, settings.seed, style="train"))
@@ -255,7 +255,7 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
         lines=training_lines(settings),
         empty=f"{page_style('train').print.empty_line_fraction:.0%}",
         val_lines=settings.get("val_lines", 0),
-        val_digits=validation_digits(settings),
+        val_digits=validation_words(settings),
         reproduce=reproduce(meta.get("recipe")),
     )
     if "fine_tuning" in meta:
@@ -348,7 +348,7 @@ def training_lines(settings: dict[str, Any]) -> str:
     return f"{start}Training lines: {source} made from {digits}"
 
 
-def validation_digits(settings: dict[str, Any]) -> str:
+def validation_words(settings: dict[str, Any]) -> str:
     """The card's words for the digits of the validation lines that chose the epoch."""
     split = "the validation split (the last 5,000 training images)"
     if settings.get("real") == "cvl":

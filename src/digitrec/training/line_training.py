@@ -75,17 +75,25 @@ class LineDigits:
 
 
 def line_digits(settings: LineTrainSettings, data: Dataset) -> tuple[LineDigits, LineDigits]:
-    """The training and validation digits: the dataset's training and validation splits, and
-    with ``real="cvl"`` CVL's train part (``real_repeat`` times) and valid part."""
-    x_train, y_train, x_val, y_val = split_validation(
-        data.train_images, data.train_labels, settings.val_size
+    """The training and validation digits (``training_digits``, ``validation_digits``)."""
+    return training_digits(settings, data), validation_digits(settings, data)
+
+
+def training_digits(settings: LineTrainSettings, data: Dataset) -> LineDigits:
+    """The dataset's training split, and with ``real="cvl"`` CVL's train part
+    (``real_repeat`` times)."""
+    images, labels, _, _ = split_validation(data.train_images, data.train_labels, settings.val_size)
+    digits = LineDigits.unknown_writers(images, labels)
+    return (
+        digits.plus(load_cvl("train"), settings.real_repeat) if settings.real == "cvl" else digits
     )
-    train = LineDigits.unknown_writers(x_train, y_train)
-    val = LineDigits.unknown_writers(x_val, y_val)
-    if settings.real == "cvl":
-        train = train.plus(load_cvl("train"), settings.real_repeat)
-        val = val.plus(load_cvl("valid"))
-    return train, val
+
+
+def validation_digits(settings: LineTrainSettings, data: Dataset) -> LineDigits:
+    """The dataset's validation split, and with ``real="cvl"`` CVL's valid part."""
+    _, _, images, labels = split_validation(data.train_images, data.train_labels, settings.val_size)
+    digits = LineDigits.unknown_writers(images, labels)
+    return digits.plus(load_cvl("valid")) if settings.real == "cvl" else digits
 
 
 def starting_model(path: Path) -> keras.Model:
