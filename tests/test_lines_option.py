@@ -12,19 +12,34 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from digitrec.batch.jobs import read_files
 from digitrec.batch.on_ray import _absolute
 from digitrec.cli import main
 from digitrec.errors import ModelError
-from digitrec.read.loader import DEFAULT_MODEL, LINE_MODEL
+from digitrec.read.loader import DEFAULT_MODEL, LINE_MODEL, SHIPPED_LINE_MODELS
 from digitrec.read.recognizer import Recognizer
 
 ASSETS = resources.files("digitrec") / "assets"
 PAGE = Path(__file__).resolve().parent.parent / "examples" / "page.png"
 PAGE_TEXT = "1562\n53992"  # what the README's quick start shows for it
-SHIPPED_LINES = f"default line model ({LINE_MODEL})"
+SHIPPED_LINES = (
+    f"default line model ({LINE_MODEL}); crops of one number: documents line model "
+    f"({SHIPPED_LINE_MODELS['documents']})"
+)
+
+
+def recording(reader, name: str, read_by: list[str]):
+    """``reader.read_lines`` that notes ``name`` in ``read_by`` each time it reads."""
+    read = reader.read_lines
+
+    def read_lines(crops):
+        read_by.append(name)
+        return read(crops)
+
+    return read_lines
 
 
 def copy_of(asset: str, path: Path) -> Path:
@@ -136,7 +151,6 @@ def test_ray_actors_get_the_line_model_at_an_absolute_path(tmp_path, monkeypatch
 
 
 def test_the_shipped_line_model_for_documents_is_chosen_by_its_name(tmp_path, capsys):
-    from digitrec.read.loader import SHIPPED_LINE_MODELS
     from digitrec.serve.settings import model_file
 
     recognizer = Recognizer.load(lines="documents")
@@ -148,3 +162,35 @@ def test_the_shipped_line_model_for_documents_is_chosen_by_its_name(tmp_path, ca
     assert json.loads(capsys.readouterr().out)["model"]["page_reader"] == documents
     card = (ASSETS / "documents.card.md").read_text()
     assert "CVL" in card and "--init default" in card and "--source documents" in card
+
+
+def test_the_default_reads_a_crop_of_one_number_with_the_documents_model_and_pages_with_its_own(
+    monkeypatch,
+):
+    """The default page reader reads an image that is a crop of one number (a cheque's amount,
+    a form's cell) with the documents line model, and a page with the page model; a line model
+    named on its own (``--lines documents``, a run's) reads both."""
+    from PIL import Image
+
+    from digitrec.read.line_finder import find_lines
+    from digitrec.read.page_reader import PagePredictor, line_crop
+
+    pages = Recognizer.load().pages
+    assert pages.crops.reader.metadata["training_settings"]["source"] == "documents"
+    assert pages.reader.source == f"default line model ({LINE_MODEL})"
+    read_by: list[str] = []
+    for name, predictor in (("page", pages), ("crop", pages.crops)):
+        monkeypatch.setattr(
+            predictor.reader, "read_lines", recording(predictor.reader, name, read_by)
+        )
+    page = np.asarray(Image.open(PAGE).convert("L"))
+    lines = find_lines(page / 255.0)
+    assert not line_crop(page / 255.0, lines)
+    assert pages.read_lines(page / 255.0) and read_by == ["page"]
+    x0, y0, x1, y1 = lines[0].box
+    crop = page[max(0, y0 - 8) : y1 + 8, max(0, x0 - 8) : x1 + 8] / 255.0
+    read_by.clear()
+    (line,) = pages.read_lines(crop)
+    assert line.text == PAGE_TEXT.split()[0] and read_by == ["crop"]
+    documents = PagePredictor.load("documents")
+    assert documents.crops is documents

@@ -34,6 +34,10 @@ CROP_BAND = 0.5  # one line this share of the image high: the image is a crop of
 # a digit that it read digits in: a crop read whole whose line is this many times as wide as high
 # is not filtered (a scribble filling a small page is a crop too, but seldom so wide).
 UNFILTERED_WIDE = 2.0
+# The shipped line model that reads crops of one number for the default (``PagePredictor.load``):
+# trained on lines like real documents' and other writers', it reads them better than the page
+# model, and multi-line pages worse.
+CROP_MODEL = "documents"
 CROP_SIDE = 320  # pixels (the policy's SMALL_SIDE): no line found in a crop this small: read whole
 # The most a page's lines may come to, so that a read takes at most about a second and a few
 # hundred MB whatever the image shows (the README's "Limits"): a page of numbers needs a
@@ -60,8 +64,14 @@ class Rejection:
 class PagePredictor:
     """The page reader: line finding, then the line model on all the lines in one batch."""
 
-    def __init__(self, reader: LineReader, rejection: Rejection | None = None):
+    def __init__(
+        self,
+        reader: LineReader,
+        rejection: Rejection | None = None,
+        crops: PagePredictor | None = None,
+    ):
         self.reader = reader
+        self.crops = crops or self  # who reads an image that is a crop of one number
         meta = reader.metadata
         self.rejection = rejection or Rejection(
             float(meta.get("temperature", 1.0)),
@@ -74,8 +84,18 @@ class PagePredictor:
     @classmethod
     def load(cls, model: str | Path = "default", threads: int | None = None) -> PagePredictor:
         """Open an exported line model (a file, or a folder holding one: ``line_model_file``),
-        or ``"default"`` for the one shipped in the package."""
-        return cls(LineReader.load(model, threads))
+        or a shipped one by name (``SHIPPED_LINE_MODELS``). ``"default"`` reads pages with the
+        shipped page model and crops of one number with ``CROP_MODEL``; any other model reads
+        both."""
+        crops = cls(LineReader.load(CROP_MODEL, threads)) if str(model) == "default" else None
+        return cls(LineReader.load(model, threads), crops=crops)
+
+    @property
+    def source(self) -> str:
+        """The line model that reads, and where another reads crops of one number, that one."""
+        if self.crops is self:
+            return self.reader.source
+        return f"{self.reader.source}; crops of one number: {self.crops.reader.source}"
 
     @staticmethod
     def decode(image: Any, max_pixels: int) -> tuple[np.ndarray, float]:
@@ -98,9 +118,9 @@ class PagePredictor:
         if line_crop(gray, found):
             x0, y0, x1, y1 = found[0].box
             filtered = x1 - x0 < UNFILTERED_WIDE * (y1 - y0)
-            return self._read(whole_line(gray, wide=0.0), scale, top_k, filtered)
+            return self.crops._read(whole_line(gray, wide=0.0), scale, top_k, filtered)
         if not found and max(gray.shape) * factor <= CROP_SIDE:
-            found = whole_line(gray, wide=0.0)
+            return self.crops._read(whole_line(gray, wide=0.0), scale, top_k)
         return self._read(found, scale, top_k) or self._read(whole_line(gray), scale, top_k)
 
     def _read(

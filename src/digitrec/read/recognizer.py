@@ -84,7 +84,7 @@ class Recognizer:
         without a page reader)."""
         return {
             "classifier": self.classifier.source,
-            "page_reader": self.pages.reader.source if self.pages is not None else None,
+            "page_reader": self.pages.source if self.pages is not None else None,
         }
 
     # The classifier's, where the service's model card and evaluation look for them.

@@ -86,6 +86,10 @@ class ModelCard(BaseModel):
         description="the page reader's line model file (its name, without its folders); null "
         "when there is no page reader and the classifier reads every image"
     )
+    crop_reader: str | None = Field(
+        description="the line model file that reads an image that is a crop of one number (a "
+        "cheque's amount, a form's cell); null where the page reader's reads those too"
+    )
     version: str | None = Field(description="the digitrec version that exported the model")
     dataset: str | None = Field(description="the dataset it was trained and tested on")
     classes: list[str]
@@ -110,6 +114,9 @@ def model_card_of(recognizer: Recognizer) -> ModelCard:
         name=metadata.get("model_name", "unknown"),
         classifier=file_name(recognizer.source),
         page_reader=file_name(pages.reader.source) if pages is not None else None,
+        crop_reader=file_name(pages.crops.reader.source)
+        if pages is not None and pages.crops is not pages
+        else None,
         version=metadata.get("digitrec_version"),
         dataset=metadata.get("dataset"),
         classes=recognizer.classes,
