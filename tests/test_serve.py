@@ -218,6 +218,7 @@ def test_model_card_describes_the_served_model(client, recognizer):
     assert card["calibration"] == metadata["calibration"]
     assert card["classifier"] == "default model (default.onnx)"
     assert card["page_reader"] == "default line model (lines.onnx)"
+    assert card["crop_reader"] == "documents line model (documents.onnx)"
 
 
 def test_the_model_card_names_the_models_by_their_files_and_says_when_there_is_no_page_reader(
@@ -244,7 +245,11 @@ def test_the_model_card_names_the_models_by_their_files_and_says_when_there_is_n
             RECOGNIZE, content=drawn_ones(), headers=PNG, params={"reader": "pages"}
         )
         auto = client.post(RECOGNIZE, content=drawn_ones(), headers=PNG)
-    assert (card["classifier"], card["page_reader"]) == ("mine.onnx", None)
+    assert (card["classifier"], card["page_reader"], card["crop_reader"]) == (
+        "mine.onnx",
+        None,
+        None,
+    )
     assert pages.status_code == 422
     assert "no page reader (digitrec serve --lines none)" in pages.json()["error"]
     assert auto.json()["text"] == "1"
