@@ -152,7 +152,9 @@ def test_predict_and_evaluate_read_with_the_run_without_tensorflow(finetuned):
     result = run_importing_none_of(("tensorflow", "keras"), code)
     assert result.returncode == 0, result.stderr.decode()
     described, predicted, evaluated, out = json.loads(result.stdout)
-    assert described["page_reader"] == str(run / "lines.onnx")
+    # your strings are crops of one number: the run reads those, the shipped page model pages
+    crops = f"crops of one number: {run / 'lines.onnx'}"
+    assert described["page_reader"] == f"default line model (lines.onnx); {crops}"
     assert described["classifier"].startswith("default")
     assert predicted == 0 and evaluated == 0
     printed = [json.loads(line) for line in out.splitlines()]
@@ -245,3 +247,23 @@ def test_a_distorted_string_keeps_its_height_and_whole_frames_and_strength_0_cha
         widths.add(out.shape[1])
     assert len(widths) > 1
     np.testing.assert_allclose(distorted(image, rng, 0.0, stride=4), image)
+
+
+@pytest.mark.parametrize("shipped", ["default", "documents"])
+def test_init_names_a_shipped_line_model_its_keras_file_settings_and_filter(shipped):
+    """``--init documents`` starts from the documents line model as ``--init default`` from the
+    default's: its Keras weights, its architecture and the line filter both keep."""
+    from digitrec.read.line_reader import LineReader
+    from digitrec.training.line_settings import (
+        SHIPPED_FILTER,
+        SHIPPED_KERAS,
+        init_model_file,
+        init_settings,
+    )
+    from digitrec.training.line_strings import init_files
+
+    lines, line_filter, record = init_files(shipped)
+    assert lines == init_model_file(shipped) and lines.name == SHIPPED_KERAS[shipped]
+    assert line_filter.name == SHIPPED_FILTER and record is None
+    recorded = LineReader.load(shipped).metadata["training_settings"]
+    assert init_settings(shipped).source == recorded.get("source", "pages")

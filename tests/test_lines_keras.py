@@ -1,5 +1,6 @@
-"""The shipped line reader as Keras weights (assets/lines.keras and lines-filter.keras, made by
-tools/lines_keras.py): found without TensorFlow, and the same networks as lines.onnx."""
+"""The shipped line models as Keras weights (assets/lines.keras, documents.keras and the filter
+they share, lines-filter.keras, made by tools/lines_keras.py): found without TensorFlow, and the
+same networks as their ONNX files."""
 
 from __future__ import annotations
 
@@ -11,44 +12,53 @@ from fresh_python import SRC, run_importing_none_of
 
 from digitrec.data import split_validation
 from digitrec.read.line_reader import LineReader
-from digitrec.training.line_settings import SHIPPED_FILTER, SHIPPED_LINES, shipped_keras_path
+from digitrec.training.line_settings import (
+    SHIPPED_FILTER,
+    SHIPPED_KERAS,
+    shipped_keras_path,
+)
 
 
 def test_the_keras_files_are_found_in_the_package_without_importing_tensorflow():
     code = (
-        "from digitrec.training.line_settings import SHIPPED_FILTER, shipped_keras_path\n"
-        "print(shipped_keras_path())\nprint(shipped_keras_path(SHIPPED_FILTER))"
+        "from digitrec.training.line_settings import SHIPPED_FILTER, SHIPPED_KERAS, "
+        "shipped_keras_path\n"
+        "for name in [*SHIPPED_KERAS.values(), SHIPPED_FILTER]: print(shipped_keras_path(name))"
     )
     result = run_importing_none_of(("tensorflow", "keras"), code)
     assert result.returncode == 0, result.stderr.decode()
     paths = result.stdout.decode().split()
-    assert paths == [str(SRC / "digitrec" / "assets" / n) for n in (SHIPPED_LINES, SHIPPED_FILTER)]
+    names = ("lines.keras", "documents.keras", SHIPPED_FILTER)
+    assert paths == [str(SRC / "digitrec" / "assets" / n) for n in names]
     for path in paths:
         assert {"config.json", "model.weights.h5"} <= set(zipfile.ZipFile(path).namelist())
 
 
-def test_keras_gives_the_onnx_line_readers_posteriors_and_writing_on_validation_lines(mnist):
+@pytest.mark.parametrize("shipped", SHIPPED_KERAS)
+def test_keras_gives_the_onnx_line_readers_posteriors_and_writing_on_validation_lines(
+    shipped, mnist
+):
     import keras
 
     from digitrec.synth.pages import line_samples
     from digitrec.training.line_batches import batch_arrays, prepared
     from digitrec.training.line_export import joined
 
-    lines = keras.saving.load_model(shipped_keras_path())
+    lines = keras.saving.load_model(shipped_keras_path(SHIPPED_KERAS[shipped]))
     line_filter = keras.saving.load_model(shipped_keras_path(SHIPPED_FILTER))
     _, _, x_val, y_val = split_validation(mnist.train_images, mnist.train_labels, 5000)
     samples = line_samples(x_val, y_val, 24, seed=7, style="validation")
     inputs, _ = batch_arrays(list(prepared(samples)))
     posteriors, writing = (np.asarray(o) for o in joined(lines, line_filter)(inputs))
-    expected_posteriors, expected_writing = LineReader.load("default").outputs(inputs)
+    expected_posteriors, expected_writing = LineReader.load(shipped).outputs(inputs)
     assert np.abs(posteriors - expected_posteriors).max() <= 1e-4
     assert np.abs(writing - expected_writing).max() <= 1e-4
     assert posteriors.argmax(-1).std() > 0  # lines read, not all blanks
 
 
-@pytest.mark.parametrize("name", [SHIPPED_LINES, SHIPPED_FILTER])
+@pytest.mark.parametrize("name", [*SHIPPED_KERAS.values(), SHIPPED_FILTER])
 def test_the_keras_files_hold_the_line_networks_architectures(name):
     import keras
 
     model = keras.saving.load_model(shipped_keras_path(name))
-    assert model.name == ("crnn_lstm" if name == SHIPPED_LINES else "line_filter")
+    assert model.name == ("line_filter" if name == SHIPPED_FILTER else "crnn_lstm")

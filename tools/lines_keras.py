@@ -1,6 +1,8 @@
-"""Rebuild the shipped line reader as Keras weights (src/digitrec/assets/lines.keras, and its
-line filter as lines-filter.keras) from its ONNX file, the only copy left of the networks, so
-that ``digitrec train-lines --init default`` can fine-tune it and export it with the same filter.
+"""Rebuild a shipped line model as Keras weights from its ONNX file, the only copy left of the
+networks, so that ``digitrec train-lines --init NAME`` can fine-tune it and export it with the
+same filter: ``default`` (lines.onnx) as src/digitrec/assets/lines.keras and its line filter as
+lines-filter.keras, ``documents`` as documents.keras (it keeps the default's filter, which is
+checked, not written again).
 
 The ONNX graph (tf2onnx) keeps every weight but has folded each batch normalization into the
 convolution before it (kernel ``W · γ/√(σ²+ε)``, bias ``β − μ·γ/√(σ²+ε)``); γ, β, μ and σ²
@@ -15,7 +17,7 @@ weights are ONNX's W, R and B per direction with its gates (i, o, f, c) reordere
 The files are written only if Keras gives ONNX Runtime's outputs (frame posteriors and the
 filter's "writing") within 1e-4 on lines made from MNIST's validation split.
 
-    PYTHONPATH=src DIGITREC_DATA_DIR=/path/to/mnist python tools/lines_keras.py
+    PYTHONPATH=src DIGITREC_DATA_DIR=/path/to/mnist python tools/lines_keras.py [NAME]
 """
 
 from __future__ import annotations
@@ -33,16 +35,16 @@ from digitrec.data import load_dataset, split_validation
 from digitrec.errors import ModelError
 from digitrec.files import atomic_path
 from digitrec.read.line_reader import LineReader
+from digitrec.read.loader import SHIPPED_LINE_MODELS
 from digitrec.training.line_batches import batch_arrays, prepared
 from digitrec.training.line_export import check_outputs, joined
 from digitrec.training.line_filter import build_line_filter
 from digitrec.training.line_model import build_line_model
-from digitrec.training.line_settings import SHIPPED_FILTER, SHIPPED_LINES, LineTrainSettings
+from digitrec.training.line_settings import SHIPPED_FILTER, SHIPPED_KERAS, LineTrainSettings
 from digitrec.training.line_training import default_source
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "src" / "digitrec" / "assets"
-ONNX_FILE = ASSETS / "lines.onnx"
 PARITY_LINES = 256
 ONNX_GATES = "iofc"
 KERAS_GATES = "ifco"
@@ -115,24 +117,39 @@ def parity_lines(settings: LineTrainSettings) -> np.ndarray:
     return inputs
 
 
-def main() -> int:
-    model = onnx.load(ONNX_FILE)
+def main(name: str = "default") -> int:
+    onnx_file = ASSETS / SHIPPED_LINE_MODELS[name]
+    model = onnx.load(onnx_file)
     lines, line_filter = build_lines(model), build_filter(model)
-    reader = LineReader.load(ONNX_FILE)
+    reader = LineReader.load(onnx_file)
     inputs = parity_lines(LineTrainSettings(**reader.metadata["training_settings"]))
     expected = [np.asarray(output) for output in joined(lines, line_filter)(inputs)]
     try:
-        difference = check_outputs(expected, reader.outputs(inputs), ONNX_FILE)
+        difference = check_outputs(expected, reader.outputs(inputs), onnx_file)
     except ModelError as exc:
-        print(f"{exc}: {SHIPPED_LINES} not written", file=sys.stderr)
+        print(f"{exc}: {SHIPPED_KERAS[name]} not written", file=sys.stderr)
         return 1
     print(f"largest difference from the ONNX model: {difference:.2e} on {len(inputs)} lines")
-    for network, name in ((lines, SHIPPED_LINES), (line_filter, SHIPPED_FILTER)):
-        with atomic_path(ASSETS / name, suffix=".keras") as tmp:
+    written = [(lines, SHIPPED_KERAS[name])]
+    if name == "default":
+        written.append((line_filter, SHIPPED_FILTER))
+    elif not same_weights(line_filter, keras.saving.load_model(ASSETS / SHIPPED_FILTER)):
+        print(f"{name}'s line filter is not {SHIPPED_FILTER}: not written", file=sys.stderr)
+        return 1
+    for network, file in written:
+        with atomic_path(ASSETS / file, suffix=".keras") as tmp:
             network.save(tmp)
-        print(f"wrote {name} ({(ASSETS / name).stat().st_size:,} bytes)")
+        print(f"wrote {file} ({(ASSETS / file).stat().st_size:,} bytes)")
     return 0
 
 
+def same_weights(one: keras.Model, other: keras.Model) -> bool:
+    """Whether two networks hold the same weights."""
+    ours, theirs = one.get_weights(), other.get_weights()
+    return len(ours) == len(theirs) and all(
+        np.array_equal(a, b) for a, b in zip(ours, theirs, strict=False)
+    )
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(*sys.argv[1:]))

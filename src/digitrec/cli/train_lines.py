@@ -79,8 +79,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     own.add_argument(
         "--init",
         metavar="SOURCE",
-        help="the line model to start from, 'default' (the shipped one; with --strings, the "
-        "default) or a complete train-lines run; its architecture and line filter are kept",
+        help="the line model to start from: a shipped one, 'default' (with --strings, the "
+        "default) or 'documents' (the one for crops of one number), or a complete train-lines "
+        "run; its architecture and line filter are kept",
     )
     own.add_argument(
         "--val-share",

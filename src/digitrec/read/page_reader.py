@@ -38,6 +38,7 @@ UNFILTERED_WIDE = 2.0
 # trained on lines like real documents' and other writers', it reads them better than the page
 # model, and multi-line pages worse.
 CROP_MODEL = "documents"
+FINE_TUNED = "fine_tuning"  # the metadata of a line model fine-tuned on a user's strings
 CROP_SIDE = 320  # pixels (the policy's SMALL_SIDE): no line found in a crop this small: read whole
 # The most a page's lines may come to, so that a read takes at most about a second and a few
 # hundred MB whatever the image shows (the README's "Limits"): a page of numbers needs a
@@ -85,10 +86,15 @@ class PagePredictor:
     def load(cls, model: str | Path = "default", threads: int | None = None) -> PagePredictor:
         """Open an exported line model (a file, or a folder holding one: ``line_model_file``),
         or a shipped one by name (``SHIPPED_LINE_MODELS``). ``"default"`` reads pages with the
-        shipped page model and crops of one number with ``CROP_MODEL``; any other model reads
-        both."""
-        crops = cls(LineReader.load(CROP_MODEL, threads)) if str(model) == "default" else None
-        return cls(LineReader.load(model, threads), crops=crops)
+        shipped page model and crops of one number with ``CROP_MODEL``; a model fine-tuned on a
+        user's strings (``FINE_TUNED``), which are crops of one number, reads those, and the
+        shipped page model pages; any other model reads both."""
+        reader = LineReader.load(model, threads)
+        if str(model) == "default":
+            return cls(reader, crops=cls(LineReader.load(CROP_MODEL, threads)))
+        if FINE_TUNED in reader.metadata:
+            return cls(LineReader.load("default", threads), crops=cls(reader))
+        return cls(reader)
 
     @property
     def source(self) -> str:

@@ -25,6 +25,8 @@ from digitrec.data import load_dataset
 from digitrec.errors import ModelError
 from digitrec.files import atomic_path, read_json
 from digitrec.read.line_reader import ALPHABET, BLANK, HEIGHT, LineReader
+from digitrec.read.loader import SHIPPED_LINE_MODELS
+from digitrec.read.page_reader import FINE_TUNED
 from digitrec.read.recognizer import Recognizer
 from digitrec.realdigits import CVL_SOURCE
 from digitrec.synth.style import page_style
@@ -32,6 +34,7 @@ from digitrec.training.export import write_metadata
 from digitrec.training.line_batches import LineSource, batch_arrays, prepared
 from digitrec.training.line_filter import FILTER_MODEL, FILTER_RECORD
 from digitrec.training.line_settings import (
+    SHIPPED_KERAS,
     LineRecipe,
     LineTrainSettings,
     StringsRecipe,
@@ -105,7 +108,7 @@ def export_line_model(
     if recipe is not None:
         metadata["recipe"] = asdict(recipe)
     if fine_tuning is not None:
-        metadata["fine_tuning"] = fine_tuning
+        metadata[FINE_TUNED] = fine_tuning
     with atomic_path(out, suffix=".onnx") as tmp:
         model.export(str(tmp), format="onnx", verbose=False)
         write_metadata(tmp, metadata)
@@ -126,8 +129,8 @@ def export_line_model(
             exported=datetime.now().isoformat(timespec="seconds"),
         )
         if strings:
-            metadata["fine_tuning"] = {
-                **metadata["fine_tuning"],
+            metadata[FINE_TUNED] = {
+                **metadata[FINE_TUNED],
                 "strings_val_exact": exact_share(reader, strings),
                 "strings_val": len(strings),
             }
@@ -248,8 +251,8 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
     for title, table in figures.items():
         lines += ["", f"## {title}", "", "| layout | pages read exactly |", "| --- | --- |"]
         lines += [f"| {layout} | {value:.1%} |" for layout, value in table.items()]
-    if "fine_tuning" in meta:
-        lines += fine_tuning_section(meta["fine_tuning"])
+    if FINE_TUNED in meta:
+        lines += fine_tuning_section(meta[FINE_TUNED])
     lines += ["", "## Training settings", "", "```json", json.dumps(settings, indent=2), "```"]
     tail = CARD_TAIL.format(
         lines=training_lines(settings),
@@ -258,8 +261,8 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
         val_digits=validation_words(settings),
         reproduce=reproduce(meta.get("recipe")),
     )
-    if "fine_tuning" in meta:
-        tail = FINE_TUNING_TAIL.format(reproduce=reproduce_fine_tuning(meta["fine_tuning"]))
+    if FINE_TUNED in meta:
+        tail = FINE_TUNING_TAIL.format(reproduce=reproduce_fine_tuning(meta[FINE_TUNED]))
     with atomic_path(Path(out), suffix=".md") as tmp:
         tmp.write_text("\n".join(lines) + "\n" + tail)
     return Path(out)
@@ -271,7 +274,9 @@ def fine_tuning_section(record: dict[str, Any]) -> list[str]:
     rows = [
         (
             "started from",
-            "the shipped line reader" if recipe["init"] == "default" else recipe["init"],
+            f"the shipped line model {recipe['init']!r}"
+            if recipe["init"] in SHIPPED_KERAS
+            else recipe["init"],
         ),
         (
             "your strings",
@@ -336,9 +341,9 @@ def training_lines(settings: dict[str, Any]) -> str:
     init, start = settings.get("init"), ""
     if init:
         model = (
-            "the shipped line model ``lines.onnx`` (``--init default``, as "
+            f"the shipped line model ``{SHIPPED_LINE_MODELS[init]}`` (``--init {init}``, as "
             "``tools/lines_keras.py`` rebuilds it)"
-            if init == "default"
+            if init in SHIPPED_KERAS
             else f"the line model of ``{init}``"
         )
         start = (

@@ -20,7 +20,7 @@ from digitrec.errors import DigitrecError, ModelError
 from digitrec.files import read_json
 from digitrec.read.image_folders import STRING_LABELS
 from digitrec.read.line_reader import STRIDE, LineReader
-from digitrec.read.loader import LINE_MODEL
+from digitrec.read.loader import LINE_MODEL, SHIPPED_LINE_MODELS
 from digitrec.settings import Setting, described, range_wanted, setting
 from digitrec.synth.style import WriterShapes
 from digitrec.training.config import MAX_SEED, PRECISIONS, SCHEDULES
@@ -28,9 +28,14 @@ from digitrec.training.config import MAX_SEED, PRECISIONS, SCHEDULES
 RECIPE_FILE = "recipe.json"  # a train-lines run's recipe, written when it starts
 CARD_FILE = "lines.card.md"  # its model card, written last: the run is complete
 FINE_TUNING = "fine_tuning"  # a fine-tuning run's recipe.json holds its StringsRecipe under it
-# The shipped line reader as Keras weights and its line filter (made by tools/lines_keras.py, each
-# batch normalization folded into the identity: fine-tuning from them keeps it frozen).
-SHIPPED_LINES = "lines.keras"
+# The shipped line models as Keras weights, by the names that load them (``SHIPPED_LINE_MODELS``),
+# and the line filter they share (made by tools/lines_keras.py, each batch normalization folded
+# into the identity: fine-tuning from them keeps it frozen).
+SHIPPED_KERAS = {
+    name: str(Path(onnx_file).with_suffix(".keras"))
+    for name, onnx_file in SHIPPED_LINE_MODELS.items()
+}
+SHIPPED_LINES = SHIPPED_KERAS["default"]
 SHIPPED_FILTER = "lines-filter.keras"
 HEADS = ("lstm", "conv")
 SOURCES = ("pages", "documents")  # synth.pages.line_samples, synth.documents.document_lines
@@ -371,23 +376,25 @@ def recipe_record(recipe: LineRecipe | StringsRecipe) -> dict[str, Any]:
 
 
 def init_model_file(init: str) -> Path:
-    """The Keras file fine-tuning starts from: the shipped line reader's for ``"default"``,
-    else a complete train-lines run's ``model.keras``; a ``DigitrecError`` for anything else."""
-    if init == "default":
-        return shipped_keras_path()
+    """The Keras file fine-tuning starts from: a shipped line model's for its name
+    (``SHIPPED_KERAS``), else a complete train-lines run's ``model.keras``; a ``DigitrecError``
+    for anything else."""
+    if init in SHIPPED_KERAS:
+        return shipped_keras_path(SHIPPED_KERAS[init])
     run = Path(init)
     if not (run / "model.keras").is_file() or not (run / "run.json").is_file():
         raise DigitrecError(
             f"--init {init}: not a train-lines run (no model.keras and run.json in it); give "
-            "'default' (the shipped line reader) or a complete train-lines run directory"
+            f"a shipped line model ({', '.join(SHIPPED_KERAS)}) or a complete train-lines run "
+            "directory"
         )
     return run / "model.keras"
 
 
 def init_settings(init: str) -> LineTrainSettings:
     """The training settings of the line model ``init`` names (its architecture among them)."""
-    if init == "default":
-        return LineTrainSettings(**LineReader.load("default").metadata["training_settings"])
+    if init in SHIPPED_KERAS:
+        return LineTrainSettings(**LineReader.load(init).metadata["training_settings"])
     return LineTrainSettings(**read_json(Path(init) / "run.json")["settings"])
 
 

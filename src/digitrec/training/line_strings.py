@@ -55,6 +55,7 @@ from digitrec.training.line_model import LineCTCLoss
 from digitrec.training.line_settings import (
     CARD_FILE,
     SHIPPED_FILTER,
+    SHIPPED_KERAS,
     LineTrainSettings,
     StringsRecipe,
     init_model_file,
@@ -190,7 +191,7 @@ def init_files(init: str) -> tuple[Path, Path | None, Path | None]:
     """The starting model's Keras file (``init_model_file``), its line filter's and the
     filter's record (None where it has none; the shipped one's record is in its ONNX file)."""
     lines = init_model_file(init)
-    if init == "default":
+    if init in SHIPPED_KERAS:  # each shipped line model keeps the default's filter
         return lines, shipped_keras_path(SHIPPED_FILTER), None
     run = Path(init)
     if (run / FILTER_MODEL).is_file() and (run / FILTER_RECORD).is_file():

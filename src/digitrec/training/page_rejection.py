@@ -29,7 +29,7 @@ from digitrec.data import load_dataset, split_validation
 from digitrec.read.boxes import box_around, overlap
 from digitrec.read.calibration import REJECTION_RATE, fit_temperature
 from digitrec.read.line_finder import find_lines
-from digitrec.read.line_reader import LineReading
+from digitrec.read.line_reader import LineReader, LineReading
 from digitrec.read.page_reader import PagePredictor, Rejection
 from digitrec.read.recognizer import Recognizer
 from digitrec.synth.pages import LAYOUTS, PageSample, page_sample
@@ -194,7 +194,7 @@ def store_rejection(
     from digitrec.training.export import write_metadata
 
     path = Path(model)
-    predictor = PagePredictor.load(path)
+    predictor = PagePredictor(LineReader.load(path))  # the model reads every line, crops too
     samples = [page for _, page in validation_pages(per_layout, data_dir)]
     rejection, figures = fit_rejection(predictor, read_pages(predictor, samples))
     if predictor.reader.has_filter:
@@ -204,5 +204,5 @@ def store_rejection(
     with atomic_path(path, suffix=".onnx") as tmp:
         tmp.write_bytes(path.read_bytes())
         write_metadata(tmp, metadata)
-        PagePredictor.load(tmp)  # it must still open
+        LineReader.load(tmp)  # it must still open
     return metadata
