@@ -1,11 +1,11 @@
-"""Teaching the page reader your own strings: the shipped line reader fine-tuned on 80% of
-ORAND-CAR-A's cheque amounts (``digitrec train-lines --init default --strings DIR``, its default
+"""Teaching the page reader your own strings: a shipped line model fine-tuned on 80% of
+ORAND-CAR-A's cheque amounts (``digitrec train-lines --init NAME --strings DIR``, its default
 recipe), then the other 20%, which played no part in it, read by the fine-tuned run and by the
-shipped models in the same run; and generated validation pages of every layout read by both,
-to see what the fine-tuning costs on what the reader read before.
+shipped models in the same run; and generated validation pages of every layout and lines of CVL
+valid writers read by both, to see what the fine-tuning costs on what the reader read before.
 
-    python benchmarks/finetune_strings.py [--seed 0] [--epochs N] [--pages 20] [--out RUN]
-        [--write-readme]
+    python benchmarks/finetune_strings.py [--init documents] [--seed 0] [--epochs N]
+        [--pages 20] [--cvl-lines 200] [--out RUN] [--write-readme]
 
 The cheques' labels hold digits only (their separators and end marks are in the images), so a
 string is read exactly when the digits read, in order, are its digits (``string_scores``, as
@@ -30,7 +30,8 @@ from common import REAL_SETS, machine, markdown_table, write_into_readme
 from digitrec.read.image_folders import string_labels
 from digitrec.read.line_reader import LineReader
 from digitrec.read.recognizer import Recognizer
-from digitrec.realdigits import orand_folder
+from digitrec.realdigits import load_cvl, orand_folder
+from digitrec.synth.documents import writer_lines
 from digitrec.training.evaluate import digits_of, string_scores
 from digitrec.training.line_recipe import train_lines
 from digitrec.training.line_settings import StringsRecipe, labels_digest
@@ -38,6 +39,7 @@ from digitrec.training.line_strings import StringImage, split_strings
 from digitrec.training.page_rejection import page_accuracy, validation_pages
 
 TEST_SHARE = 0.2
+CVL_LINES_SEED = 904  # CVL valid writers' lines read here (lower seeds chose settings)
 PAGES_SEED = 50_000  # the pages read here: none of the rejection's (10,000) nor the card's (40,000)
 
 
@@ -78,16 +80,31 @@ def read_strings(folder: Path, reader) -> dict:
     return string_scores(pairs)
 
 
-def readers(run: Path) -> dict[str, object]:
+def readers(run: Path, init: str) -> dict[str, object]:
     """Each way of reading measured: the whole read path with the fine-tuned run and with the
-    shipped models, and each one's line model alone on the whole image."""
+    shipped models, and the fine-tuned line model and the one it started from alone on the
+    whole image."""
     tuned, shipped = Recognizer.load(run), Recognizer.load("default")
-    tuned_lines, shipped_lines = LineReader.load(run), LineReader.load("default")
+    tuned_lines, shipped_lines = LineReader.load(run), LineReader.load(init)
     return {
         "fine-tuned, as predict reads (auto)": lambda path: tuned.read(path).text,
         "shipped, as predict reads (auto)": lambda path: shipped.read(path).text,
         "fine-tuned line model alone": lambda path: tuned_lines.read_line(path).text,
-        "shipped line model alone": lambda path: shipped_lines.read_line(path).text,
+        f"shipped line model {init!r} alone": lambda path: shipped_lines.read_line(path).text,
+    }
+
+
+def cvl_lines_read(run: Path, count: int) -> dict[str, float]:
+    """The share of ``count`` lines of 3-10 digits of one CVL valid writer each (validation
+    style) whose digits are read exactly (reader "auto"), by the fine-tuned run and the shipped
+    models."""
+    part = load_cvl("valid", REAL_SETS)
+    lines = list(
+        writer_lines(part.images, part.labels, part.writers, count, CVL_LINES_SEED, "validation")
+    )
+    return {
+        name: sum(digits_of(reader.read(line.image).text) == line.text for line in lines) / count
+        for name, reader in (("fine-tuned", Recognizer.load(run)), ("shipped", Recognizer.load()))
     }
 
 
@@ -101,7 +118,12 @@ def pages_read(run: Path, per_layout: int) -> dict[str, dict[str, float]]:
     }
 
 
-def report(strings: dict[str, dict], pages: dict[str, dict[str, float]], facts: dict) -> str:
+def report(
+    strings: dict[str, dict],
+    pages: dict[str, dict[str, float]],
+    cvl: dict[str, float],
+    facts: dict,
+) -> str:
     """The tables and how they were measured, as Markdown."""
     rows = [
         [name, f"{s['exact_accuracy']:.1%}", f"{s['digit_accuracy']:.1%}", s["strings"]]
@@ -112,6 +134,8 @@ def report(strings: dict[str, dict], pages: dict[str, dict[str, float]], facts: 
     page_rows = [[layout, *(f"{pages[n][layout]:.0%}" for n in pages)] for layout in layouts]
     means = {name: sum(table.values()) / len(table) for name, table in pages.items()}
     page_rows.append(["**mean**", *(f"**{means[n]:.1%}**" for n in pages)])
+    cvl_row = f"CVL valid writers' lines of 3-10 ({facts['cvl_lines']}, digits)"
+    page_rows.append([cvl_row, *(f"{cvl[n]:.1%}" for n in pages)])
     page_table = markdown_table(["layout", *pages], page_rows)
     return "\n".join(
         [
@@ -119,7 +143,7 @@ def report(strings: dict[str, dict], pages: dict[str, dict[str, float]], facts: 
             "",
             f"ORAND-CAR-A's {facts['strings']} amounts split {1 - TEST_SHARE:.0%}/{TEST_SHARE:.0%} "
             f"(seed {facts['seed']}, the same share of every length): fine-tuned from the shipped "
-            f"line reader on {facts['train']} of them ({facts['learned']} learned from, "
+            f"line model `{facts['init']}` on {facts['train']} of them ({facts['learned']} learned from, "
             f"{facts['chose']} held out to choose the epoch; {facts['epochs']} epochs, epoch "
             f"{facts['best_epoch']} kept) in {facts['minutes']:.0f} minutes of training "
             f"({facts['total']:.0f} minutes with the export, the rejection and the model card); "
@@ -128,7 +152,8 @@ def report(strings: dict[str, dict], pages: dict[str, dict[str, float]], facts: 
             held_out,
             "",
             f'Generated validation pages ({facts["pages"]} of every layout, read by "auto"), '
-            "read exactly:",
+            "read exactly, and lines of CVL valid writers written by the generator (validation "
+            "style), their digits read exactly:",
             "",
             page_table,
         ]
@@ -137,23 +162,30 @@ def report(strings: dict[str, dict], pages: dict[str, dict[str, float]], facts: 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--init", default="default", help="the shipped line model to start from")
     parser.add_argument("--seed", type=int, default=0, help="the 80/20 split's and the run's")
     parser.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the recipe's)")
     parser.add_argument("--pages", type=int, default=20, help="validation pages of every layout")
+    parser.add_argument("--cvl-lines", type=int, default=200, help="CVL valid writers' lines")
     parser.add_argument("--out", type=Path, help="the run directory (default: a temporary one)")
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         split = split_orand(orand_folder(REAL_SETS), Path(tmp), args.seed)
         run = args.out or Path(tmp) / "run"
-        recipe = StringsRecipe(str(split.train), labels_digest(split.train), seed=args.seed)
+        digest = labels_digest(split.train)
+        recipe = StringsRecipe(str(split.train), digest, args.init, seed=args.seed)
         if args.epochs:
             recipe = replace(recipe, epochs=args.epochs)
         started = time.perf_counter()
         train_lines(recipe, run, progress=print)
         total = time.perf_counter() - started
-        strings = {name: read_strings(split.test, reader) for name, reader in readers(run).items()}
+        strings = {
+            name: read_strings(split.test, reader)
+            for name, reader in readers(run, args.init).items()
+        }
         pages = pages_read(run, args.pages)
+        cvl = cvl_lines_read(run, args.cvl_lines)
         tuning = LineReader.load(run).metadata["fine_tuning"]
         metrics_seconds = json.loads((run / "metrics.json").read_text())["train_seconds"]
         facts = {
@@ -168,8 +200,10 @@ def main() -> int:
             "total": total / 60,
             "test": len(string_labels(split.test)),
             "pages": args.pages,
+            "cvl_lines": args.cvl_lines,
+            "init": args.init,
         }
-        text = report(strings, pages, facts)
+        text = report(strings, pages, cvl, facts)
     print(text)
     if args.write_readme:
         write_into_readme("finetune_strings", text)

@@ -64,7 +64,10 @@ def test_the_report_names_the_machine_and_every_reader_and_layout(bench):
     pages = {"fine-tuned": {"form": 0.5, "user": 1.0}, "shipped": {"form": 0.25, "user": 1.0}}
     facts = dict(strings=1080, seed=0, train=864, learned=691, chose=173, epochs=12)
     facts |= dict(best_epoch=9, minutes=8.2, total=20.5, test=216, pages=20)
-    text = bench.report(strings, pages, facts)
+    facts |= dict(cvl_lines=200, init="documents")
+    text = bench.report(strings, pages, {"fine-tuned": 0.61, "shipped": 0.6}, facts)
     assert "cores" in text and "measured" in text
     assert "| fine-tuned, as predict reads (auto) | 90.0% | 97.0% | 216 |" in text
     assert "| **mean** | **75.0%** | **62.5%** |" in text
+    assert "| CVL valid writers' lines of 3-10 (200, digits) | 61.0% | 60.0% |" in text
+    assert "shipped line model `documents`" in text
