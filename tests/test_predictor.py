@@ -347,6 +347,7 @@ def test_a_crop_of_one_line_is_read_whole(recognizer, mnist, monkeypatch):
     box = recognizer.read(crops[0].image, reader="pages").lines[0].box
     assert page_reader.line_crop(gray, find_lines(gray)) and box[:2] == (0, 0)
     monkeypatch.setattr(page_reader, "CROP_BAND", float("inf"))  # the found line read instead
+    monkeypatch.setattr(page_reader, "CROP_HEIGHT", 0)
     assert whole > exact()
 
 
@@ -379,3 +380,28 @@ def test_a_small_image_whose_line_the_finder_misses_is_read_whole(recognizer, mn
     assert read.text == str(mnist.test_labels[0])
     monkeypatch.setattr(page_reader, "CROP_SIDE", gray.shape[0] - 1)  # larger: not read whole
     assert recognizer.pages.read_lines(gray) == []
+
+
+def test_a_low_wide_image_whose_number_the_finder_splits_is_read_whole(
+    recognizer, mnist, monkeypatch
+):
+    """A wide image at most CROP_HEIGHT pixels high is a crop of one number, read whole by the
+    crop model, even where the line finder cuts its writing into two lines (as beside printed
+    text or across a rule); higher, the lines found are read each."""
+    from digitrec.read import page_reader
+
+    strip = np.pad(np.concatenate(list(mnist.test_images[:5]), axis=1), 4)
+    gray = np.float32(cv2.resize(255 - strip, None, fx=2, fy=2) / 255)  # 72 x 296
+    halves = [
+        LineBox(box, np.uint8(gray[box[1] : box[3], box[0] : box[2]] * 255))
+        for box in ((0, 0, 148, 72), (148, 0, 296, 72))
+    ]
+    monkeypatch.setattr(page_reader, "find_lines", lambda _: halves)
+    assert not page_reader.line_crop(gray, halves)
+    assert page_reader.crop_line(gray, halves) == (0, 0, 296, 72)
+    (read,) = recognizer.pages.read_lines(gray)
+    assert read.text == "".join(map(str, mnist.test_labels[:5]))
+    assert read.box == (0, 0, 296, 72)
+    assert page_reader.crop_line(gray, halves, factor=page_reader.CROP_HEIGHT / 71) is None
+    assert page_reader.crop_line(gray[:, :100], halves) is None  # not wide
+    assert len(recognizer.pages.read_lines(gray, factor=3.0)) == 2  # 216 pixels high: a page
