@@ -5,8 +5,9 @@ does: ``lines.onnx`` checked against Keras, its rejection fitted, its model card
 Your strings (``read.image_folders.string_labels``: images and a ``labels.csv``) are read as
 the line reader reads a crop (``line_reader.prepare_line``); unreadable files are listed and
 skipped. A seeded share of them, the same share of every number length, is held out; the rest
-are half of every batch, the other half lines generated from MNIST's training split
-(``synth.pages.line_samples``, fresh every epoch) so that the model keeps what it knew. The
+are half of every batch, the other half lines generated from MNIST's training split as the
+starting model learned them (``synth.pages.line_samples``, or ``synth.documents.document_lines``
+for a model trained on documents' lines; fresh every epoch) so that it keeps what it knew. The
 model starts from the shipped line reader (``SHIPPED_LINES``, whose batch normalizations are
 folded into their convolutions) or a complete train-lines run, with every batch normalization
 frozen (inference mode), at a third of training's learning rate, your strings mildly
@@ -65,8 +66,8 @@ from digitrec.training.line_settings import (
 )
 from digitrec.training.line_training import (
     LineCheckpoint,
+    LineDigits,
     batch_dataset,
-    default_source,
     exact_accuracy,
     finish_run,
     fixed_batches,
@@ -348,11 +349,14 @@ def fine_tune(
     else:
         model = starting_model(lines)
         compile_for_strings(model, recipe, steps)
+    # the generated half as the starting model learned its lines (pages or documents), of the
+    # dataset's training split: a real set is not needed to fine-tune
     x_train, y_train, _, _ = split_validation(
         data.train_images, data.train_labels, settings.val_size
     )
+    source = LineDigits.unknown_writers(x_train, y_train).source(settings)
     if state["epoch"] < recipe.epochs:
-        args = (as_lines(own.train), default_source(), x_train, y_train, recipe.seed)
+        args = (as_lines(own.train), source, x_train, y_train, recipe.seed)
         args += (range(state["epoch"], recipe.epochs), recipe.own_per_batch, recipe.batch_size)
         args += (settings.stride, recipe.augment)
         callbacks = [*progress_shown(verbose), LineCheckpoint(run_dir, state, validation, verbose)]
