@@ -15,6 +15,12 @@ restricted to digits) reads the same images, in one run:
 - real handwriting that is not MNIST: scikit-learn's bundled digits (43 writers, 8×8), enlarged
   smoothly, single as users' images and in lines of 3-8 digits written by the page generator's
   line machinery (``line_samples``): read exactly.
+- with ``--real`` (the real sets in ``DIGITREC_REAL_DIR``, else ../shared/realdigits): ORAND-CAR-A's
+  cheque amounts (its training part, which no shipped model learned), CVL valid's single digits
+  as users' crops and lines of them (``benchmarks/real_sets.py`` makes them): their digits read
+  exactly, anything else in a reading left out; with ``--finetuned RUN`` also ORAND-CAR-A's
+  held-out fifth (``benchmarks/finetune_strings.py``'s split, seed 0), and a reader "auto
+  --model RUN" reads every row.
 
 ``--split validation`` (the default) writes its pages with the validation digits (the last
 5,000 training images) in the validation style, and uses the first half of scikit-learn's
@@ -23,7 +29,10 @@ style and the other half of scikit-learn's digits, for the final figures only.
 Each reader gets one thread; the time is the mean wall time per image, decoding included.
 
     python benchmarks/reading.py [--pages 300] [--split validation] \\
-        [--readers auto,pages,digits,tesseract] [--seed 0] [--write-readme]
+        [--readers auto,pages,digits,tesseract] [--seed 0] [--real] [--previous REV]
+        [--finetuned RUN] [--write-readme]
+
+``--previous REV`` also reads with the models shipped at a git revision (``real_sets.py``'s).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -47,15 +57,18 @@ from sklearn.datasets import load_digits
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, markdown_table, write_into_readme
+from common import REAL_SETS, machine, markdown_table, write_into_readme
 
 from digitrec.data import load_dataset, split_validation
+from digitrec.read.image_folders import string_labels
 from digitrec.read.recognizer import READERS as RECOGNIZER_READERS
 from digitrec.read.recognizer import Recognizer
+from digitrec.realdigits import orand_folder
 from digitrec.synth.pages import line_samples, page_sample
 from digitrec.synth.style import PageStyle, page_style
 from digitrec.synth.user_digits import Style, user_digit_image
 from digitrec.training.config import TrainConfig
+from digitrec.training.evaluate import digits_of
 
 SPLITS = ("validation", "test")
 # scikit-learn's single digits as users' images: 28-64 px high, a little noise, no JPEG.
@@ -92,8 +105,10 @@ def has_digit(text: str) -> bool:
     return any(char.isdigit() for char in text)
 
 
+DIGITS_EXACT = "digits read exactly"  # anything else in a reading left out (real sets' labels)
 MEASURES: dict[str, Callable[[str, str], bool]] = {
     "read exactly": lambda text, truth: text == truth,
+    DIGITS_EXACT: lambda text, truth: digits_of(text) == truth,
     "produce any digit (lower is better)": lambda text, _: has_digit(text),
     "empty or rejected": lambda text, _: not has_digit(text),
 }
@@ -294,6 +309,24 @@ def table(readers: dict[str, Reader], made: list[Task]) -> str:
     return markdown_table(header, body)
 
 
+def real_rows(count: int, finetuned: Path | None, folder: Path) -> list[Task]:
+    """The real sets' rows (``real_sets.real_tasks``; ``count`` CVL digits), and with a
+    fine-tuned run ORAND-CAR-A's held-out fifth, which it did not learn."""
+    from real_sets import SETS, real_tasks
+
+    made = real_tasks(REAL_SETS, list(SETS), count, DIGITS_EXACT)
+    if finetuned:
+        from finetune_strings import split_orand
+
+        held_out = split_orand(orand_folder(REAL_SETS), folder / "orand", 0).test
+        cases = [
+            Case(np.asarray(Image.open(path).convert("L")), truth)
+            for path, truth in string_labels(held_out).items()
+        ]
+        made.append(Task("ORAND-CAR-A held-out fifth (not fine-tuned on)", DIGITS_EXACT, cases))
+    return made
+
+
 def reader_names(value: str) -> list[str]:
     """The ``--readers`` list: known names, comma-separated."""
     names = [name.strip() for name in value.split(",") if name.strip()]
@@ -318,16 +351,30 @@ def main() -> None:
     parser.add_argument("--split", choices=SPLITS, default="validation")
     parser.add_argument("--readers", type=reader_names, default="auto,pages,digits,tesseract")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--real", action="store_true", help="rows of the real handwriting sets")
+    parser.add_argument("--previous", help="also read with the models shipped at this revision")
+    parser.add_argument("--finetuned", type=Path, help="a train-lines --strings run of ORAND's 80%")
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args()
 
     readers = {name: READERS[name]() for name in args.readers}
     made = tasks(args.split, args.pages, args.seed)
-    text = (
-        f"Reading pages made from the MNIST **{args.split}** digits in the {args.split} style, "
-        f"and from scikit-learn's digits ({args.split} half); seed {args.seed}, one thread per "
-        f"reader; {machine()}.\n\n{table(readers, made)}"
-    )
+    with tempfile.TemporaryDirectory() as folder:
+        if args.real:
+            made += real_rows(args.pages, args.finetuned, Path(folder))
+        if args.previous:
+            from real_sets import previous_readers
+
+            readers |= previous_readers(args.previous, args.readers, Path(folder))
+        if args.finetuned:
+            tuned = Recognizer.load(args.finetuned, threads=1)
+            readers[f"auto --model {args.finetuned.name}"] = lambda image: tuned.read(image).text
+        text = (
+            f"Reading pages made from the MNIST **{args.split}** digits in the {args.split} "
+            f"style, and from scikit-learn's digits ({args.split} half)"
+            + (", and real handwriting (ORAND-CAR-A, CVL valid)" if args.real else "")
+            + f"; seed {args.seed}, one thread per reader; {machine()}.\n\n{table(readers, made)}"
+        )
     print(text)
     if args.write_readme:
         write_into_readme("reading" if args.split == "validation" else "reading-test", text)

@@ -111,21 +111,19 @@ def previous_readers(revision: str, names: list[str], folder: Path) -> dict[str,
     return recognizer_readers(recognizer, names, f"@{revision}")
 
 
-def real_tasks(data: Path, sets: list[str], cvl: int) -> list[Task]:
+def real_tasks(data: Path, sets: list[str], cvl: int, measure: str = "read exactly") -> list[Task]:
     """The rows asked for: ``orand`` (the cheques), ``cvl`` (CVL valid's single digits) and
-    ``cvl-lines`` (lines of them, as many lines as ``cvl`` / 7)."""
+    ``cvl-lines`` (lines of them, as many lines as ``cvl`` / 7), scored by ``measure``."""
     makers = {
         "orand": lambda: Task(
-            "ORAND-CAR-A cheque amounts (train part)", "read exactly", orand_cheques(data)
+            "ORAND-CAR-A cheque amounts (train part)", measure, orand_cheques(data)
         ),
         "cvl": lambda: Task(
-            "CVL single digits, 60 writers (valid part)",
-            "read exactly",
-            cvl_digits(data, "valid", cvl),
+            "CVL single digits, 60 writers (valid part)", measure, cvl_digits(data, "valid", cvl)
         ),
         "cvl-lines": lambda: Task(
             "CVL lines of 3-10 digits, one writer each (valid part, test style)",
-            "read exactly",
+            measure,
             cvl_lines(data, max(1, cvl // 7)),
         ),
     }

@@ -144,3 +144,17 @@ def test_unknown_reader_names_are_refused_by_name(bench):
     assert bench.reader_names("digits, tesseract") == ["digits", "tesseract"]
     with pytest.raises(argparse.ArgumentTypeError, match=r"unknown reader.*ocr"):
         bench.reader_names("previous,ocr")
+
+
+def test_the_real_rows_score_the_digits_read_and_hold_orands_held_out_fifth(
+    bench, real_sets, tmp_path
+):
+    """``--real`` adds ORAND-CAR-A, CVL valid singles and lines, whose labels hold digits only;
+    ``--finetuned`` adds the fifth of ORAND-CAR-A that finetune_strings.py holds out."""
+    made = bench.real_rows(7, Path("a-run"), tmp_path)
+    sizes = {task.name.split(" ")[0] + str(k): len(task.cases) for k, task in enumerate(made)}
+    assert list(sizes.values()) == [1080, 7, 1, 216], sizes
+    assert {task.measure for task in made} == {bench.DIGITS_EXACT}
+    assert bench.MEASURES[bench.DIGITS_EXACT]("1.250-", "1250")
+    assert not bench.MEASURES[bench.DIGITS_EXACT]("1.250-7", "1250")
+    assert bench.real_rows(7, None, tmp_path / "none")[-1].name.startswith("CVL lines")
