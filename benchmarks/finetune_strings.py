@@ -4,7 +4,7 @@ recipe), then the other 20%, which played no part in it, read by the fine-tuned 
 shipped models in the same run; and generated validation pages of every layout and lines of CVL
 valid writers read by both, to see what the fine-tuning costs on what the reader read before.
 
-    python benchmarks/finetune_strings.py [--init documents] [--seed 0] [--epochs N]
+    python benchmarks/finetune_strings.py [--init default] [--seed 0] [--epochs N]
         [--pages 20] [--cvl-lines 200] [--out RUN] [--write-readme]
 
 The cheques' labels hold digits only (their separators and end marks are in the images), so a
@@ -29,6 +29,7 @@ from common import REAL_SETS, machine, markdown_table, write_into_readme
 
 from digitrec.read.image_folders import string_labels
 from digitrec.read.line_reader import LineReader
+from digitrec.read.loader import CROP_LINE_MODEL
 from digitrec.read.recognizer import Recognizer
 from digitrec.realdigits import load_cvl, orand_folder
 from digitrec.synth.documents import writer_lines
@@ -162,7 +163,9 @@ def report(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--init", default="default", help="the shipped line model to start from")
+    parser.add_argument(
+        "--init", default=CROP_LINE_MODEL, help="the shipped line model to start from"
+    )
     parser.add_argument("--seed", type=int, default=0, help="the 80/20 split's and the run's")
     parser.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the recipe's)")
     parser.add_argument("--pages", type=int, default=20, help="validation pages of every layout")

@@ -267,3 +267,17 @@ def test_init_names_a_shipped_line_model_its_keras_file_settings_and_filter(ship
     assert line_filter.name == SHIPPED_FILTER and record is None
     recorded = LineReader.load(shipped).metadata["training_settings"]
     assert init_settings(shipped).source == recorded.get("source", "pages")
+
+
+def test_fine_tuning_your_strings_starts_from_the_crop_model_unless_told(tmp_path, mnist_dir):
+    """Your strings are crops of one number: without --init they fine-tune the shipped model
+    that reads such crops for the default."""
+    from digitrec.cli import build_parser
+    from digitrec.cli.train_lines import strings_recipe_from
+    from digitrec.read.loader import CROP_LINE_MODEL
+
+    strings = write_strings(tmp_path / "mine", mnist_dir, count=2)
+    args = ["train-lines", "--strings", str(strings), "--out", str(tmp_path / "run")]
+    assert strings_recipe_from(build_parser().parse_args(args)).init == CROP_LINE_MODEL
+    given = strings_recipe_from(build_parser().parse_args([*args, "--init", "default"]))
+    assert CROP_LINE_MODEL == "documents" and given.init == "default"

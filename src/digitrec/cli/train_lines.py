@@ -14,6 +14,7 @@ from digitrec.cli.options import add_data_dir_option
 from digitrec.errors import DigitrecError
 from digitrec.quiet import progress_printer
 from digitrec.read.image_folders import string_labels
+from digitrec.read.loader import CROP_LINE_MODEL
 from digitrec.training.line_settings import (
     ARCHITECTURE,
     CARD_FILE,
@@ -45,8 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "RUN/lines.card.md. The defaults are the shipped model's recipe; --quick runs it "
             "at a tiny scale. A stopped run continues with --resume RUN. "
             "Read with the result: digitrec predict IMAGE --lines RUN. "
-            "--init SOURCE --strings DIR fine-tunes a line model (the shipped one, 'default', "
-            "or a train-lines run) on your own written numbers instead: DIR holds their images "
+            "--init SOURCE --strings DIR fine-tunes a line model (a shipped one, 'documents' "
+            "by default, or a train-lines run) on your own written numbers instead: DIR holds their images "
             "and a labels.csv (columns file,text); read with the result: "
             "digitrec predict IMAGE --model RUN.",
             79,
@@ -79,9 +80,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     own.add_argument(
         "--init",
         metavar="SOURCE",
-        help="the line model to start from: a shipped one, 'default' (with --strings, the "
-        "default) or 'documents' (the one for crops of one number), or a complete train-lines "
-        "run; its architecture and line filter are kept",
+        help="the line model to start from: a shipped one, 'documents' (the one that reads crops "
+        "of one number; with --strings, the default) or 'default' (the page model), or a "
+        "complete train-lines run; its architecture and line filter are kept",
     )
     own.add_argument(
         "--val-share",
@@ -160,7 +161,7 @@ def strings_recipe_from(args: argparse.Namespace) -> StringsRecipe:
             f"keeps: leave out {', '.join(others)}"
         )
     string_labels(args.strings)
-    init = args.init or "default"
+    init = args.init or CROP_LINE_MODEL
     init_model_file(init)
     digest = labels_digest(args.strings)
     base = (

@@ -24,6 +24,7 @@ from digitrec.read.calibration import apply_temperature
 from digitrec.read.decoding import decode_image
 from digitrec.read.line_finder import LineBox, find_lines, region_crop
 from digitrec.read.line_reader import MAX_WIDTH, LineDigit, LineReader, LineReading
+from digitrec.read.loader import CROP_LINE_MODEL
 from digitrec.read.results import UNKNOWN, Digit, Line, digit_from, line_text
 
 PAGE_SIDE = 2400  # pages are decoded at most this long: line crops need no more
@@ -34,10 +35,10 @@ CROP_BAND = 0.5  # one line this share of the image high: the image is a crop of
 # a digit that it read digits in: a crop read whole whose line is this many times as wide as high
 # is not filtered (a scribble filling a small page is a crop too, but seldom so wide).
 UNFILTERED_WIDE = 2.0
-# The shipped line model that reads crops of one number for the default (``PagePredictor.load``):
-# trained on lines like real documents' and other writers', it reads them better than the page
-# model, and multi-line pages worse.
-CROP_MODEL = "documents"
+# The shipped line model that reads crops of one number for the default: trained on lines like
+# real documents' and other writers', it reads them better than the page model, and multi-line
+# pages worse.
+CROP_MODEL = CROP_LINE_MODEL
 FINE_TUNED = "fine_tuning"  # the metadata of a line model fine-tuned on a user's strings
 # On generated validation crops of one number (document_lines of MNIST val and CVL valid, seed
 # 906) read whole where the line finder saw no one line, 62.2% of 249 were read exactly (58.6%

@@ -20,7 +20,7 @@ from digitrec.errors import DigitrecError, ModelError
 from digitrec.files import read_json
 from digitrec.read.image_folders import STRING_LABELS
 from digitrec.read.line_reader import STRIDE, LineReader
-from digitrec.read.loader import LINE_MODEL, SHIPPED_LINE_MODELS
+from digitrec.read.loader import CROP_LINE_MODEL, LINE_MODEL, SHIPPED_LINE_MODELS
 from digitrec.settings import Setting, described, range_wanted, setting
 from digitrec.synth.style import WriterShapes
 from digitrec.training.config import MAX_SEED, PRECISIONS, SCHEDULES
@@ -175,14 +175,14 @@ class LineRecipe:
 class StringsRecipe:
     """Fine-tuning a line model on your own written numbers (``train-lines --strings``): the
     folder (``labels.csv`` and images), the digest of its ``labels.csv`` (a resume with other
-    data is refused), the model it starts from (``"default"``, the shipped one, or a complete
-    train-lines run), and how it trains: every batch half your training strings, half generated
+    data is refused), the model it starts from (a shipped one, by default the one that reads
+    crops of one number, ``CROP_LINE_MODEL``, or a complete train-lines run), and how it trains: every batch half your training strings, half generated
     lines from MNIST's training split, batch normalization frozen, the epoch chosen by your
     held-out strings read exactly."""
 
     strings: str = ""
     labels_digest: str = ""
-    init: str = "default"
+    init: str = CROP_LINE_MODEL
     val_share: float = setting(
         0.2, "share of your strings held out to choose the epoch", above=0, below=1
     )
@@ -227,7 +227,9 @@ STRINGS_FLAGS = {
 }
 
 
-def quick_strings_recipe(strings: str, labels_digest: str, init: str = "default") -> StringsRecipe:
+def quick_strings_recipe(
+    strings: str, labels_digest: str, init: str = CROP_LINE_MODEL
+) -> StringsRecipe:
     """Fine-tuning at a tiny scale (``train-lines --strings --quick``): a smoke test."""
     return StringsRecipe(
         strings,
