@@ -20,8 +20,9 @@ LINE_MODEL = "lines.onnx"  # the shipped line model's name, and a run directory'
 # The line models shipped in the package, by the name that loads them: the page reader's, and
 # one fine-tuned on lines like real documents' (cheques' amounts, forms' cells), with CVL.
 SHIPPED_LINE_MODELS = {"default": LINE_MODEL, "documents": "documents.onnx"}
-# The one that reads crops of one number for the default (``PagePredictor.load``), and that your
-# strings, crops of one number, are fine-tuned from unless told otherwise.
+# The one that reads crops of one number for the default (``PagePredictor.load``): trained on lines
+# like real documents' and other writers', it reads them better than the page model, and
+# multi-line pages worse. Your strings, crops of one number, are fine-tuned from it unless told.
 CROP_LINE_MODEL = "documents"
 
 

@@ -35,10 +35,6 @@ CROP_BAND = 0.5  # one line this share of the image high: the image is a crop of
 # a digit that it read digits in: a crop read whole whose line is this many times as wide as high
 # is not filtered (a scribble filling a small page is a crop too, but seldom so wide).
 UNFILTERED_WIDE = 2.0
-# The shipped line model that reads crops of one number for the default: trained on lines like
-# real documents' and other writers', it reads them better than the page model, and multi-line
-# pages worse.
-CROP_MODEL = CROP_LINE_MODEL
 FINE_TUNED = "fine_tuning"  # the metadata of a line model fine-tuned on a user's strings
 # On generated validation crops of one number (document_lines of MNIST val and CVL valid, seed
 # 906) read whole where the line finder saw no one line, 62.2% of 249 were read exactly (58.6%
@@ -93,12 +89,12 @@ class PagePredictor:
     def load(cls, model: str | Path = "default", threads: int | None = None) -> PagePredictor:
         """Open an exported line model (a file, or a folder holding one: ``line_model_file``),
         or a shipped one by name (``SHIPPED_LINE_MODELS``). ``"default"`` reads pages with the
-        shipped page model and crops of one number with ``CROP_MODEL``; a model fine-tuned on a
+        shipped page model and crops of one number with ``CROP_LINE_MODEL``; a model fine-tuned on a
         user's strings (``FINE_TUNED``), which are crops of one number, reads those, and the
         shipped page model pages; any other model reads both."""
         reader = LineReader.load(model, threads)
         if str(model) == "default":
-            return cls(reader, crops=cls(LineReader.load(CROP_MODEL, threads)))
+            return cls(reader, crops=cls(LineReader.load(CROP_LINE_MODEL, threads)))
         if FINE_TUNED in reader.metadata:
             return cls(LineReader.load("default", threads), crops=cls(reader))
         return cls(reader)
