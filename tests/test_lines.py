@@ -210,6 +210,8 @@ def test_line_settings_refuse_an_unknown_head_and_empty_runs():
         tiny_settings(head="transformer").check()
     with pytest.raises(DigitrecError, match="at least 1"):
         tiny_settings(epochs=0).check()
+    with pytest.raises(DigitrecError, match="seed must be from 0 to 4294967295, not 4294967296"):
+        tiny_settings(seed=2**32).check()
     with pytest.raises(DigitrecError, match="unknown precision"):
         tiny_settings(precision="float16").check()
     for shapes in ({"elastic": -1.0}, {"low_resolution": 1.5}):

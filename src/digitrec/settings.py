@@ -56,8 +56,8 @@ class Setting:
     def limits(self) -> str:
         """The valid range in words, e.g. ``from 1 to 65535`` or ``above 0``."""
         if self.above is None and self.below is None and None not in (self.at_least, self.at_most):
-            return f"from {self.at_least:g} to {self.at_most:g}"
-        return self._range(("at least", "above", "at most", "below"), "{:g}".format)
+            return f"from {_number(self.at_least)} to {_number(self.at_most)}"
+        return self._range(("at least", "above", "at most", "below"), _number)
 
     def _range(self, words: tuple[str, ...], shown: Callable[[float], str]) -> str:
         limits = [getattr(self, bound) for bound in BOUNDS]
@@ -147,6 +147,11 @@ def checked(name: str, value: Any, kind: Any, rules: Setting) -> Any:
             raise DigitrecError(f"{wrong} a list of names, not {value!r}")
         value = tuple(value)
     return value
+
+
+def _number(value: float) -> str:
+    """A limit as a person writes it: a whole number in full, another in ``g`` form."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def range_wanted(value: float, rules: Setting) -> str | None:
