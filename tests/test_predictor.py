@@ -405,3 +405,39 @@ def test_a_low_wide_image_whose_number_the_finder_splits_is_read_whole(
     assert page_reader.crop_line(gray, halves, factor=page_reader.CROP_HEIGHT / 71) is None
     assert page_reader.crop_line(gray[:, :100], halves) is None  # not wide
     assert len(recognizer.pages.read_lines(gray, factor=3.0)) == 2  # 216 pixels high: a page
+
+
+def test_a_crop_is_also_read_padded_and_trimmed_and_the_surest_reading_kept(
+    recognizer, mnist, monkeypatch
+):
+    """A crop of one number is read as it is and as each of CROP_VARIANTS (a margin of paper,
+    a trim at top and bottom); the reading whose digits the line model is surest of is kept,
+    its boxes in the image's pixels."""
+    from digitrec.read import page_reader
+
+    strip = np.pad(np.concatenate(list(mnist.test_images[:5]), axis=1), 4)
+    gray = np.float32(cv2.resize(255 - strip, None, fx=2, fy=2) / 255)  # 72 x 296
+    variants = page_reader.crop_variants(gray)
+    assert len(variants) == 1 + len(page_reader.CROP_VARIANTS)
+    whole, padded, trimmed = variants[:3]
+    assert whole.crop.shape == gray.shape and padded.crop.shape == (72 + 22, 296 + 22)
+    assert trimmed.crop.shape == (72 - 12, 296)
+    assert padded.page_box((11, 11, 307, 83)) == (0, 0, 296, 72)  # the margin maps outside
+    assert trimmed.page_box((0, 0, 296, 60)) == (0, 6, 296, 66)
+    reads = recognizer.pages.crops.reader.read_lines([v.crop for v in variants])
+    surest = max(range(len(reads)), key=lambda k: page_reader._sureness(reads[k]))
+    (line,) = recognizer.pages.read_lines(gray)
+    assert line.text == reads[surest].text == "".join(map(str, mnist.test_labels[:5]))
+    assert all(
+        0 <= d.box[0] < d.box[2] <= 296 and 0 <= d.box[1] < d.box[3] <= 72 for d in line.digits
+    )
+    weighed, kept = [], []
+    monkeypatch.setattr(page_reader, "_sureness", lambda r: weighed.append(r) or len(weighed) == 3)
+    line_of = PagePredictor._line
+    monkeypatch.setattr(
+        PagePredictor,
+        "_line",
+        lambda self, found, *a: kept.append(found) or line_of(self, found, *a),
+    )
+    recognizer.pages.read_lines(gray)
+    assert len(weighed) == len(variants) and kept[0].crop.shape == trimmed.crop.shape

@@ -42,6 +42,13 @@ FINE_TUNED = "fine_tuning"  # the metadata of a line model fine-tuned on a user'
 # lines 68.3% (65.0%); no validation page changed (60 per layout, seed 909; at 176 pixels a
 # touching page did).
 CROP_HEIGHT = 150  # pixels: a wide image no higher than this is a crop of one line, read whole
+# A crop of one number is read as it is and as each of these (a margin of paper around it, a trim
+# at top and bottom; shares of its height), the reading whose digits the line model is surest of
+# kept. On generated validation crops (seed 950, chosen on seeds 922-940): 57.4% -> 62.6% of 345
+# read exactly, CVL valid writers' lines 66.2% -> 72.5%, scikit-learn lines 70.0% -> 71.2%,
+# crops without a digit read as none 91.9% -> 90.4% of 135, no validation page changed; a crop
+# takes about 4 ms more (one core).
+CROP_VARIANTS = ((0.15, 0.0), (0.0, 0.08), (0.05, 0.04))  # (margin, trim)
 CROP_SIDE = 320  # pixels (the policy's SMALL_SIDE): no line found in a crop this small: read whole
 # The most a page's lines may come to, so that a read takes at most about a second and a few
 # hundred MB whatever the image shows (the README's "Limits"): a page of numbers needs a
@@ -118,7 +125,8 @@ class PagePredictor:
         those of ``gray``. Lines read as nothing or rejected as no writing are left out; where
         nothing is left, a wide image is read whole as one line (``whole_line``), and so is an
         image at most ``CROP_SIDE`` long where no line is found. An image that is a crop of one
-        line (``crop_line``) is read whole, and where that line is at least ``UNFILTERED_WIDE``
+        line (``crop_line``) is read whole (and as ``crop_variants``, the surest reading kept),
+        and where that line is at least ``UNFILTERED_WIDE``
         times as wide as high the line filter does not reject it: the line finder cuts the
         crop's writing tighter than the line model learned lines, and the filter doubts many a
         real number so cropped."""
@@ -127,7 +135,7 @@ class PagePredictor:
         if line := crop_line(gray, found, factor):
             x0, y0, x1, y1 = line
             filtered = x1 - x0 < UNFILTERED_WIDE * (y1 - y0)
-            return self.crops._read(whole_line(gray, wide=0.0), scale, top_k, filtered)
+            return self.crops._read_surest(crop_variants(gray), scale, top_k, filtered)
         if not found and max(gray.shape) * factor <= CROP_SIDE:
             return self.crops._read(whole_line(gray, wide=0.0), scale, top_k)
         return self._read(found, scale, top_k) or self._read(whole_line(gray), scale, top_k)
@@ -144,6 +152,20 @@ class PagePredictor:
             for box, reading in zip(found, readings, strict=True)
         ]
         return [line for line in lines if line is not None]
+
+    def _read_surest(
+        self, variants: list[LineBox], scale: _Scale, top_k: int, filtered: bool
+    ) -> list[Line]:
+        """One line read as each of its ``variants`` (``crop_variants``), the reading whose
+        digits the line model is surest of kept; a line not read in one part (too long, or
+        too thin to hold writing) is read as it is."""
+        if len(self._within_budget(variants[:1])) != 1:
+            return self._read(variants[:1], scale, top_k, filtered)
+        readings = self.reader.read_lines([variant.crop for variant in variants])
+        sure = [_sureness(reading) for reading in readings]
+        best = int(np.argmax(sure))
+        line = self._line(variants[best], readings[best], scale, top_k, filtered)
+        return [] if line is None else [line]
 
     def _within_budget(self, found: list[LineBox]) -> list[LineBox]:
         """The lines as the line model can take them: lines too long for it cut into parts,
@@ -222,6 +244,29 @@ def crop_line(
     if rows * factor <= CROP_HEIGHT and cols >= WIDE * rows:
         return (0, 0, cols, rows)
     return None
+
+
+def crop_variants(gray: np.ndarray) -> list[LineBox]:
+    """The whole image as one line (``whole_line``), then as each of ``CROP_VARIANTS``: with a
+    margin of paper around it, or trimmed at top and bottom (shares of its height)."""
+    (whole,) = whole_line(gray, wide=0.0)
+    rows, cols = gray.shape
+    paper = int(np.median(whole.crop))
+    variants = [whole]
+    for pad, trim in CROP_VARIANTS:
+        p, t = round(pad * rows), round(trim * rows)
+        if rows - 2 * t < 8:
+            continue
+        crop = np.pad(whole.crop[t : rows - t], p, constant_values=paper)
+        to_page = np.float64([[1, 0, -p], [0, 1, t - p]])
+        variants.append(LineBox((0, 0, cols, rows), crop, to_page))
+    return variants
+
+
+def _sureness(reading: LineReading) -> float:
+    """The mean of a reading's digits' posteriors at their peaks (0 for no digit)."""
+    peaks = [float(np.max(digit.posteriors[:10])) for digit in reading.digits]
+    return float(np.mean(peaks)) if peaks else 0.0
 
 
 def line_crop(gray: np.ndarray, found: Sequence[LineBox]) -> bool:
