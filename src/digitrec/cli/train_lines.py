@@ -47,8 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "at a tiny scale. A stopped run continues with --resume RUN. "
             "Read with the result: digitrec predict IMAGE --lines RUN. "
             "--init SOURCE --strings DIR fine-tunes a line model (a shipped one, 'documents' "
-            "by default, or a train-lines run) on your own written numbers instead: DIR holds their images "
-            "and a labels.csv (columns file,text); read with the result: "
+            "by default, or a train-lines run) on your own written numbers instead: DIR holds "
+            "their images and a labels.csv (columns file,text); read with the result: "
             "digitrec predict IMAGE --model RUN.",
             79,
         ),

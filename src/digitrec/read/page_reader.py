@@ -96,8 +96,8 @@ class PagePredictor:
     def load(cls, model: str | Path = "default", threads: int | None = None) -> PagePredictor:
         """Open an exported line model (a file, or a folder holding one: ``line_model_file``),
         or a shipped one by name (``SHIPPED_LINE_MODELS``). ``"default"`` reads pages with the
-        shipped page model and crops of one number with ``CROP_LINE_MODEL``; a model fine-tuned on a
-        user's strings (``FINE_TUNED``), which are crops of one number, reads those, and the
+        shipped page model and crops of one number with ``CROP_LINE_MODEL``; a model fine-tuned
+        on a user's strings (``FINE_TUNED``), which are crops of one number, reads those, and the
         shipped page model pages; any other model reads both."""
         reader = LineReader.load(model, threads)
         if str(model) == "default":
@@ -124,12 +124,12 @@ class PagePredictor:
         """The lines of digits on a grey page, top to bottom; boxes in pixels ``factor`` times
         those of ``gray``. Lines read as nothing or rejected as no writing are left out; where
         nothing is left, a wide image is read whole as one line (``whole_line``), and so is an
-        image at most ``CROP_SIDE`` long where no line is found. An image that is a crop of one
-        line (``crop_line``) is read whole (and as ``crop_variants``, the surest reading kept),
-        and where that line is at least ``UNFILTERED_WIDE``
-        times as wide as high the line filter does not reject it: the line finder cuts the
-        crop's writing tighter than the line model learned lines, and the filter doubts many a
-        real number so cropped."""
+        image at most ``CROP_SIDE`` long where no line is found; both by ``crops``. An image
+        that is a crop of one line (``crop_line``) is read whole (and as ``crop_variants``, the
+        surest reading kept), and where that line is at least ``UNFILTERED_WIDE`` times as wide
+        as high the line filter does not reject it: the line finder cuts the crop's writing
+        tighter than the line model learned lines, and the filter doubts many a real number so
+        cropped."""
         scale = _Scale(factor, (round(gray.shape[1] * factor), round(gray.shape[0] * factor)))
         found = find_lines(gray)
         if line := crop_line(gray, found, factor):

@@ -29,8 +29,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 def model_file(name: str) -> str:
     """A model named on the command line: 'default', 'documents' (a shipped line model) or 'none'
-    as they are, a file as its absolute
-    path (worker processes may start elsewhere)."""
+    as they are, a file as its absolute path (worker processes may start elsewhere)."""
     return name if name in (*SHIPPED_LINE_MODELS, NO_LINES) else str(Path(name).resolve())
 
 

@@ -176,9 +176,9 @@ class StringsRecipe:
     """Fine-tuning a line model on your own written numbers (``train-lines --strings``): the
     folder (``labels.csv`` and images), the digest of its ``labels.csv`` (a resume with other
     data is refused), the model it starts from (a shipped one, by default the one that reads
-    crops of one number, ``CROP_LINE_MODEL``, or a complete train-lines run), and how it trains: every batch half your training strings, half generated
-    lines from MNIST's training split, batch normalization frozen, the epoch chosen by your
-    held-out strings read exactly."""
+    crops of one number, ``CROP_LINE_MODEL``, or a complete train-lines run), and how it trains:
+    every batch half your training strings, half generated lines from MNIST's training split,
+    batch normalization frozen, the epoch chosen by your held-out strings read exactly."""
 
     strings: str = ""
     labels_digest: str = ""

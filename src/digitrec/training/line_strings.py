@@ -8,8 +8,9 @@ skipped. A seeded share of them, the same share of every number length, is held 
 are half of every batch, the other half lines generated from MNIST's training split as the
 starting model learned them (``synth.pages.line_samples``, or ``synth.documents.document_lines``
 for a model trained on documents' lines; fresh every epoch) so that it keeps what it knew. The
-model starts from the shipped line reader (``SHIPPED_LINES``, whose batch normalizations are
-folded into their convolutions) or a complete train-lines run, with every batch normalization
+model starts from a shipped line model (``SHIPPED_KERAS``, by default the one that reads crops
+of one number; their batch normalizations are folded into their convolutions) or a complete
+train-lines run, with every batch normalization
 frozen (inference mode), at a third of training's learning rate, your strings mildly
 distorted (``line_batches.distorted``); the epoch kept is the one whose model reads the most
 held-out strings exactly, the starting model itself if none does better.
@@ -33,7 +34,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from digitrec.data import load_dataset, split_validation
+from digitrec.data import load_dataset
 from digitrec.errors import DataError, DigitrecError, ImageError
 from digitrec.files import atomic_path, read_json, remove_stale_temporaries, write_json
 from digitrec.read.image_folders import STRING_LABELS, SkippedFile, string_labels
@@ -66,12 +67,12 @@ from digitrec.training.line_settings import (
 )
 from digitrec.training.line_training import (
     LineCheckpoint,
-    LineDigits,
     batch_dataset,
     exact_accuracy,
     finish_run,
     fixed_batches,
     starting_model,
+    training_digits,
 )
 from digitrec.training.model_setup import learning_rate
 from digitrec.training.page_rejection import store_rejection
@@ -350,13 +351,11 @@ def fine_tune(
         model = starting_model(lines)
         compile_for_strings(model, recipe, steps)
     # the generated half as the starting model learned its lines (pages or documents), of the
-    # dataset's training split: a real set is not needed to fine-tune
-    x_train, y_train, _, _ = split_validation(
-        data.train_images, data.train_labels, settings.val_size
-    )
-    source = LineDigits.unknown_writers(x_train, y_train).source(settings)
+    # dataset's training split only: a real set is not needed to fine-tune
+    generated = training_digits(replace(settings, real="none"), data)
     if state["epoch"] < recipe.epochs:
-        args = (as_lines(own.train), source, x_train, y_train, recipe.seed)
+        source = generated.source(settings)
+        args = (as_lines(own.train), source, generated.images, generated.labels, recipe.seed)
         args += (range(state["epoch"], recipe.epochs), recipe.own_per_batch, recipe.batch_size)
         args += (settings.stride, recipe.augment)
         callbacks = [*progress_shown(verbose), LineCheckpoint(run_dir, state, validation, verbose)]
