@@ -378,7 +378,7 @@ def test_a_small_image_whose_line_the_finder_misses_is_read_whole(recognizer, mn
     monkeypatch.setattr(page_reader, "find_lines", lambda _: [])
     (read,) = recognizer.pages.read_lines(gray)
     assert read.text == str(mnist.test_labels[0])
-    monkeypatch.setattr(page_reader, "CROP_SIDE", gray.shape[0] - 1)  # larger: not read whole
+    monkeypatch.setattr(page_reader, "SMALL_SIDE", gray.shape[0] - 1)  # larger: not read whole
     assert recognizer.pages.read_lines(gray) == []
 
 

@@ -25,10 +25,10 @@ from digitrec.read.decoding import decode_image
 from digitrec.read.line_finder import LineBox, find_lines, region_crop
 from digitrec.read.line_reader import MAX_WIDTH, LineDigit, LineReader, LineReading
 from digitrec.read.loader import CROP_LINE_MODEL
+from digitrec.read.policy import SMALL_SIDE, WIDE
 from digitrec.read.results import UNKNOWN, Digit, Line, digit_from, line_text
 
 PAGE_SIDE = 2400  # pages are decoded at most this long: line crops need no more
-WIDE = 1.5  # an image this many times as wide as high where no line is read: read whole
 CROP_BAND = 0.5  # one line this share of the image high: the image is a crop of it, read whole
 # On generated validation crops of one number (document_lines, seeds 131-132), the line filter
 # left out 33 numbers the line model read right from the whole crop, and 1 of 342 crops without
@@ -49,7 +49,6 @@ CROP_HEIGHT = 150  # pixels: a wide image no higher than this is a crop of one l
 # crops without a digit read as none 91.9% -> 90.4% of 135, no validation page changed; a crop
 # takes about 4 ms more (one core).
 CROP_VARIANTS = ((0.15, 0.0), (0.0, 0.08), (0.05, 0.04))  # (margin, trim)
-CROP_SIDE = 320  # pixels (the policy's SMALL_SIDE): no line found in a crop this small: read whole
 # The most a page's lines may come to, so that a read takes at most about a second and a few
 # hundred MB whatever the image shows (the README's "Limits"): a page of numbers needs a
 # fraction of either.
@@ -124,7 +123,7 @@ class PagePredictor:
         """The lines of digits on a grey page, top to bottom; boxes in pixels ``factor`` times
         those of ``gray``. Lines read as nothing or rejected as no writing are left out; where
         nothing is left, a wide image is read whole as one line (``whole_line``), and so is an
-        image at most ``CROP_SIDE`` long where no line is found; both by ``crops``. An image
+        image at most ``SMALL_SIDE`` long where no line is found; both by ``crops``. An image
         that is a crop of one line (``crop_line``) is read whole (and as ``crop_variants``, the
         surest reading kept), and where that line is at least ``UNFILTERED_WIDE`` times as wide
         as high the line filter does not reject it: the line finder cuts the crop's writing
@@ -136,7 +135,7 @@ class PagePredictor:
             x0, y0, x1, y1 = line
             filtered = x1 - x0 < UNFILTERED_WIDE * (y1 - y0)
             return self.crops._read_surest(crop_variants(gray), scale, top_k, filtered)
-        if not found and max(gray.shape) * factor <= CROP_SIDE:
+        if not found and max(gray.shape) * factor <= SMALL_SIDE:
             return self.crops._read(whole_line(gray, wide=0.0), scale, top_k)
         return self._read(found, scale, top_k) or self._read(whole_line(gray), scale, top_k)
 
