@@ -30,6 +30,8 @@ from common import REAL_SETS, machine, write_into_readme
 from PIL import Image
 from reading import READERS, Case, Task, reader_names, table
 
+from digitrec.read.line_reader import LineReader
+from digitrec.read.page_reader import PagePredictor
 from digitrec.read.recognizer import Recognizer
 from digitrec.realdigits import load_cvl
 from digitrec.synth.documents import writer_lines
@@ -79,18 +81,27 @@ def digits_only(reader):
     return lambda image: digits_of(reader(image))
 
 
-def shipped_at(revision: str, folder: Path) -> tuple[Path, Path]:
-    """The classifier and line model shipped at a git ``revision``, written into ``folder``."""
-    files = []
-    for name in ("default.onnx", "lines.onnx"):
-        content = subprocess.run(
-            ["git", "show", f"{revision}:{ASSETS}/{name}"], cwd=ROOT, capture_output=True
-        )
-        if content.returncode:
-            raise SystemExit(f"no {ASSETS}/{name} at {revision}: {content.stderr.decode().strip()}")
-        (folder / name).write_bytes(content.stdout)
-        files.append(folder / name)
-    return files[0], files[1]
+def shipped_at(revision: str, folder: Path) -> tuple[Path, Path, Path | None]:
+    """The classifier, the line model and, where that revision had one, the line model that
+    reads crops of one number, shipped at a git ``revision``, written into ``folder``."""
+    classifier, lines, crops = (
+        asset_at(revision, name, folder)
+        for name in ("default.onnx", "lines.onnx", "documents.onnx")
+    )
+    if classifier is None or lines is None:
+        raise SystemExit(f"no {ASSETS}/default.onnx and lines.onnx at {revision}")
+    return classifier, lines, crops
+
+
+def asset_at(revision: str, name: str, folder: Path) -> Path | None:
+    """The shipped file ``name`` at a git ``revision``, written into ``folder``; None if absent."""
+    content = subprocess.run(
+        ["git", "show", f"{revision}:{ASSETS}/{name}"], cwd=ROOT, capture_output=True
+    )
+    if content.returncode:
+        return None
+    (folder / name).write_bytes(content.stdout)
+    return folder / name
 
 
 def recognizer_readers(
@@ -105,9 +116,12 @@ def recognizer_readers(
 
 
 def previous_readers(revision: str, names: list[str], folder: Path) -> dict[str, Callable]:
-    """The recognizer readers among ``names`` with the models shipped at ``revision``."""
-    classifier, lines = shipped_at(revision, folder)
+    """The recognizer readers among ``names`` with the models shipped at ``revision`` (its crop
+    model reading crops of one number where it had one)."""
+    classifier, lines, crops = shipped_at(revision, folder)
     recognizer = Recognizer.load(classifier, threads=1, lines=lines)
+    if crops is not None and recognizer.pages is not None:
+        recognizer.pages.crops = PagePredictor(LineReader.load(crops, 1))
     return recognizer_readers(recognizer, names, f"@{revision}")
 
 

@@ -52,9 +52,12 @@ def test_the_rows_are_chosen_by_name(bench):
 
 
 def test_the_models_of_an_earlier_revision_are_read_from_git(bench, tmp_path):
-    classifier, lines = bench.shipped_at("HEAD", tmp_path)
+    classifier, lines, crops = bench.shipped_at("HEAD", tmp_path)
     described = bench.Recognizer.load(classifier, lines=lines).describe()
     assert str(tmp_path) in str(described)  # both models read from the files written
+    assert crops == tmp_path / "documents.onnx" and crops.stat().st_size > 0
+    (reader,) = bench.previous_readers("HEAD", ["auto"], tmp_path).values()
+    assert reader(np.full((40, 120), 255, np.uint8)) == ""
     with pytest.raises(SystemExit, match="no src/digitrec/assets"):
         bench.shipped_at("0000000", tmp_path)
 
