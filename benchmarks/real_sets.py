@@ -2,7 +2,8 @@
 real bank cheques (ORAND-CAR-A's training part, which the shipped models never trained on) and
 single digits of 60 writers (CVL's validation part) as a user's crop, with Tesseract 5 beside
 them in the same run, and the models shipped at an earlier revision (``--previous REV``: the
-classifier and line model files of that git revision, read with today's code) for comparison.
+classifier, line model and crop line model files of that git revision, read with today's code)
+for comparison.
 
     python benchmarks/real_sets.py [--data ../shared/realdigits] [--cvl 7000]
         [--sets orand,cvl,cvl-lines] [--readers auto,pages,digits,tesseract]
