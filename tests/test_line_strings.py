@@ -252,10 +252,10 @@ def test_a_distorted_string_keeps_its_height_and_whole_frames_and_strength_0_cha
 @pytest.mark.parametrize("shipped", ["default", "documents"])
 def test_init_names_a_shipped_line_model_its_keras_file_settings_and_filter(shipped):
     """``--init documents`` starts from the documents line model as ``--init default`` from the
-    default's: its Keras weights, its architecture and the line filter both keep."""
+    default's: its Keras weights, its architecture and its line filter."""
     from digitrec.read.line_reader import LineReader
     from digitrec.training.line_settings import (
-        SHIPPED_FILTER,
+        SHIPPED_FILTERS,
         SHIPPED_KERAS,
         init_model_file,
         init_settings,
@@ -264,7 +264,7 @@ def test_init_names_a_shipped_line_model_its_keras_file_settings_and_filter(ship
 
     lines, line_filter, record = init_files(shipped)
     assert lines == init_model_file(shipped) and lines.name == SHIPPED_KERAS[shipped]
-    assert line_filter.name == SHIPPED_FILTER and record is None
+    assert line_filter.name == SHIPPED_FILTERS[shipped] and record is None
     recorded = LineReader.load(shipped).metadata["training_settings"]
     assert init_settings(shipped).source == recorded.get("source", "pages")
 

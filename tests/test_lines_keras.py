@@ -1,6 +1,6 @@
-"""The shipped line models as Keras weights (assets/lines.keras, documents.keras and the filter
-they share, lines-filter.keras, made by tools/lines_keras.py): found without TensorFlow, and the
-same networks as their ONNX files."""
+"""The shipped line models as Keras weights (assets/lines.keras, documents.keras and their
+filters, lines-filter.keras and documents-filter.keras, made by tools/lines_keras.py): found
+without TensorFlow, and the same networks as their ONNX files."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from fresh_python import SRC, run_importing_none_of
 from digitrec.data import split_validation
 from digitrec.read.line_reader import LineReader
 from digitrec.training.line_settings import (
-    SHIPPED_FILTER,
+    SHIPPED_FILTERS,
     SHIPPED_KERAS,
     shipped_keras_path,
 )
@@ -21,14 +21,15 @@ from digitrec.training.line_settings import (
 
 def test_the_keras_files_are_found_in_the_package_without_importing_tensorflow():
     code = (
-        "from digitrec.training.line_settings import SHIPPED_FILTER, SHIPPED_KERAS, "
+        "from digitrec.training.line_settings import SHIPPED_FILTERS, SHIPPED_KERAS, "
         "shipped_keras_path\n"
-        "for name in [*SHIPPED_KERAS.values(), SHIPPED_FILTER]: print(shipped_keras_path(name))"
+        "for name in [*SHIPPED_KERAS.values(), *SHIPPED_FILTERS.values()]:\n"
+        "    print(shipped_keras_path(name))"
     )
     result = run_importing_none_of(("tensorflow", "keras"), code)
     assert result.returncode == 0, result.stderr.decode()
     paths = result.stdout.decode().split()
-    names = ("lines.keras", "documents.keras", SHIPPED_FILTER)
+    names = ("lines.keras", "documents.keras", "lines-filter.keras", "documents-filter.keras")
     assert paths == [str(SRC / "digitrec" / "assets" / n) for n in names]
     for path in paths:
         assert {"config.json", "model.weights.h5"} <= set(zipfile.ZipFile(path).namelist())
@@ -45,7 +46,7 @@ def test_keras_gives_the_onnx_line_readers_posteriors_and_writing_on_validation_
     from digitrec.training.line_export import joined
 
     lines = keras.saving.load_model(shipped_keras_path(SHIPPED_KERAS[shipped]))
-    line_filter = keras.saving.load_model(shipped_keras_path(SHIPPED_FILTER))
+    line_filter = keras.saving.load_model(shipped_keras_path(SHIPPED_FILTERS[shipped]))
     _, _, x_val, y_val = split_validation(mnist.train_images, mnist.train_labels, 5000)
     samples = line_samples(x_val, y_val, 24, seed=7, style="validation")
     inputs, _ = batch_arrays(list(prepared(samples)))
@@ -56,9 +57,9 @@ def test_keras_gives_the_onnx_line_readers_posteriors_and_writing_on_validation_
     assert posteriors.argmax(-1).std() > 0  # lines read, not all blanks
 
 
-@pytest.mark.parametrize("name", [*SHIPPED_KERAS.values(), SHIPPED_FILTER])
+@pytest.mark.parametrize("name", [*SHIPPED_KERAS.values(), *SHIPPED_FILTERS.values()])
 def test_the_keras_files_hold_the_line_networks_architectures(name):
     import keras
 
     model = keras.saving.load_model(shipped_keras_path(name))
-    assert model.name == ("line_filter" if name == SHIPPED_FILTER else "crnn_lstm")
+    assert model.name == ("line_filter" if name.endswith("-filter.keras") else "crnn_lstm")

@@ -161,7 +161,7 @@ def test_the_shipped_line_model_for_documents_is_chosen_by_its_name(tmp_path, ca
     assert main(["predict", str(PAGE), "--lines", "documents", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["model"]["page_reader"] == documents
     card = (ASSETS / "documents.card.md").read_text()
-    assert "CVL" in card and "--init default" in card and "--source documents" in card
+    assert "CVL" in card and "--source documents --real cvl" in card
 
 
 def test_the_default_reads_a_crop_of_one_number_with_the_documents_model_and_pages_with_its_own(

@@ -29,14 +29,16 @@ RECIPE_FILE = "recipe.json"  # a train-lines run's recipe, written when it start
 CARD_FILE = "lines.card.md"  # its model card, written last: the run is complete
 FINE_TUNING = "fine_tuning"  # a fine-tuning run's recipe.json holds its StringsRecipe under it
 # The shipped line models as Keras weights, by the names that load them (``SHIPPED_LINE_MODELS``),
-# and the line filter they share (made by tools/lines_keras.py, each batch normalization folded
-# into the identity: fine-tuning from them keeps it frozen).
+# and their line filters (made by tools/lines_keras.py, each batch normalization folded into the
+# identity: fine-tuning from them keeps it frozen).
 SHIPPED_KERAS = {
     name: str(Path(onnx_file).with_suffix(".keras"))
     for name, onnx_file in SHIPPED_LINE_MODELS.items()
 }
+SHIPPED_FILTERS = {
+    name: f"{Path(onnx_file).stem}-filter.keras" for name, onnx_file in SHIPPED_LINE_MODELS.items()
+}
 SHIPPED_LINES = SHIPPED_KERAS["default"]
-SHIPPED_FILTER = "lines-filter.keras"
 HEADS = ("lstm", "conv")
 SOURCES = ("pages", "documents")  # synth.pages.line_samples, synth.documents.document_lines
 REAL_SETS = ("none", "cvl")  # real handwriting the lines may also be written with
@@ -359,8 +361,8 @@ def recorded_recipe(run_dir: Path) -> LineRecipe | StringsRecipe:
 
 
 def shipped_keras_path(name: str = SHIPPED_LINES) -> Path:
-    """The shipped line reader's Keras file (``SHIPPED_LINES``), or its filter's
-    (``SHIPPED_FILTER``): where ``train-lines --init default`` starts. Reading it needs Keras;
+    """A shipped line model's Keras file (``SHIPPED_KERAS``, the default's unless named), or
+    its filter's (``SHIPPED_FILTERS``): where ``train-lines --init NAME`` starts. Reading it needs Keras;
     finding it does not."""
     path = default_keras_path().with_name(name)  # beside the default classifier's
     if not path.is_file():

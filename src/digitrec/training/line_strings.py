@@ -56,7 +56,7 @@ from digitrec.training.line_filter import FILTER_MODEL, FILTER_RECORD
 from digitrec.training.line_model import LineCTCLoss
 from digitrec.training.line_settings import (
     CARD_FILE,
-    SHIPPED_FILTER,
+    SHIPPED_FILTERS,
     SHIPPED_KERAS,
     LineTrainSettings,
     StringsRecipe,
@@ -193,8 +193,8 @@ def init_files(init: str) -> tuple[Path, Path | None, Path | None]:
     """The starting model's Keras file (``init_model_file``), its line filter's and the
     filter's record (None where it has none; the shipped one's record is in its ONNX file)."""
     lines = init_model_file(init)
-    if init in SHIPPED_KERAS:  # each shipped line model keeps the default's filter
-        return lines, shipped_keras_path(SHIPPED_FILTER), None
+    if init in SHIPPED_KERAS:
+        return lines, shipped_keras_path(SHIPPED_FILTERS[init]), None
     run = Path(init)
     if (run / FILTER_MODEL).is_file() and (run / FILTER_RECORD).is_file():
         return lines, run / FILTER_MODEL, run / FILTER_RECORD
