@@ -386,8 +386,8 @@ def test_a_low_wide_image_whose_number_the_finder_splits_is_read_whole(
     recognizer, mnist, monkeypatch
 ):
     """A wide image at most CROP_HEIGHT pixels high is a crop of one number, read whole by the
-    crop model, even where the line finder cuts its writing into two lines (as beside printed
-    text or across a rule); higher, the lines found are read each."""
+    crop model without finding its lines, which might cut its writing into two (as beside
+    printed text or across a rule); higher, the lines found are read each."""
     from digitrec.read import page_reader
 
     strip = np.pad(np.concatenate(list(mnist.test_images[:5]), axis=1), 4)
@@ -396,15 +396,18 @@ def test_a_low_wide_image_whose_number_the_finder_splits_is_read_whole(
         LineBox(box, np.uint8(gray[box[1] : box[3], box[0] : box[2]] * 255))
         for box in ((0, 0, 148, 72), (148, 0, 296, 72))
     ]
-    monkeypatch.setattr(page_reader, "find_lines", lambda _: halves)
+    searched: list[tuple[int, int]] = []
+    monkeypatch.setattr(page_reader, "find_lines", lambda g: searched.append(g.shape) or halves)
     assert not page_reader.line_crop(gray, halves)
     assert page_reader.crop_line(gray, halves) == (0, 0, 296, 72)
     (read,) = recognizer.pages.read_lines(gray)
     assert read.text == "".join(map(str, mnist.test_labels[:5]))
     assert read.box == (0, 0, 296, 72)
+    assert not searched  # no line finding in a low wide crop
     assert page_reader.crop_line(gray, halves, factor=page_reader.CROP_HEIGHT / 71) is None
     assert page_reader.crop_line(gray[:, :100], halves) is None  # not wide
     assert len(recognizer.pages.read_lines(gray, factor=3.0)) == 2  # 216 pixels high: a page
+    assert searched == [gray.shape]
 
 
 def test_a_crop_is_also_read_padded_and_trimmed_and_the_surest_reading_kept(
