@@ -362,8 +362,8 @@ def recorded_recipe(run_dir: Path) -> LineRecipe | StringsRecipe:
 
 def shipped_keras_path(name: str = SHIPPED_LINES) -> Path:
     """A shipped line model's Keras file (``SHIPPED_KERAS``, the default's unless named), or
-    its filter's (``SHIPPED_FILTERS``): where ``train-lines --init NAME`` starts. Reading it needs Keras;
-    finding it does not."""
+    its filter's (``SHIPPED_FILTERS``): where ``train-lines --init NAME`` starts. Reading it
+    needs Keras; finding it does not."""
     path = default_keras_path().with_name(name)  # beside the default classifier's
     if not path.is_file():
         raise ModelError(
