@@ -281,3 +281,28 @@ def test_fine_tuning_your_strings_starts_from_the_crop_model_unless_told(tmp_pat
     assert strings_recipe_from(build_parser().parse_args(args)).init == CROP_LINE_MODEL
     given = strings_recipe_from(build_parser().parse_args([*args, "--init", "default"]))
     assert CROP_LINE_MODEL == "documents" and given.init == "default"
+
+
+def test_the_generated_half_is_written_with_the_real_set_the_starting_model_learned(
+    tmp_path, monkeypatch, tiny, real_sets, capsys
+):
+    """Fine-tuning keeps what the starting model learned: its generated lines are written with
+    CVL's train writers too where the set is found, and with the dataset alone (saying why)
+    where it is not."""
+    from dataclasses import replace
+
+    from digitrec.data import Dataset
+    from digitrec.realdigits import REAL_DIR_ENV
+    from digitrec.training.line_settings import init_settings
+    from digitrec.training.line_strings import generated_digits
+
+    info, _, arrays = tiny
+    data = Dataset(info, *arrays.values())
+    settings = replace(init_settings("documents"), val_size=10)
+    assert settings.real == "cvl"
+    with_cvl = generated_digits(settings, data, verbose=True)
+    assert (with_cvl.writers >= 0).sum() == settings.real_repeat * 7000
+    monkeypatch.setenv(REAL_DIR_ENV, str(tmp_path))
+    alone = generated_digits(settings, data, verbose=True)
+    assert len(alone.images) == len(arrays["train_images"]) - 10 and (alone.writers == -1).all()
+    assert "cvl_train.npz: no such file" in capsys.readouterr().out

@@ -262,7 +262,10 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
         reproduce=reproduce(meta.get("recipe")),
     )
     if FINE_TUNED in meta:
-        tail = FINE_TUNING_TAIL.format(reproduce=reproduce_fine_tuning(meta[FINE_TUNED]))
+        tail = FINE_TUNING_TAIL.format(
+            reproduce=reproduce_fine_tuning(meta[FINE_TUNED]),
+            generated=meta[FINE_TUNED]["generated"],
+        )
     with atomic_path(Path(out), suffix=".md") as tmp:
         tmp.write_text("\n".join(lines) + "\n" + tail)
     return Path(out)
@@ -427,9 +430,10 @@ Fine-tuned from the starting model above on your strings (their ``labels.csv`` a
 each read as the line reader reads a crop; a seeded share of them, the same share of every number
 length, was held out and chose the epoch (so its figure above is biased up: measure on strings
 that played no part, ``digitrec evaluate RUN --strings DIR``). Every batch held as many of your
-training strings (mildly distorted, ``--augment``) as lines generated from MNIST's training split (``synth.pages.line_samples``,
-style "train", fresh every epoch), so that the model keeps reading generated lines; the
-"validation lines" figures above are those lines made from MNIST's validation split. Batch
+training strings (mildly distorted, ``--augment``) as lines generated as the starting model
+learned its own (style "train", fresh every epoch) from {generated}, so that the model keeps
+reading generated lines; the "validation lines" figures above are those lines made from the
+validation digits. Batch
 normalization was frozen (inference mode). The line filter is the starting model's, unchanged.
 The temperature and thresholds were fitted anew on generated validation pages of every layout
 (``digitrec.training.page_rejection``), none of your strings among them.

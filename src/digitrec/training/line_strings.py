@@ -5,13 +5,14 @@ does: ``lines.onnx`` checked against Keras, its rejection fitted, its model card
 Your strings (``read.image_folders.string_labels``: images and a ``labels.csv``) are read as
 the line reader reads a crop (``line_reader.prepare_line``); unreadable files are listed and
 skipped. A seeded share of them, the same share of every number length, is held out; the rest
-are half of every batch, the other half lines generated from MNIST's training split as the
-starting model learned them (``synth.pages.line_samples``, or ``synth.documents.document_lines``
-for a model trained on documents' lines; fresh every epoch) so that it keeps what it knew. The
+are half of every batch, the other half lines generated as the starting model learned them
+(``synth.pages.line_samples``, or ``synth.documents.document_lines`` for a model trained on
+documents' lines; fresh every epoch) from MNIST's training split, and from CVL's train part
+where the starting model learned it and the set is found, so that it keeps what it knew. The
 model starts from a shipped line model (``SHIPPED_KERAS``, by default the one that reads crops
 of one number; their batch normalizations are folded into their convolutions) or a complete
 train-lines run, with every batch normalization
-frozen (inference mode), at a third of training's learning rate, your strings mildly
+frozen (inference mode), at a sixth of training's learning rate, your strings mildly
 distorted (``line_batches.distorted``); the epoch kept is the one whose model reads the most
 held-out strings exactly, the starting model itself if none does better.
 The starting model's line filter is kept as it is. The rejection is fitted anew on generated
@@ -34,7 +35,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from digitrec.data import load_dataset
+from digitrec.data import Dataset, load_dataset
 from digitrec.errors import DataError, DigitrecError, ImageError
 from digitrec.files import atomic_path, read_json, remove_stale_temporaries, write_json
 from digitrec.read.image_folders import STRING_LABELS, SkippedFile, string_labels
@@ -67,6 +68,7 @@ from digitrec.training.line_settings import (
 )
 from digitrec.training.line_training import (
     LineCheckpoint,
+    LineDigits,
     batch_dataset,
     exact_accuracy,
     finish_run,
@@ -313,6 +315,8 @@ def fine_tuning_record(recipe: StringsRecipe, own: OwnStrings, run_dir: Path) ->
         "strings": own.record(),
         "best_epoch": metrics["best_epoch"],
         "start_val_exact": read_json(run_dir / STATE_FILE)["start_exact"],
+        # a run started before runs recorded it wrote its lines of MNIST alone
+        "generated": read_json(run_dir / "run.json").get("generated", "MNIST's training split"),
     }
 
 
@@ -329,9 +333,11 @@ def fine_tune(
     reads the most held-out strings exactly; ``model.keras`` and ``metrics.json`` at the end."""
     lines, filter_model, filter_record = init_files(recipe.init)
     data = load_dataset(settings.dataset, data_dir, progress=verbose)
+    generated = generated_digits(settings, data, verbose)
     if not (run_dir / "run.json").is_file():
         record = run_record(TrainConfig(), data)
         del record["config"]
+        record["generated"] = generated_words(settings, generated)
         write_json(
             run_dir / "run.json",
             {"settings": asdict(settings), "init": recipe.init, "strings": own.record(), **record},
@@ -350,9 +356,6 @@ def fine_tune(
     else:
         model = starting_model(lines)
         compile_for_strings(model, recipe, steps)
-    # the generated half as the starting model learned its lines (pages or documents), of the
-    # dataset's training split only: a real set is not needed to fine-tune
-    generated = training_digits(replace(settings, real="none"), data)
     if state["epoch"] < recipe.epochs:
         source = generated.source(settings)
         args = (as_lines(own.train), source, generated.images, generated.labels, recipe.seed)
@@ -369,6 +372,26 @@ def fine_tune(
             verbose=0,
         )
     finish_run(run_dir, state)
+
+
+def generated_digits(settings: LineTrainSettings, data: Dataset, verbose: bool) -> LineDigits:
+    """The digits of the generated half, as the starting model learned its lines: with its real
+    set (CVL's train part) where that is found, else the dataset's training split alone, since
+    a real set is not needed to fine-tune."""
+    try:
+        return training_digits(settings, data)
+    except DataError as exc:
+        if settings.real == "none":
+            raise
+        if verbose:
+            print(f"generated lines of {settings.dataset} alone: {exc}")
+        return training_digits(replace(settings, real="none"), data)
+
+
+def generated_words(settings: LineTrainSettings, generated: LineDigits) -> str:
+    """What the generated half was written with, in the model card's words."""
+    words = f"{settings.dataset.upper()}'s training split"
+    return words + (" and CVL's train part" if (generated.writers >= 0).any() else "")
 
 
 def start_state(
