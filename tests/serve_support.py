@@ -28,9 +28,11 @@ def png_bytes(image: Image.Image | np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def drawn_ones(count: int = 1, size: int = 120) -> bytes:
+def drawn_ones(count: int = 1, size: int = 160) -> bytes:
     """Dark strokes on white, as the drawing page sends them: ``count`` upright ones written as
-    one number (``size`` / 2 apart, closer than they are high, so with no space between)."""
+    one number (``size`` / 2 apart, closer than they are high, so with no space between). The
+    pad's images are taller than a crop of one number (``policy.CROP_HEIGHT``), which the line
+    models read, and they read ruler-straight bars as one 1 or none."""
     pitch = size // 2
     image = Image.new("L", (size + (count - 1) * pitch, size), 255)
     draw = ImageDraw.Draw(image)

@@ -41,7 +41,7 @@ def case(
     page: Reading | None = None,
     digits: Reading | None = None,
     written: bool = True,
-    size: tuple[int, int] = (100, 400),
+    size: tuple[int, int] = (160, 400),
 ) -> Case:
     """An image ``size`` (rows, cols) with the readings given; the line filter says ``written``."""
     given = {name: made for name, made in ((PAGES, page), (DIGITS, digits)) if made is not None}
@@ -72,13 +72,26 @@ def test_the_first_rule_that_applies_decides(expected, example):
 
 
 @pytest.mark.parametrize(
-    ("cols", "expected"), [(140, "small lone digit"), (150, "one sure digit each")]
+    ("size", "expected"),
+    [
+        ((100, 140), "small lone digit"),
+        ((100, 150), "low wide crop"),
+        ((150, 225), "low wide crop"),
+        ((151, 400), "one sure digit each"),
+        ((200, 299), "small lone digit"),
+        ((200, 300), "one sure digit each"),
+    ],
 )
-def test_a_wide_small_image_is_a_line_crop_not_a_lone_digit(cols, expected):
+def test_a_wide_small_image_is_a_line_crop_not_a_lone_digit(size, expected):
     """A crop WIDE times as wide as high holds a number (joined digits the classifier takes for
-    one, a line of which it reads one piece): the page reader reads it."""
-    example = case(page=reading(line(90)), digits=reading(line(90)), size=(100, cols))
+    one, a line of which it reads one piece, an end mark it takes for a digit): the page reader
+    reads it, at most CROP_HEIGHT high without asking the classifier."""
+    example = case(page=reading(line(90)), digits=reading(line(90)), size=size)
     assert first_rule(example).name == expected
+
+
+def test_a_low_wide_crop_is_decided_by_its_size_alone():
+    assert first_rule(case(size=(120, 600))).name == "low wide crop"
 
 
 def test_a_small_lone_digit_needs_ink_the_line_filter_takes_for_writing():

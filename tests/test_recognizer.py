@@ -182,6 +182,21 @@ def test_auto_reads_many_images_as_it_reads_each_in_two_classifier_batches(recog
     assert [r.text for r in together] == ["7", "12", "", "46", "30\n58"]
 
 
+def test_a_low_wide_crop_is_read_by_the_page_reader_without_the_classifier(recognizer, monkeypatch):
+    """A crop of one number, at most 150 pixels high and 1.5 times as wide, is read as the page
+    reader reads it (end marks and borders are not digits); the classifier is not asked."""
+    crop = row_of([3, 5, 8])
+    crop = crop.resize((crop.width * 120 // crop.height, 120))
+    pages = recognizer.read(crop, reader="pages")
+
+    def classify(self, decoded, indices, top_k):
+        assert not indices, "the classifier was asked"
+        return []
+
+    monkeypatch.setattr(Recognizer, "_classify", classify)
+    assert recognizer.read(crop).to_dict() == pages.to_dict() and pages.text == "358"
+
+
 def test_the_pixel_limit_is_the_callers_in_both_directions(recognizer):
     image = row_of([1, 2])
     pixels = image.width * image.height

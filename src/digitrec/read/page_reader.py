@@ -25,7 +25,7 @@ from digitrec.read.decoding import decode_image
 from digitrec.read.line_finder import LineBox, find_lines, region_crop
 from digitrec.read.line_reader import MAX_WIDTH, LineDigit, LineReader, LineReading
 from digitrec.read.loader import CROP_LINE_MODEL
-from digitrec.read.policy import SMALL_SIDE, WIDE
+from digitrec.read.policy import CROP_HEIGHT, SMALL_SIDE, WIDE
 from digitrec.read.results import UNKNOWN, Digit, Line, digit_from, line_text
 
 PAGE_SIDE = 2400  # pages are decoded at most this long: line crops need no more
@@ -41,7 +41,6 @@ FINE_TUNED = "fine_tuning"  # the metadata of a line model fine-tuned on a user'
 # without), 94.6% of 111 without a digit read as none (91.0%), and of 120 CVL valid writers'
 # lines 68.3% (65.0%); no validation page changed (60 per layout, seed 909; at 176 pixels a
 # touching page did).
-CROP_HEIGHT = 150  # pixels: a wide image no higher than this is a crop of one line, read whole
 # A crop of one number is read as it is and as each of these (a margin of paper around it, a trim
 # at top and bottom; shares of its height), the reading whose digits the line model is surest of
 # kept. On generated validation crops (seed 950, chosen on seeds 922-940): 57.4% -> 62.6% of 345

@@ -173,9 +173,14 @@ class Recognizer:
             for k, case in enumerate(cases):
                 if k not in chosen:
                     try:
-                        chosen[k] = first_rule(case, self.rules)
+                        rule = first_rule(case, self.rules)
                     except NeedsReading as missing:
                         needs[missing.reader].append(k)
+                        continue
+                    if rule.gives in case.readings:
+                        chosen[k] = rule
+                    else:  # a rule that looked at the size alone gives a reading not yet made
+                        needs[rule.gives].append(k)
             for k, digits in zip(
                 needs[DIGITS], self._classify(decoded, needs[DIGITS], top_k), strict=True
             ):
