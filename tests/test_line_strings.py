@@ -300,6 +300,7 @@ def test_the_generated_half_is_written_with_the_real_set_the_starting_model_lear
     data = Dataset(info, *arrays.values())
     settings = replace(init_settings("documents"), val_size=10)
     assert settings.real == "cvl"
+    monkeypatch.setenv(REAL_DIR_ENV, str(real_sets))
     with_cvl = generated_digits(settings, data, verbose=True)
     assert (with_cvl.writers >= 0).sum() == settings.real_repeat * 7000
     monkeypatch.setenv(REAL_DIR_ENV, str(tmp_path))
