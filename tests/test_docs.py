@@ -39,6 +39,9 @@ BENCHMARK_BLOCKS = (
     "serve",
     "batch",
     "page_budget",
+    "real_sets",
+    "finetune_strings",
+    "policy-rules",
 )
 
 

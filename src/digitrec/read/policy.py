@@ -1,7 +1,7 @@
 """The ``auto`` reader's policy: which reading of an image to give, the page reader's ("pages")
 or the single-digit classifier's ("digits"), as one ordered table of rules (``RULES``). The
-first rule that applies decides; each is named, says in one line what it looks for, and carries
-the measurement that justifies it (``Rule.measured``).
+first rule that applies decides; each is named, says in one line what it looks for, and why it
+gives what it gives (``Rule.reason``); ``benchmarks/policy_rules.py`` measures each.
 
 A rule looks at a ``Case``: the image's size and, only where it asks for them, the two
 readings and the line filter's judgement of the classifier's ink. Asking for a reading not yet
@@ -67,12 +67,12 @@ class Case:
 @dataclass(frozen=True)
 class Rule:
     """A rule of the policy: where ``applies`` (whose docstring says what it looks for), the
-    reading ``gives`` is given; ``measured`` is what justifies it."""
+    reading ``gives`` is given; ``reason`` says why."""
 
     name: str
     gives: str
     applies: Callable[[Case], bool]
-    measured: str
+    reason: str
 
     @property
     def looks_for(self) -> str:
@@ -149,73 +149,68 @@ def _otherwise(case: Case) -> bool:
     return True
 
 
-# Measured on 1,000 validation pages, 100 of each layout (seeds 21-120), with the shipped models:
-# the pages each rule decides, and how many pages are read exactly without it (912 with all).
+# What each rule decides on validation pages and crops, and what changes without it, is measured
+# by benchmarks/policy_rules.py (docs/benchmarks/policy-rules.md).
 RULES: tuple[Rule, ...] = (
     Rule(
         "low wide crop",
         PAGES,
         _low_wide_crop,
-        "decides no page (none of 30 + 40 of each layout changed); on generated validation "
-        "crops of one number (seeds 1040-1044 and 1050-1054) without it 9 + 19 fewer of 315 + "
-        "431 numbers read exactly, 10 + 5 fewer of 115 + 126 crops without a digit read as "
-        "none, 2 + 5 fewer of 120 + 160 CVL valid writers' lines, 1 more of 60 + 80 lines of "
-        "scikit-learn's digits (the classifier gives end marks, borders and separators as digits)",
+        "the classifier gives end marks, separators and cell borders beside a number as digits; "
+        "the page reader's line model learned such crops whole",
     ),
     Rule(
         "small lone digit",
         DIGITS,
         _small_lone_digit,
-        "decides 39 pages (38 user); spares them the page reader (16 ms a page); images 1.5 "
-        "times as wide as high are left to the page reader: of 20 such numbers among 1,200 "
-        "validation document crops the classifier read 2 exactly, the page reader 16, and of 14 "
-        "such crops without a digit the page reader read 13 as none, the classifier none",
+        "a user's crop of one digit: the classifier reads it best, and the page reader's time "
+        "is spared; wider crops hold numbers, which are left to the page reader",
     ),
     Rule(
         "several lines",
         PAGES,
         _several_lines,
-        "decides 303 pages; spares them the classifier, no reading changes without it",
+        "the classifier reads no page of several lines better, so it is not asked",
     ),
     Rule(
         "no digits",
         PAGES,
         _no_digits,
-        "decides 240 pages (blank, noise, letters); no reading changes without it",
+        "blank, noisy and printed pages: the page reader reads what lines there are, or nothing",
     ),
     Rule(
         "unsure digits",
         PAGES,
         _unsure_digits,
-        "decides 266 pages; without it 40 fewer exact (scribble 18, comb 8, gaps 7)",
+        "the classifier's doubt comes from scribbles and touching digits, which the page reader "
+        "rejects or separates",
     ),
     Rule(
         "one sure digit each",
         PAGES,
         _one_sure_digit_each,
-        "decides 10 photo pages; without it 8 fewer exact (the classifier takes the page's "
-        "edge for part of the digit)",
+        "on a photo the classifier takes the page's edge for part of the digit",
     ),
     Rule(
         "fewer digits",
         PAGES,
         _fewer_digits,
-        "decides 37 pages; without it 32 fewer exact (photo 29)",
+        "the classifier joins neighbouring digits the page reader tells apart (photos)",
     ),
     Rule(
         "isolated digits",
         DIGITS,
         _isolated_digits,
-        "decides 26 pages (user 24); without it 2 readings change, 1 more exact (a scribble); "
-        "the line filter keeps 99.5% of 400 validation digits drawn as users' images",
+        "large separate digits, as users draw them, are what the classifier reads best; the "
+        "line filter keeps it from reading scribbles",
     ),
     Rule(
         "clean row",
         DIGITS,
         _clean_row,
-        "decides 49 pages (user 33, gaps 12); without it 6 readings change, 1 more exact",
+        "a clean row of separate digits: the classifier reads each one alone",
     ),
-    Rule("otherwise", PAGES, _otherwise, "decides 26 pages (scribble 15, letters 8)"),
+    Rule("otherwise", PAGES, _otherwise, "the page reader rejects scribbles and printed text"),
 )
 
 
@@ -227,9 +222,9 @@ def first_rule(case: Case, rules: tuple[Rule, ...] = RULES) -> Rule:
 
 def markdown_table(rules: tuple[Rule, ...] = RULES) -> str:
     """The rules as a Markdown table, in order (the reading guide shows it)."""
-    rows = ["| # | rule | where | reads | measured |", "| --- | --- | --- | --- | --- |"]
+    rows = ["| # | rule | where | reads | why |", "| --- | --- | --- | --- | --- |"]
     rows += [
-        f"| {k} | {rule.name} | {_values(rule.looks_for)} | {rule.gives} | {rule.measured} |"
+        f"| {k} | {rule.name} | {_values(rule.looks_for)} | {rule.gives} | {rule.reason} |"
         for k, rule in enumerate(rules, 1)
     ]
     return "\n".join(rows)
