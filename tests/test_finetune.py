@@ -306,7 +306,10 @@ def test_keep_init_refuses_an_init_that_became_another_architecture(base_run, tm
         ({"keep_init": 0.3}, r"keep_init \(--keep-init\) 0.3 needs --init"),
         ({"images": ["a"], "ensemble": 2}, "--images trains a single model"),
         ({"images": "folder"}, "must be a list of paths"),
-        ({"mix_mnist": 1.0}, r"mix_mnist \(--mix-mnist\) must be >= 0 and < 1"),
+        (
+            {"mix_mnist": 1.0},
+            r"mix_mnist \(--mix-mnist\) must be a finite number at least 0 and below 1",
+        ),
     ],
 )
 def test_combinations_that_cannot_work_are_refused_naming_the_flags(settings, message):

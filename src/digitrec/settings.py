@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import NoneType, UnionType
@@ -128,7 +129,10 @@ def checked(name: str, value: Any, kind: Any, rules: Setting) -> Any:
         return None
     kind = next(k for k in kinds if k is not NoneType)
     wrong = f"{name} ({rules.flag_of(name)}) must be"
-    if kind in (int, float):
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise DigitrecError(f"{wrong} true or false, not {value!r}")
+    elif kind in (int, float):
         number = numbers.Integral if kind is int else numbers.Real
         if isinstance(value, bool) or not isinstance(value, number):
             noun = "a whole number" if kind is int else "a number"
@@ -146,7 +150,34 @@ def checked(name: str, value: Any, kind: Any, rules: Setting) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise DigitrecError(f"{wrong} a list of names, not {value!r}")
         value = tuple(value)
+    elif kind == list[str]:
+        value = _names_or_paths(value, rules, wrong)
+    elif get_origin(kind) is dict:
+        if not isinstance(value, dict):
+            raise DigitrecError(f"{wrong} a mapping of argument names to values, not {value!r}")
+        value = dict(value)
+    else:  # a list of such mappings
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, dict) for v in value):
+            raise DigitrecError(f"{wrong} a list of mappings of argument names, not {value!r}")
+        value = [dict(v) for v in value]
     return value
+
+
+def _names_or_paths(value: Any, rules: Setting, wrong: str) -> list[str]:
+    """A list setting: distinct names of ``rules.choices`` where it has them, else non-empty
+    paths (made text)."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise DigitrecError(
+            f"{wrong} a list of {'names' if rules.choices else 'paths'}, not {value!r}"
+        )
+    if rules.choices:
+        if any(v not in rules.choices for v in value) or len(set(value)) < len(value):
+            raise DigitrecError(
+                f"{wrong} a list of distinct names of {', '.join(rules.choices)}, not {value!r}"
+            )
+    elif not all(isinstance(v, str | os.PathLike) and str(v) for v in value):
+        raise DigitrecError(f"{wrong} a list of non-empty paths, not {value!r}")
+    return [str(v) for v in value]
 
 
 def _number(value: float) -> str:

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
-import numbers
-import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, get_origin, get_type_hints
+from typing import Any, get_type_hints
 
 from digitrec.data import DATASETS
 from digitrec.errors import DigitrecError
 from digitrec.files import read_json
-from digitrec.settings import Setting, about, flag, setting
+from digitrec.settings import Setting, about, check_settings, flag, setting
 from digitrec.training.models import FINETUNE_RECIPE, MODELS, model_spec
 
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -170,8 +167,7 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, checked(f.name, getattr(self, f.name)))
+        check_settings(self)
         check_finetuning(self)
         arguments = builder_arguments(self.model)
         check_builder_arguments("model_args", self.model_args, self.model, arguments)
@@ -282,52 +278,6 @@ def description(name: str) -> Setting:
     return TrainConfig.__dataclass_fields__[name].metadata["setting"]
 
 
-def checked(name: str, value: Any) -> Any:
-    """A setting's value if it has the setting's type and lies in its range (numbers made plain
-    ``int`` or ``float``, containers copied), else a clear error naming the setting and its flag."""
-    kind, rules = setting_types()[name], description(name)
-    wrong = f"{name} ({flag(name)}) must be"
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise DigitrecError(f"{wrong} true or false, got {value!r}")
-    elif kind in (int, float):
-        number = numbers.Integral if kind is int else numbers.Real
-        if isinstance(value, bool) or not isinstance(value, number):
-            noun = "an integer" if kind is int else "a number"
-            raise DigitrecError(f"{wrong} {noun}, got {value!r}")
-        value = kind(value)
-        if not math.isfinite(value):
-            raise DigitrecError(f"{wrong} a finite number, got {value}")
-        if not rules.admits(value):
-            raise DigitrecError(f"{wrong} {rules.bounds()}, got {value}")
-    elif kind is str:
-        if not isinstance(value, str):
-            raise DigitrecError(f"{wrong} a name, got {value!r}")
-        if rules.choices and value not in rules.choices:
-            raise DigitrecError(f"{wrong} one of {', '.join(rules.choices)}, got {value!r}")
-    elif kind == list[str]:
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise DigitrecError(f"{wrong} a list of paths, got {value!r}")
-        if rules.choices:
-            unknown = [v for v in value if v not in rules.choices]
-            if unknown or len(set(value)) < len(value):
-                raise DigitrecError(
-                    f"{wrong} a list of distinct names of {', '.join(rules.choices)}, got {value!r}"
-                )
-        if not all(isinstance(v, str | os.PathLike) and str(v) for v in value):
-            raise DigitrecError(f"{wrong} a list of non-empty paths, got {value!r}")
-        value = [str(v) for v in value]
-    elif get_origin(kind) is dict:
-        if not isinstance(value, dict):
-            raise DigitrecError(f"{wrong} a mapping of argument names to values, got {value!r}")
-        value = dict(value)
-    else:  # a list of such mappings
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, dict) for v in value):
-            raise DigitrecError(f"{wrong} a list of mappings of argument names, got {value!r}")
-        value = [dict(v) for v in value]
-    return value
-
-
 def builder_arguments(model: str) -> tuple[str, ...] | None:
     """The keyword arguments a model's builder takes (``None``: any, it has ``**kwargs``)."""
     parameters = inspect.signature(model_spec(model).build).parameters.values()
@@ -414,5 +364,5 @@ def _number_from_text(key: str, value: Any, path: Path) -> Any:
     try:
         return kind(value)
     except ValueError:
-        noun = "an integer" if kind is int else "a number"
-        raise DigitrecError(f"--params {path}: {key} must be {noun}, got {value!r}") from None
+        noun = "a whole number" if kind is int else "a number"
+        raise DigitrecError(f"--params {path}: {key} must be {noun}, not {value!r}") from None
