@@ -34,6 +34,12 @@ from digitrec.training.line_settings import (
 from digitrec.training.rundir import check_new_run_dir
 
 METAVARS = {int: "N", float: "X", str: "NAME"}
+# The flags that only fine-tuning on your strings takes, and the recipe's settings they set.
+STRINGS_ONLY = {
+    "--val-share": "val_share",
+    "--augment": "augment",
+    "--generated-share": "generated_share",
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -97,6 +103,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="X",
         help="with --strings: how strongly your strings are distorted in training, 0 to 2 "
         f"(default: {StringsRecipe().augment})",
+    )
+    own.add_argument(
+        "--generated-share",
+        type=float,
+        metavar="X",
+        help="with --strings: the share of each batch that is generated lines, which keep what "
+        f"the model read before; the rest are your strings (default: "
+        f"{StringsRecipe().generated_share})",
     )
     add_recipe_options(parser)
     parser.set_defaults(run=run)
@@ -170,7 +184,7 @@ def strings_recipe_from(args: argparse.Namespace) -> StringsRecipe:
         else StringsRecipe(str(args.strings), digest, init)
     )
     values = {STRINGS_FLAGS[dest]: value for dest, value in given.items()}
-    for name in ("val_share", "augment"):
+    for name in STRINGS_ONLY.values():
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     recipe = replace(base, **values)
@@ -183,7 +197,7 @@ def check_resume_alone(args: argparse.Namespace) -> None:
     flags = {o.dest: o.flag for o in recipe_options()}
     ignored = [flags[dest] for dest in given_settings(args)] + ["--quick"] * args.quick
     strings_flags = {"--strings": args.strings, "--init": args.init}
-    strings_flags |= {"--val-share": args.val_share, "--augment": args.augment}
+    strings_flags |= {flag: getattr(args, name) for flag, name in STRINGS_ONLY.items()}
     ignored += [flag for flag, value in strings_flags.items() if value is not None]
     if ignored:
         raise DigitrecError(
@@ -200,10 +214,9 @@ def run(args: argparse.Namespace) -> int:
         recipe, run_dir = strings_recipe_from(args), args.out
         check_new_run_dir(run_dir)
     else:
-        if args.val_share is not None or args.augment is not None:
-            raise DigitrecError(
-                "--val-share and --augment fine-tune on your strings: add --strings DIR"
-            )
+        given = [flag for flag, name in STRINGS_ONLY.items() if getattr(args, name) is not None]
+        if given:
+            raise DigitrecError(f"{', '.join(given)} fine-tune on your strings: add --strings DIR")
         recipe, run_dir = recipe_from(args), args.out
         check_new_run_dir(run_dir)
     from digitrec.training.line_recipe import train_lines  # TensorFlow: after the checks

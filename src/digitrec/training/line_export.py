@@ -39,6 +39,7 @@ from digitrec.training.line_settings import (
     LineTrainSettings,
     StringsRecipe,
     recipe_flags,
+    strings_recipe_of,
 )
 from digitrec.training.line_training import validation_digits
 from digitrec.training.models import as_float32
@@ -262,9 +263,12 @@ def write_line_card(model: str | Path, out: str | Path, figures: dict[str, Any])
         reproduce=reproduce(meta.get("recipe")),
     )
     if FINE_TUNED in meta:
+        recipe = strings_recipe_of(meta[FINE_TUNED]["recipe"])
         tail = FINE_TUNING_TAIL.format(
             reproduce=reproduce_fine_tuning(meta[FINE_TUNED]),
             generated=meta[FINE_TUNED]["generated"],
+            own=recipe.own_per_batch,
+            lines=recipe.batch_size - recipe.own_per_batch,
         )
     with atomic_path(Path(out), suffix=".md") as tmp:
         tmp.write_text("\n".join(lines) + "\n" + tail)
@@ -305,7 +309,7 @@ def fine_tuning_section(record: dict[str, Any]) -> list[str]:
 
 def reproduce_fine_tuning(record: dict[str, Any]) -> str:
     """The command that makes a fine-tuned model again (your strings in the same folder)."""
-    recipe = record["recipe"]
+    recipe = asdict(strings_recipe_of(record["recipe"]))
     defaults = asdict(StringsRecipe())
     given = [
         f"--{name.replace('_', '-')} {shlex.quote(str(value))}"
@@ -429,10 +433,10 @@ FINE_TUNING_TAIL = """
 Fine-tuned from the starting model above on your strings (their ``labels.csv`` and images),
 each read as the line reader reads a crop; a seeded share of them, the same share of every number
 length, was held out and chose the epoch (so its figure above is biased up: measure on strings
-that played no part, ``digitrec evaluate RUN --strings DIR``). Every batch held as many of your
-training strings (mildly distorted, ``--augment``) as lines generated as the starting model
-learned its own (style "train", fresh every epoch) from {generated}, so that the model keeps
-reading generated lines; the "validation lines" figures above are those lines made from the
+that played no part, ``digitrec evaluate RUN --strings DIR``). Every batch held {own} of your
+training strings (mildly distorted, ``--augment``) and {lines} lines generated as the starting
+model learned its own (style "train", fresh every epoch) from {generated}, so that the model
+keeps reading generated lines; the "validation lines" figures above are those lines made from the
 validation digits. Batch
 normalization was frozen (inference mode). The line filter is the starting model's, unchanged.
 The temperature and thresholds were fitted anew on generated validation pages of every layout

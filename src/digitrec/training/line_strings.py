@@ -4,11 +4,12 @@ does: ``lines.onnx`` checked against Keras, its rejection fitted, its model card
 
 Your strings (``read.image_folders.string_labels``: images and a ``labels.csv``) are read as
 the line reader reads a crop (``line_reader.prepare_line``); unreadable files are listed and
-skipped. A seeded share of them, the same share of every number length, is held out; the rest
-are half of every batch, the other half lines generated as the starting model learned them
-(``synth.pages.line_samples``, or ``synth.documents.document_lines`` for a model trained on
-documents' lines; fresh every epoch) from MNIST's training split, and from CVL's train part
-where the starting model learned it and the set is found, so that it keeps what it knew. The
+skipped. A seeded share of them, the same share of every number length, is held out; the others
+make a quarter of every batch, whose other three quarters (``StringsRecipe.generated_share``)
+are lines generated as the starting model learned them (``synth.pages.line_samples``, or
+``synth.documents.document_lines`` for a model trained on documents' lines; fresh every
+epoch) from MNIST's training split, and from CVL's train part where the starting model learned
+it and the set is found, so that it keeps what it knew. The
 model starts from a shipped line model (``SHIPPED_KERAS``, by default the one that reads crops
 of one number; their batch normalizations are folded into their convolutions) or a complete
 train-lines run, with every batch normalization
@@ -375,7 +376,7 @@ def fine_tune(
 
 
 def generated_digits(settings: LineTrainSettings, data: Dataset, verbose: bool) -> LineDigits:
-    """The digits of the generated half, as the starting model learned its lines: with its real
+    """The digits of the generated lines, as the starting model learned its lines: with its real
     set (CVL's train part) where that is found, else the dataset's training split alone, since
     a real set is not needed to fine-tune."""
     try:
@@ -389,7 +390,7 @@ def generated_digits(settings: LineTrainSettings, data: Dataset, verbose: bool) 
 
 
 def generated_words(settings: LineTrainSettings, generated: LineDigits) -> str:
-    """What the generated half was written with, in the model card's words."""
+    """What the generated lines were written with, in the model card's words."""
     words = f"{settings.dataset.upper()}'s training split"
     return words + (" and CVL's train part" if (generated.writers >= 0).any() else "")
 
