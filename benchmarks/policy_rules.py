@@ -108,10 +108,9 @@ class RuleRecorder:
         return applies
 
 
-def read_all(images: list[Image]) -> tuple[list[str], list[str]]:
+def read_all(recognizer: Recognizer, images: list[Image]) -> tuple[list[str], list[str]]:
     """Each image's reading with every rule, and the name of the rule that decided it."""
     recorder = RuleRecorder()
-    recognizer = Recognizer.load("default", threads=1)
     recognizer.rules = recorder.rules
     texts, deciders = [], []
     for image in tqdm(images, "all rules"):
@@ -120,9 +119,8 @@ def read_all(images: list[Image]) -> tuple[list[str], list[str]]:
     return texts, deciders
 
 
-def read_without(rule: Rule, images: list[Image]) -> list[str]:
+def read_without(recognizer: Recognizer, rule: Rule, images: list[Image]) -> list[str]:
     """The readings of ``images`` with every rule but ``rule``."""
-    recognizer = Recognizer.load("default", threads=1)
     recognizer.rules = tuple(other for other in RULES if other is not rule)
     return [recognizer.read(image.case.image).text for image in images]
 
@@ -148,24 +146,26 @@ def change(before: list[bool], after: list[bool], images: list[Image]) -> str:
     return f"{total:+d} (" + ", ".join(f"{group} {n:+d}" for group, n in top[:3]) + ")"
 
 
-def rule_rows(images: list[Image], texts: list[str], deciders: list[str]) -> list[list[object]]:
+def rule_rows(
+    recognizer: Recognizer, images: list[Image], texts: list[str], deciders: list[str]
+) -> list[list[object]]:
     """A row per rule: the pages and crops it decides, and the change in each without it."""
-    right = [image.right(text) for image, text in zip(images, texts, strict=True)]
     rows = []
     for k, rule in enumerate(tqdm(RULES, "without each rule"), 1):
-        mine = [i for i, name in enumerate(deciders) if name == rule.name]
+        read = zip(images, texts, deciders, strict=True)
+        mine = [(image, text) for image, text, name in read if name == rule.name]
         last = rule is RULES[-1]  # decides what no other rule does: nothing to read without it
-        after = [] if last else read_without(rule, [images[i] for i in mine])
+        after = [] if last else read_without(recognizer, rule, [image for image, _ in mine])
         row: list[object] = [k, rule.name, rule.gives]
         for kind in (PAGES, CROPS):
-            picked = [j for j, i in enumerate(mine) if images[i].kind == kind]
-            decided = [images[mine[j]] for j in picked]
+            picked = [j for j, (image, _) in enumerate(mine) if image.kind == kind]
+            decided = [mine[j][0] for j in picked]
             row.append(groups(decided))
             if last:
                 row.append("-")
                 continue
-            now = [right[mine[j]] for j in picked]
-            without = [images[mine[j]].right(after[j]) for j in picked]
+            now = [mine[j][0].right(mine[j][1]) for j in picked]
+            without = [mine[j][0].right(after[j]) for j in picked]
             row.append(change(now, without, decided))
         rows.append(row)
     return rows
@@ -175,10 +175,11 @@ def summary(images: list[Image], texts: list[str]) -> str:
     """How many pages and crops all the rules together read right."""
     parts = []
     for kind in (PAGES, CROPS):
-        picked = [(image, text) for image, text in zip(images, texts, strict=True)]
-        picked = [(image, text) for image, text in picked if image.kind == kind]
-        right = sum(image.right(text) for image, text in picked)
-        parts.append(f"{right} of {len(picked)} {kind}")
+        read = [
+            (image, text) for image, text in zip(images, texts, strict=True) if image.kind == kind
+        ]
+        right = sum(image.right(text) for image, text in read)
+        parts.append(f"{right} of {len(read)} {kind}")
     return "With all the rules: " + " and ".join(parts) + " read right."
 
 
@@ -201,12 +202,13 @@ def main() -> None:
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args()
     images = page_images(args.pages, args.seed) + crop_images(args.crops, args.seed + 1)
-    texts, deciders = read_all(images)
+    recognizer = Recognizer.load("default", threads=1)
+    texts, deciders = read_all(recognizer, images)
     text = (
         f"{args.pages} validation pages of each of the {len(LAYOUTS)} layouts and {args.crops} "
         f"validation crops of one number, seed {args.seed}, read with the shipped models; "
         f"{machine()}.\n\n{summary(images, texts)}\n\n"
-        f"{markdown_table(HEADER, rule_rows(images, texts, deciders))}"
+        f"{markdown_table(HEADER, rule_rows(recognizer, images, texts, deciders))}"
     )
     print(text)
     if args.write_readme:

@@ -7,6 +7,7 @@ import pytest
 from benchmark_module import benchmark_module
 
 from digitrec.read.policy import PAGES, RULES, Case, Rule
+from digitrec.read.recognizer import Recognizer
 from digitrec.read.results import Reading
 
 NOTHING = Reading("", [])
@@ -40,9 +41,10 @@ def test_a_change_counts_images_gained_and_lost_by_group(bench):
 def test_every_rule_is_measured_on_pages_and_crops(bench, mnist_dir):
     images = bench.page_images(1, seed=3) + bench.crop_images(6, seed=4)
     assert {image.kind for image in images} == {bench.PAGES, bench.CROPS}
-    texts, deciders = bench.read_all(images)
+    recognizer = Recognizer.load("default", threads=1)
+    texts, deciders = bench.read_all(recognizer, images)
     assert set(deciders) <= {rule.name for rule in RULES}
-    rows = bench.rule_rows(images, texts, deciders)
+    rows = bench.rule_rows(recognizer, images, texts, deciders)
     assert [row[1] for row in rows] == [rule.name for rule in RULES]
     decided = sum(int(str(row[column]).split()[0]) for row in rows for column in (3, 5))
     assert decided == len(images)  # each image decided by exactly one rule
